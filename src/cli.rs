@@ -1,0 +1,1006 @@
+//! Command-line definitions and one function per command: call the library,
+//! print. No format logic lives here.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use custody::config::{self, Config};
+use custody::hash::Sha256Digest;
+use custody::keys::{KeyError, VaultSigner};
+use custody::preserve::{self, Declaration, DeclareError};
+use custody::progress::Progress;
+use custody::segment::{Artifact, Entry, SourceKind, SourceSpec, Status};
+use custody::store::{self, Store};
+use custody::time::Time;
+use custody::vault::{InitOptions, Vault, VaultError};
+use custody::verify::{self, Severity};
+
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  success
+  1  findings (verify), or some artifacts partial or failed (declare; they are recorded)
+  2  could not run (bad arguments, no vault, unreadable key, storage failure)";
+
+/// custody: a tamper-evident evidence vault.
+///
+/// When an incident is declared, custody preserves logs, command output and key
+/// material into an append-only vault, seals them into hash-chained,
+/// Ed25519-signed segments under an RFC 6962 Merkle log, and lets anyone verify
+/// later, offline, that the evidence is complete and unaltered.
+#[derive(Debug, Parser)]
+#[command(name = "custody", version, after_help = EXIT_STATUS, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a vault: genesis segment, first checkpoint, and a signing key kept outside it.
+    Init(InitArgs),
+    /// Declare an incident and preserve every configured source into the vault.
+    Declare(Box<DeclareArgs>),
+    /// Check the whole vault and report every finding.
+    #[command(after_help = "\
+Phases: segments (genesis, signatures, chain), checkpoint (signature, size,
+root), packs (exist, magic, hash), content (every chunk decompresses within
+its declared size and re-hashes; every artifact re-hashes to its BLAKE3 and
+SHA-256). Without --vault-id, verify proves the vault self-consistent only:
+pin the vault id printed by `custody init` to prove it is the vault you expect.
+
+Exit status:
+  0  no damage (information findings, such as unreferenced packs, may exist)
+  1  damage found: every finding is listed
+  2  verification could not run")]
+    Verify(VerifyArgs),
+    /// List segments and their entries, oldest first.
+    Log(LogArgs),
+    /// Show an incident: declaration, preservation runs, artifacts with digests and status.
+    Show(ShowArgs),
+    /// Restore one artifact byte for byte to standard output, checking every chunk.
+    #[command(after_help = "\
+Example:
+  custody cat INC-1 /var/log/auth.log > auth.log && sha256sum auth.log
+The digests printed by `custody show` must match. If any chunk or the whole
+fails its check, cat stops with exit status 1: the output is then not evidence.")]
+    Cat(CatArgs),
+}
+
+#[derive(Debug, Args)]
+struct VaultArg {
+    /// Vault location: a directory or file:// URL [default: from custody.toml]
+    #[arg(long, env = "CUSTODY_VAULT", value_name = "URL")]
+    vault: Option<String>,
+    /// Config file [default: ./custody.toml if it exists]
+    #[arg(long, env = "CUSTODY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    #[command(flatten)]
+    v: VaultArg,
+    /// Log name for checkpoints and the key (no spaces or '+') [default: custody/<host>/<random>]
+    #[arg(long, value_name = "NAME")]
+    origin: Option<String>,
+    /// Where to write the new signing key (mode 0600, outside the vault); an existing key file is used as is
+    /// [default: ~/.config/custody/keys/<origin>.key]
+    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct DeclareArgs {
+    /// Incident id (letters, digits, - _ . : #), for example INC-2026-001
+    incident: String,
+    /// Short title of the incident
+    #[arg(long)]
+    title: String,
+    /// Severity, free form (for example sev1)
+    #[arg(long)]
+    severity: Option<String>,
+    /// When the incident was discovered (RFC 3339 with offset, e.g. 2026-11-27T21:14:00Z)
+    #[arg(long, value_name = "RFC3339")]
+    discovered_at: Option<String>,
+    /// Who declares it [default: the OS user]
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+    #[command(flatten)]
+    v: VaultArg,
+    /// Signing key file [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
+    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// A file, directory (recursive) or glob to preserve; repeatable
+    #[arg(long = "path", value_name = "P")]
+    paths: Vec<String>,
+    /// A command whose standard output is preserved, e.g. 'journalctl -o export'; repeatable
+    #[arg(long = "command", value_name = "CMD ARGS")]
+    commands: Vec<String>,
+    /// Exclude glob for --path (matched against the full path and the file name); repeatable
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Collector name recorded on artifacts [default: from custody.toml, else the host name]
+    #[arg(long)]
+    collector: Option<String>,
+    /// No progress display
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    v: VaultArg,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// Skip re-reading content: check signatures, chain, checkpoint and that packs exist
+    #[arg(long)]
+    quick: bool,
+    /// The vault id you recorded at init: verify fails unless the genesis matches it
+    #[arg(long, value_name = "HEX")]
+    vault_id: Option<String>,
+    /// No progress display
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct LogArgs {
+    #[command(flatten)]
+    v: VaultArg,
+    /// One JSON object per segment (the signed payload), one per line
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// Incident id
+    incident: String,
+    #[command(flatten)]
+    v: VaultArg,
+    /// Print as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct CatArgs {
+    /// Incident id
+    incident: String,
+    /// The artifact's path as shown by `custody show` (or a command line)
+    path: String,
+    /// Preservation run to take it from [default: the latest]
+    #[arg(long)]
+    run: Option<String>,
+    #[command(flatten)]
+    v: VaultArg,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init(a) => init(a),
+        Command::Declare(a) => declare(*a),
+        Command::Verify(a) => verify_cmd(a),
+        Command::Log(a) => log_cmd(a),
+        Command::Show(a) => show(a),
+        Command::Cat(a) => cat(a),
+    }
+}
+
+/// One line of advice for errors a person can fix.
+pub fn advice(e: &anyhow::Error) -> Option<&'static str> {
+    for cause in e.chain() {
+        if let Some(v) = cause.downcast_ref::<VaultError>() {
+            return match v {
+                VaultError::NotAVault { .. } => {
+                    Some("check --vault, or create a vault with `custody init --vault DIR`")
+                }
+                VaultError::Damaged { .. } => {
+                    Some("run `custody verify` to see every finding; nothing was written")
+                }
+                VaultError::ForeignKey { .. } => {
+                    Some("use the key file written by `custody init` for this vault")
+                }
+                _ => None,
+            };
+        }
+        if let Some(k) = cause.downcast_ref::<KeyError>() {
+            return match k {
+                KeyError::Permissions { .. } => {
+                    Some("key files must be readable by their owner only")
+                }
+                KeyError::Io { .. } => Some(
+                    "pass the signing key with --key or CUSTODY_KEY, or set `key` in custody.toml",
+                ),
+                _ => None,
+            };
+        }
+    }
+    None
+}
+
+fn load_config(v: &VaultArg) -> Result<Config> {
+    let path = match &v.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from("custody.toml")).filter(|p| p.exists()),
+    };
+    match path {
+        Some(p) => Ok(Config::load(&p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+fn vault_location(v: &VaultArg, cfg: &Config) -> Result<String> {
+    v.vault
+        .clone()
+        .or_else(|| cfg.vault.clone())
+        .ok_or_else(|| anyhow!("no vault given: pass --vault DIR, set CUSTODY_VAULT, or set `vault` in custody.toml"))
+}
+
+fn open_store(v: &VaultArg) -> Result<(Store, Config)> {
+    let cfg = load_config(v)?;
+    let loc = vault_location(v, &cfg)?;
+    let store = Store::open(&loc).map_err(|e| match e {
+        store::StoreError::Location { .. } if store::local_dir(&loc).is_ok_and(|d| !d.exists()) => {
+            anyhow::Error::from(VaultError::NotAVault {
+                location: loc.clone(),
+            })
+        }
+        e => e.into(),
+    })?;
+    Ok((store, cfg))
+}
+
+fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn os_user() -> String {
+    std::env::var("SUDO_USER")
+        .ok()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| format!("uid:{}", nix::unistd::getuid()))
+}
+
+fn default_key_path(origin: &str) -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .ok_or_else(|| anyhow!("neither XDG_CONFIG_HOME nor HOME is set: pass --key"))?;
+    let name: String = origin
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(base
+        .join("custody")
+        .join("keys")
+        .join(format!("{name}.key")))
+}
+
+fn random_hex(n: usize) -> String {
+    use rand::RngCore as _;
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn init(a: InitArgs) -> Result<ExitCode> {
+    let cfg = load_config(&a.v)?;
+    let loc = vault_location(&a.v, &cfg)?;
+    let dir = store::local_dir(&loc)?;
+    let dir =
+        std::path::absolute(&dir).with_context(|| format!("couldn't resolve {}", dir.display()))?;
+    if dir.exists() {
+        let store = Store::open(&loc)?;
+        if let Some(first) = store.list("")?.first() {
+            let what = if first.key.starts_with("segments/") {
+                "a custody vault".into()
+            } else {
+                format!("other data ({})", first.key)
+            };
+            return Err(VaultError::AlreadyExists {
+                location: dir.display().to_string(),
+                what,
+            }
+            .into());
+        }
+    }
+    let key_arg = a.key.clone().or(cfg.key.clone());
+    let existing = key_arg.as_ref().filter(|k| k.exists());
+    let (signer, key_path, created_key) = if let Some(k) = existing {
+        let signer = VaultSigner::load(k)?;
+        if let Some(o) = &a.origin {
+            if o != signer.name() {
+                bail!(
+                    "key file {} is named {:?}, not the requested origin {o:?}",
+                    k.display(),
+                    signer.name()
+                );
+            }
+        }
+        (signer, k.clone(), false)
+    } else {
+        let origin = match &a.origin {
+            Some(o) => o.clone(),
+            None => {
+                let host: String = host_name()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "-.".contains(*c))
+                    .collect();
+                format!(
+                    "custody/{}/{}",
+                    if host.is_empty() { "host" } else { &host },
+                    random_hex(4)
+                )
+            }
+        };
+        if !signed_note::is_key_name_valid(&origin) {
+            bail!("origin {origin:?} must be non-empty without spaces or '+'");
+        }
+        let path = match key_arg {
+            Some(k) => k,
+            None => default_key_path(&origin)?,
+        };
+        (VaultSigner::generate(&origin), path, true)
+    };
+    let key_abs = std::path::absolute(&key_path)?;
+    if key_abs.starts_with(&dir) {
+        bail!(
+            "the key file {} would be inside the vault {}: keep it elsewhere (--key)",
+            key_abs.display(),
+            dir.display()
+        );
+    }
+    // The key is durable before the genesis that names it.
+    if created_key {
+        signer.save(&key_path)?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("couldn't create {}", dir.display()))?;
+    let store = Store::open(&dir.to_string_lossy())?;
+    let opts = InitOptions {
+        origin: signer.name().to_owned(),
+        created_by: os_user(),
+        host: host_name(),
+        now: Time::now(),
+        nonce: random_hex(16),
+    };
+    let vault = Vault::init(store, &signer, opts)?;
+    if a.json {
+        let out = serde_json::json!({
+            "vault": dir, "vault_id": vault.id(), "origin": signer.name(), "key": key_abs,
+            "key_id": signer.key_id(), "key_created": created_key,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("created vault {}", dir.display());
+        println!("  origin   {}", signer.name());
+        println!(
+            "  key      {} ({})",
+            key_abs.display(),
+            if created_key {
+                "new, mode 0600"
+            } else {
+                "existing"
+            }
+        );
+        println!("  key id   {}", signer.key_id());
+        println!("  vault id {}", vault.id());
+        println!();
+        println!("Record the vault id somewhere outside this vault (a ticket, a printed note, an");
+        println!(
+            "auditor's file): `custody verify --vault-id {}` proves against it",
+            vault.id()
+        );
+        println!("that the vault is this one. Keep the key file secret and backed up.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress on a terminal: bytes, items, rate, current item.
+struct Bar(Option<indicatif::ProgressBar>, Mutex<u64>);
+
+impl Bar {
+    fn new(enabled: bool, what: &str) -> Self {
+        if !enabled || !std::io::stderr().is_terminal() {
+            return Self(None, Mutex::new(0));
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{spinner}} {what} {{bytes}} ({{bytes_per_sec}}), {{prefix}} items  {{wide_msg}}"
+            ))
+            .expect("valid template"),
+        );
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        Self(Some(pb), Mutex::new(0))
+    }
+    fn done(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn item(&self, path: &str) {
+        if let Some(pb) = &self.0 {
+            let mut n = self.1.lock().expect("not poisoned");
+            *n += 1;
+            pb.set_prefix(n.to_string());
+            pb.set_message(path.to_owned());
+        }
+    }
+    fn bytes(&self, n: u64) {
+        if let Some(pb) = &self.0 {
+            pb.inc(n);
+        }
+    }
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn resolve_key(explicit: Option<PathBuf>, cfg: &Config, origin: &str) -> Result<VaultSigner> {
+    let path = match explicit.or_else(|| cfg.key.clone()) {
+        Some(p) => p,
+        None => default_key_path(origin)?,
+    };
+    Ok(VaultSigner::load(&path)?)
+}
+
+fn cli_sources(a: &DeclareArgs) -> Result<Vec<SourceSpec>> {
+    let mut out = Vec::new();
+    if !a.paths.is_empty() {
+        let cwd = std::env::current_dir()?;
+        let paths = a
+            .paths
+            .iter()
+            .map(|p| {
+                if Path::new(p).is_absolute() {
+                    p.clone()
+                } else {
+                    cwd.join(p).to_string_lossy().into_owned()
+                }
+            })
+            .collect();
+        out.push(SourceSpec {
+            name: "cli-paths".into(),
+            kind: SourceKind::Files,
+            paths,
+            exclude: a.exclude.clone(),
+            argv: vec![],
+        });
+    } else if !a.exclude.is_empty() {
+        bail!("--exclude applies to --path, and no --path was given");
+    }
+    for (i, c) in a.commands.iter().enumerate() {
+        let argv = shell_words::split(c)
+            .with_context(|| format!("--command {c:?} is not a valid command line"))?;
+        out.push(SourceSpec {
+            name: format!("cli-command-{}", i + 1),
+            kind: SourceKind::Command,
+            paths: vec![],
+            exclude: vec![],
+            argv,
+        });
+    }
+    for s in &out {
+        config::check_source(s).map_err(|m| anyhow!("{}: {m}", s.name))?;
+    }
+    Ok(out)
+}
+
+fn declare(a: DeclareArgs) -> Result<ExitCode> {
+    let (store, cfg) = open_store(&a.v)?;
+    let discovered_at = a
+        .discovered_at
+        .as_deref()
+        .map(Time::parse)
+        .transpose()
+        .map_err(|e| anyhow!("--discovered-at: {e}"))?;
+    preserve::check_incident_id(&a.incident).map_err(|e| anyhow!(e))?;
+    let mut sources = cfg.sources.clone();
+    sources.extend(cli_sources(&a)?);
+    if sources.is_empty() {
+        bail!(
+            "nothing to preserve: pass --path or --command, or list sources in custody.toml (--config)"
+        );
+    }
+    let mut vault = Vault::open(store)?;
+    let signer = resolve_key(a.key.clone(), &cfg, &vault.root().genesis.origin)?;
+    vault.check_signer(&signer)?;
+    let d = Declaration {
+        incident: a.incident.clone(),
+        title: a.title.clone(),
+        severity: a.severity.clone(),
+        discovered_at,
+        by: a.by.clone().unwrap_or_else(os_user),
+        host: host_name(),
+        collector: a
+            .collector
+            .clone()
+            .or(cfg.collector.clone())
+            .unwrap_or_else(host_name),
+        sources,
+    };
+    let bar = Bar::new(!a.quiet && !a.json, "preserving");
+    let started = Instant::now();
+    let result = preserve::declare(&mut vault, &signer, &d, &bar);
+    bar.done();
+    let s = match result {
+        Ok(s) => s,
+        Err(DeclareError::Pipeline(e)) => {
+            return Err(anyhow!(
+                "{e}\nthe declaration and every segment sealed before this point are in the vault; unsealed packs are left unreferenced (verify reports them as information)"
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    if a.json {
+        let out = serde_json::json!({
+            "incident": s.incident, "run": s.run, "newly_declared": s.newly_declared,
+            "complete": s.complete, "partial": s.partial, "failed": s.failed,
+            "problems": s.problems.iter().map(|p| serde_json::json!({"source": p.source, "path": p.path, "status": p.status.as_str(), "detail": p.detail})).collect::<Vec<_>>(),
+            "bytes_read": s.stats.bytes_read, "bytes_stored": s.stats.bytes_stored, "bytes_deduplicated": s.stats.bytes_deduplicated,
+            "packs": s.stats.packs, "segments": s.segments, "checkpoint": {"size": s.last.size, "root": s.last.root},
+            "seconds": secs,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let verb = if s.newly_declared {
+            "declared"
+        } else {
+            "already declared; preserved again"
+        };
+        println!("incident {} {verb} (run {})", s.incident, s.run);
+        println!(
+            "artifacts  {} complete, {} partial, {} failed",
+            s.complete, s.partial, s.failed
+        );
+        for p in &s.problems {
+            println!(
+                "  {:<8} [{}] {}: {}",
+                p.status.as_str(),
+                p.source,
+                p.path,
+                p.detail
+            );
+        }
+        println!(
+            "read       {} in {:.1} s ({}/s)",
+            human(s.stats.bytes_read),
+            secs,
+            human((s.stats.bytes_read as f64 / secs.max(1e-9)) as u64)
+        );
+        println!(
+            "stored     {} in {} new pack(s); deduplicated {}",
+            human(s.stats.bytes_stored),
+            s.stats.packs,
+            human(s.stats.bytes_deduplicated)
+        );
+        let (first, last) = (
+            s.segments.first().copied().unwrap_or(0),
+            s.segments.last().copied().unwrap_or(0),
+        );
+        println!("segments   {first}..={last} ({} written)", s.segments.len());
+        println!("checkpoint size {} root {}", s.last.size, s.last.root);
+    }
+    Ok(if s.partial + s.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
+    let (store, _) = open_store(&a.v)?;
+    let vault_id = a
+        .vault_id
+        .as_deref()
+        .map(Sha256Digest::parse)
+        .transpose()
+        .map_err(|e| anyhow!("--vault-id: {e}"))?;
+    let opts = verify::Options {
+        quick: a.quick,
+        vault_id,
+    };
+    let bar = Bar::new(!a.quiet && !a.json, "verifying");
+    let report = verify::verify(&store, &opts, &bar)?;
+    bar.done();
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["ok"] = serde_json::Value::Bool(!report.damaged());
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.damaged() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_report(r: &verify::Report) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "vault      {}", r.vault);
+    if let Some(id) = &r.vault_id {
+        let _ = writeln!(
+            out,
+            "vault id   {id}{}",
+            if r.pinned { " (pinned)" } else { "" }
+        );
+    }
+    if let Some(o) = &r.origin {
+        let _ = writeln!(out, "origin     {o}");
+    }
+    let phase_line = |name: &str, detail: String| {
+        let n = r
+            .findings
+            .iter()
+            .filter(|f| f.phase == name && f.severity == Severity::Damage)
+            .count();
+        let status = if n == 0 {
+            "ok".to_string()
+        } else {
+            format!("{n} finding(s)")
+        };
+        format!("{name:<11}{status:<14}{detail}")
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        phase_line(
+            "segments",
+            format!("{} stored, {} artifacts", r.segments, r.artifacts)
+        )
+    );
+    let cp = r.checkpoint.as_ref().map_or_else(
+        || "none valid".into(),
+        |c| format!("size {} root {}", c.size, c.root),
+    );
+    let _ = writeln!(out, "{}", phase_line("checkpoint", cp));
+    let _ = writeln!(
+        out,
+        "{}",
+        phase_line("packs", format!("{} referenced", r.packs))
+    );
+    if r.content_checked {
+        let _ = writeln!(
+            out,
+            "{}",
+            phase_line(
+                "content",
+                format!(
+                    "{} chunks, {} re-hashed",
+                    r.chunks_checked,
+                    human(r.bytes_checked)
+                )
+            )
+        );
+    } else {
+        let _ = writeln!(out, "content    skipped (--quick)");
+    }
+    if !r.findings.is_empty() {
+        let _ = writeln!(out, "\nfindings:");
+        for f in &r.findings {
+            let sev = match f.severity {
+                Severity::Damage => "DAMAGE",
+                Severity::Information => "info",
+            };
+            let _ = writeln!(
+                out,
+                "  {sev:<6} {:<24} {}: {}",
+                f.kind.as_str(),
+                f.object,
+                f.message
+            );
+        }
+    }
+    let _ = writeln!(out);
+    if r.damaged() {
+        let n = r
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Damage)
+            .count();
+        let _ = writeln!(
+            out,
+            "result: DAMAGED ({n} finding(s)); the evidence or its proof is not intact"
+        );
+    } else if r.pinned {
+        let _ = writeln!(
+            out,
+            "result: OK; the vault matches the pinned vault id and is intact up to the latest checkpoint"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "result: OK (self-consistent); pass --vault-id to prove this is the vault you recorded"
+        );
+    }
+}
+
+fn entry_line(e: &Entry) -> String {
+    match e {
+        Entry::Genesis(g) => format!("genesis origin={} key={}", g.origin, g.key.id),
+        Entry::IncidentDeclared(d) => format!(
+            "incident_declared {} {:?} by {}",
+            d.incident, d.title, d.declared_by
+        ),
+        Entry::PreservationStarted(p) => format!(
+            "preservation_started {} run {} ({} sources)",
+            p.incident,
+            &p.run[..8.min(p.run.len())],
+            p.sources.len()
+        ),
+        Entry::Artifact(a) => format!(
+            "artifact {} {:<8} {:>10} {}",
+            a.incident,
+            a.status.as_str(),
+            human(a.size),
+            a.path
+        ),
+        Entry::PreservationFinished(p) => format!(
+            "preservation_finished {} run {}: {} complete, {} partial, {} failed",
+            p.incident,
+            &p.run[..8.min(p.run.len())],
+            p.complete,
+            p.partial,
+            p.failed
+        ),
+    }
+}
+
+fn log_cmd(a: LogArgs) -> Result<ExitCode> {
+    let (store, _) = open_store(&a.v)?;
+    let mut out = std::io::stdout().lock();
+    let mut err = None;
+    Vault::open_with(store, |seq, seg| {
+        if err.is_some() {
+            return;
+        }
+        let r = if a.json {
+            serde_json::to_writer(&mut out, seg)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(out))
+        } else {
+            let mut r = writeln!(
+                out,
+                "segment {seq}  sealed {}  {} entries",
+                seg.sealed_at,
+                seg.entries.len()
+            );
+            for e in &seg.entries {
+                r = r.and_then(|()| writeln!(out, "  {}", entry_line(e)));
+            }
+            r
+        };
+        err = r.err();
+    })?;
+    if let Some(e) = err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Default)]
+struct IncidentView {
+    declared: Option<custody::segment::IncidentDeclared>,
+    runs: Vec<serde_json::Value>,
+    artifacts: Vec<(u64, Artifact)>,
+}
+
+fn collect_incident(store: Store, incident: &str) -> Result<(Vault, IncidentView)> {
+    let mut view = IncidentView::default();
+    let vault = Vault::open_with(store, |seq, seg| {
+        for e in &seg.entries {
+            match e {
+                Entry::IncidentDeclared(d) if d.incident == incident && view.declared.is_none() => {
+                    view.declared = Some(d.clone())
+                }
+                Entry::PreservationStarted(p) if p.incident == incident => {
+                    view.runs.push(serde_json::json!({"run": p.run, "started_at": p.started_at, "by": p.by, "host": p.host, "segment": seq}));
+                }
+                Entry::PreservationFinished(p) if p.incident == incident => {
+                    if let Some(r) = view.runs.iter_mut().find(|r| r["run"] == p.run.as_str()) {
+                        r["finished"] = serde_json::to_value(p).unwrap_or_default();
+                    }
+                }
+                Entry::Artifact(a) if a.incident == incident => {
+                    view.artifacts.push((seq, (**a).clone()))
+                }
+                _ => {}
+            }
+        }
+    })?;
+    if view.declared.is_none() {
+        let known: Vec<_> = vault.index().incidents.keys().cloned().collect();
+        let hint = if known.is_empty() {
+            "the vault has no incidents".to_string()
+        } else {
+            format!("known incidents: {}", known.join(", "))
+        };
+        bail!("no incident {incident:?} in this vault ({hint})");
+    }
+    Ok((vault, view))
+}
+
+fn show(a: ShowArgs) -> Result<ExitCode> {
+    let (store, _) = open_store(&a.v)?;
+    let (_vault, view) = collect_incident(store, &a.incident)?;
+    let d = view.declared.expect("checked");
+    if a.json {
+        let artifacts: Vec<_> = view
+            .artifacts
+            .iter()
+            .map(|(seq, art)| {
+                let mut v = serde_json::to_value(art).unwrap_or_default();
+                v["segment"] = (*seq).into();
+                v["chunk_count"] = art.chunks.len().into();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("chunks");
+                }
+                v
+            })
+            .collect();
+        let out = serde_json::json!({"incident": d, "runs": view.runs, "artifacts": artifacts});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "incident   {}  {}", d.incident, d.title)?;
+    writeln!(out, "severity   {}", d.severity.as_deref().unwrap_or("-"))?;
+    writeln!(
+        out,
+        "discovered {}",
+        d.discovered_at
+            .as_ref()
+            .map_or("-".into(), ToString::to_string)
+    )?;
+    writeln!(
+        out,
+        "declared   {} by {} on {}",
+        d.declared_at, d.declared_by, d.host
+    )?;
+    for r in &view.runs {
+        let fin = &r["finished"];
+        let tail = if fin.is_null() {
+            "not finished (interrupted?)".to_string()
+        } else {
+            format!(
+                "finished {}: {} complete, {} partial, {} failed",
+                fin["ended_at"].as_str().unwrap_or("?"),
+                fin["complete"],
+                fin["partial"],
+                fin["failed"]
+            )
+        };
+        writeln!(
+            out,
+            "run        {} started {} by {}; {tail}",
+            r["run"].as_str().unwrap_or("?"),
+            r["started_at"].as_str().unwrap_or("?"),
+            r["by"].as_str().unwrap_or("?")
+        )?;
+    }
+    writeln!(out, "\nartifacts ({}):", view.artifacts.len())?;
+    for (_, art) in &view.artifacts {
+        writeln!(
+            out,
+            "  {:<8} {:>10}  {}",
+            art.status.as_str(),
+            human(art.size),
+            art.path
+        )?;
+        writeln!(out, "           sha256 {}", art.sha256)?;
+        writeln!(out, "           blake3 {}", art.blake3)?;
+        if let Some(t) = &art.link_target {
+            writeln!(out, "           symlink -> {t}")?;
+        }
+        if let Some(r) = art.reason.as_ref().or(art.error.as_ref()) {
+            writeln!(
+                out,
+                "           {}: {r}",
+                if art.status == Status::Partial {
+                    "reason"
+                } else {
+                    "error"
+                }
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cat(a: CatArgs) -> Result<ExitCode> {
+    let (store, _) = open_store(&a.v)?;
+    let (vault, view) = collect_incident(store, &a.incident)?;
+    let mut matches: Vec<&Artifact> = view
+        .artifacts
+        .iter()
+        .map(|(_, art)| art)
+        .filter(|art| {
+            art.path == a.path
+                && a.run
+                    .as_ref()
+                    .is_none_or(|r| art.run.starts_with(r.as_str()))
+        })
+        .collect();
+    let Some(art) = matches.pop() else {
+        bail!(
+            "incident {} has no artifact with path {:?}{}; `custody show {}` lists them",
+            a.incident,
+            a.path,
+            a.run
+                .as_ref()
+                .map_or(String::new(), |r| format!(" in run {r}")),
+            a.incident
+        );
+    };
+    if art.kind == custody::segment::ItemKind::Symlink {
+        bail!(
+            "{} is a symbolic link to {:?}; it has no content",
+            art.path,
+            art.link_target.as_deref().unwrap_or("")
+        );
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    match custody::restore::restore(vault.store(), art, &mut out) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(custody::restore::RestoreError::Write(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("custody: error: {e}");
+            eprintln!("custody: the output is NOT the preserved evidence; run `custody verify`");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

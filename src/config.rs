@@ -1,0 +1,197 @@
+//! `custody.toml`: where the vault is, which key signs, and the sources to
+//! preserve (README §Configuration; example in `sample/custody.toml`).
+//!
+//! Parsing is strict (unknown fields are errors, with line and column).
+//! Relative source paths are resolved against the config file's directory,
+//! so a config means the same thing from any working directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::segment::{SourceKind, SourceSpec};
+
+/// Largest config file accepted.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Why a config file was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It could not be read.
+    #[error("couldn't read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// It is not valid TOML or has wrong fields (the message names the line).
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where.
+        message: String,
+    },
+}
+
+/// The parsed config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Vault location: a directory or `file://` URL.
+    pub vault: Option<String>,
+    /// Signing key file.
+    pub key: Option<PathBuf>,
+    /// Name recorded on artifacts as their collector (default: host name).
+    pub collector: Option<String>,
+    /// Sources to preserve on `declare`.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceSpec>,
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`], naming the line for syntax errors.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: "larger than 1 MiB".into(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &base).map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })
+    }
+
+    /// Parses config text; relative paths are resolved against `base`.
+    ///
+    /// # Errors
+    /// A message naming the line and what is wrong.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in cfg.sources.iter_mut().enumerate() {
+            let at = format!("source #{} ({:?})", i + 1, s.name);
+            if s.name.trim().is_empty() {
+                return Err(format!("source #{}: `name` must not be empty", i + 1));
+            }
+            if !names.insert(s.name.clone()) {
+                return Err(format!("{at}: two sources have this name"));
+            }
+            check_source(s).map_err(|m| format!("{at}: {m}"))?;
+            for p in &mut s.paths {
+                if !Path::new(p).is_absolute() {
+                    *p = base.join(&*p).to_string_lossy().into_owned();
+                }
+            }
+        }
+        if let Some(k) = &cfg.key {
+            if k.is_relative() {
+                cfg.key = Some(base.join(k));
+            }
+        }
+        if let Some(v) = &cfg.vault {
+            if !v.contains("://") && Path::new(v).is_relative() {
+                cfg.vault = Some(base.join(v).to_string_lossy().into_owned());
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// Checks that a source has the fields its kind needs, and only those.
+///
+/// # Errors
+/// What is missing or misplaced.
+pub fn check_source(s: &SourceSpec) -> Result<(), String> {
+    match s.kind {
+        SourceKind::Files | SourceKind::Keys => {
+            if s.paths.is_empty() {
+                return Err(format!("a `{}` source needs `paths`", s.kind.as_str()));
+            }
+            if !s.argv.is_empty() {
+                return Err(format!("a `{}` source takes no `argv`", s.kind.as_str()));
+            }
+            for g in &s.exclude {
+                globset::Glob::new(g).map_err(|e| format!("exclude {g:?}: {e}"))?;
+            }
+        }
+        SourceKind::Command => {
+            if s.argv.is_empty() || s.argv[0].is_empty() {
+                return Err("a `command` source needs a non-empty `argv`".into());
+            }
+            if !s.paths.is_empty() || !s.exclude.is_empty() {
+                return Err("a `command` source takes no `paths` or `exclude`".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources_and_resolves_paths() {
+        let text = r#"
+vault = "vault"
+key = "/etc/custody/k.key"
+collector = "web-01"
+
+[[source]]
+name = "logs"
+kind = "files"
+paths = ["logs/", "/var/log/*.log"]
+exclude = ["*.gz"]
+
+[[source]]
+name = "journal"
+kind = "command"
+argv = ["journalctl", "-o", "export"]
+"#;
+        let c = Config::parse(text, Path::new("/srv/custody")).unwrap();
+        assert_eq!(c.vault.as_deref(), Some("/srv/custody/vault"));
+        assert_eq!(
+            c.sources[0].paths,
+            vec!["/srv/custody/logs/", "/var/log/*.log"]
+        );
+        assert_eq!(c.sources[1].kind, SourceKind::Command);
+        assert_eq!(c.collector.as_deref(), Some("web-01"));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = Config::parse(
+            "vault = \"v\"\n\n[[source]]\nname = \"x\"\nkind = \"tape\"\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(err.contains("line 5"), "{err}");
+        let err = Config::parse("valt = 1\n", Path::new("/")).unwrap_err();
+        assert!(err.contains("line 1") && err.contains("valt"), "{err}");
+        let err = Config::parse("[[source]]\nname=\"a\"\nkind=\"command\"\n", Path::new("/"))
+            .unwrap_err();
+        assert!(err.contains("argv"), "{err}");
+        let dup = "[[source]]\nname=\"a\"\nkind=\"keys\"\npaths=[\"k\"]\n[[source]]\nname=\"a\"\nkind=\"keys\"\npaths=[\"k\"]\n";
+        assert!(
+            Config::parse(dup, Path::new("/"))
+                .unwrap_err()
+                .contains("two sources")
+        );
+    }
+}

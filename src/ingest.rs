@@ -1,0 +1,446 @@
+//! The streaming data path (FORMAT.md §Packs): content-defined chunking,
+//! hashing, deduplication, parallel compression and pack writing.
+//!
+//! Shape: the caller's thread reads each item, cuts it with FastCDC, hashes
+//! every chunk (BLAKE3, to name and deduplicate it) and the whole item
+//! (BLAKE3 and SHA-256). New chunks go through a bounded channel to
+//! compression workers, then to one packer thread that appends zstd frames
+//! to the current pack and creates it in the store once it reaches
+//! [`PACK_TARGET`]. Bounded channels keep memory flat whatever the evidence
+//! size: at most [`QUEUE_DEPTH`] chunks wait per stage, plus one pack.
+//!
+//! [`Pipeline::flush`] returns once every chunk submitted so far is in a
+//! durable pack; only then may a segment reference them.
+//!
+//! Not here: what an item is (`sources`), sealing segments (`preserve`).
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::thread::{Scope, ScopedJoinHandle};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use sha2::Digest as _;
+
+use crate::hash::{Blake3Id, Sha256Digest};
+use crate::layout;
+use crate::segment::ChunkRef;
+use crate::store::{Store, StoreError};
+
+/// The first bytes of every pack.
+pub const PACK_MAGIC: &[u8; 16] = b"custody-pack-v1\n";
+/// A pack is created once it holds this many bytes.
+pub const PACK_TARGET: usize = 16 << 20;
+/// Largest pack a reader accepts.
+pub const MAX_PACK_BYTES: u64 = 128 << 20;
+/// FastCDC minimum chunk size.
+pub const CHUNK_MIN: u32 = 256 << 10;
+/// FastCDC average chunk size.
+pub const CHUNK_AVG: u32 = 1 << 20;
+/// FastCDC maximum chunk size; also the decompression limit of one chunk.
+pub const CHUNK_MAX: u32 = 4 << 20;
+/// zstd level for chunks.
+pub const ZSTD_LEVEL: i32 = 3;
+/// Chunks waiting per pipeline stage.
+const QUEUE_DEPTH: usize = 4;
+
+/// Counters of one pipeline run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Plaintext bytes chunked.
+    pub bytes_read: u64,
+    /// Plaintext bytes of new chunks.
+    pub bytes_new: u64,
+    /// Plaintext bytes already in the vault or earlier in this run.
+    pub bytes_deduplicated: u64,
+    /// Pack bytes written.
+    pub bytes_stored: u64,
+    /// Packs created.
+    pub packs: u64,
+    /// New chunks.
+    pub chunks_new: u64,
+}
+
+/// One item's content as captured.
+#[derive(Debug)]
+pub struct Captured {
+    /// Bytes read.
+    pub size: u64,
+    /// BLAKE3 of the bytes.
+    pub blake3: Blake3Id,
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256Digest,
+    /// Chunk ids and sizes, in order.
+    pub chunks: Vec<(Blake3Id, u32)>,
+    /// The read error that ended the capture early, if any.
+    pub error: Option<std::io::Error>,
+}
+
+/// The pipeline stopped: its pack writer failed (for example, the disk is
+/// full), and nothing more can be stored in this run.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct PipelineError(pub String);
+
+enum ToPacker {
+    Chunk {
+        id: Blake3Id,
+        size: u32,
+        frame: Vec<u8>,
+    },
+    Flush {
+        submitted: u64,
+        done: Sender<Result<(), String>>,
+    },
+}
+
+/// The running pipeline; lives inside a [`std::thread::scope`].
+pub struct Pipeline<'scope, 'env> {
+    to_workers: Option<Sender<(Blake3Id, Vec<u8>)>>,
+    to_packer: Sender<ToPacker>,
+    workers: Vec<ScopedJoinHandle<'scope, ()>>,
+    packer: Option<ScopedJoinHandle<'scope, Result<(), String>>>,
+    known: &'env HashMap<Blake3Id, ChunkRef>,
+    placed: Arc<Mutex<HashMap<Blake3Id, ChunkRef>>>,
+    shared: Arc<Mutex<Stats>>,
+    seen: HashSet<Blake3Id>,
+    submitted: u64,
+    stats: Stats,
+    failure: Option<String>,
+}
+
+impl<'scope, 'env> Pipeline<'scope, 'env> {
+    /// Starts workers and the packer. `known` are chunks already in the vault.
+    pub fn start(
+        scope: &'scope Scope<'scope, 'env>,
+        store: Store,
+        known: &'env HashMap<Blake3Id, ChunkRef>,
+    ) -> Self {
+        let n = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8);
+        let (to_workers, work_rx) = bounded::<(Blake3Id, Vec<u8>)>(QUEUE_DEPTH);
+        let (to_packer, pack_rx) = bounded::<ToPacker>(QUEUE_DEPTH);
+        let workers = (0..n)
+            .map(|_| {
+                let rx = work_rx.clone();
+                let tx = to_packer.clone();
+                scope.spawn(move || compress_worker(rx, tx))
+            })
+            .collect();
+        let placed = Arc::new(Mutex::new(HashMap::new()));
+        let shared = Arc::new(Mutex::new(Stats::default()));
+        let packer = {
+            let placed = placed.clone();
+            let shared = shared.clone();
+            scope.spawn(move || packer(&store, pack_rx, placed, shared))
+        };
+        Self {
+            to_workers: Some(to_workers),
+            to_packer,
+            workers,
+            packer: Some(packer),
+            known,
+            placed,
+            shared,
+            seen: HashSet::new(),
+            submitted: 0,
+            stats: Stats::default(),
+            failure: None,
+        }
+    }
+
+    /// Hashes one chunk and, if neither the vault nor this run has it yet,
+    /// queues it for compression. Blocks when the pipeline is full.
+    ///
+    /// # Errors
+    /// When the packer has stopped (a storage failure); the cause comes from
+    /// [`Pipeline::flush`].
+    pub fn add_chunk(&mut self, data: Vec<u8>) -> Result<(Blake3Id, u32), PipelineError> {
+        let id = Blake3Id::of(&data);
+        let size = u32::try_from(data.len()).expect("chunks are at most CHUNK_MAX");
+        self.stats.bytes_read += u64::from(size);
+        if self.known.contains_key(&id) || !self.seen.insert(id) {
+            self.stats.bytes_deduplicated += u64::from(size);
+            return Ok((id, size));
+        }
+        self.stats.bytes_new += u64::from(size);
+        self.stats.chunks_new += 1;
+        self.submitted += 1;
+        let tx = self.to_workers.as_ref().expect("pipeline running");
+        if tx.send((id, data)).is_err() {
+            return Err(PipelineError(self.packer_error()));
+        }
+        Ok((id, size))
+    }
+
+    /// Reads `r` to its end (or first error), chunking and hashing it.
+    ///
+    /// # Errors
+    /// When the pipeline has stopped. Read errors are returned in
+    /// [`Captured::error`] with what was read before them.
+    pub fn capture(
+        &mut self,
+        r: impl Read,
+        mut on_bytes: impl FnMut(u64),
+    ) -> Result<Captured, PipelineError> {
+        let mut sha = sha2::Sha256::new();
+        let mut b3 = blake3::Hasher::new();
+        let mut chunks = Vec::new();
+        let mut size = 0u64;
+        let mut error = None;
+        for chunk in fastcdc::v2020::StreamCDC::new(r, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX) {
+            match chunk {
+                Ok(c) => {
+                    sha.update(&c.data);
+                    b3.update(&c.data);
+                    size += c.data.len() as u64;
+                    on_bytes(c.data.len() as u64);
+                    chunks.push(self.add_chunk(c.data)?);
+                }
+                Err(e) => {
+                    error = Some(std::io::Error::from(e));
+                    break;
+                }
+            }
+        }
+        Ok(Captured {
+            size,
+            blake3: b3.finalize().into(),
+            sha256: Sha256Digest(sha.finalize().into()),
+            chunks,
+            error,
+        })
+    }
+
+    /// Waits until every chunk queued so far is in a durable pack, writing
+    /// the current partial pack if needed.
+    ///
+    /// # Errors
+    /// The storage failure that stopped the packer.
+    pub fn flush(&mut self) -> Result<(), PipelineError> {
+        let (done_tx, done_rx) = bounded(1);
+        let msg = ToPacker::Flush {
+            submitted: self.submitted,
+            done: done_tx,
+        };
+        if self.to_packer.send(msg).is_err() {
+            return Err(PipelineError(self.packer_error()));
+        }
+        match done_rx.recv() {
+            Ok(r) => r.map_err(PipelineError),
+            Err(_) => Err(PipelineError(self.packer_error())),
+        }
+    }
+
+    fn packer_error(&mut self) -> String {
+        self.to_workers.take();
+        match self.packer.take().map(ScopedJoinHandle::join) {
+            Some(Ok(Err(e))) => {
+                self.failure = Some(e.clone());
+                e
+            }
+            Some(Err(_)) => "the pack writer panicked".into(),
+            _ => self
+                .failure
+                .clone()
+                .unwrap_or_else(|| "the pack writer stopped".into()),
+        }
+    }
+
+    /// Where a chunk is stored: in the vault already, or in a pack this run
+    /// wrote (after a [`Pipeline::flush`]).
+    pub fn locate(&self, id: &Blake3Id) -> Option<ChunkRef> {
+        self.known
+            .get(id)
+            .copied()
+            .or_else(|| self.placed.lock().expect("not poisoned").get(id).copied())
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        let shared = *self.shared.lock().expect("not poisoned");
+        Stats {
+            bytes_stored: shared.bytes_stored,
+            packs: shared.packs,
+            ..self.stats
+        }
+    }
+
+    /// Flushes and stops the threads.
+    ///
+    /// # Errors
+    /// As [`Pipeline::flush`].
+    pub fn finish(mut self) -> Result<Stats, PipelineError> {
+        let flushed = self.flush();
+        self.to_workers.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        let stats = self.stats();
+        drop(self.to_packer);
+        if let Some(p) = self.packer.take() {
+            match p.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(PipelineError(e)),
+                Err(_) => return Err(PipelineError("the pack writer panicked".into())),
+            }
+        }
+        flushed.map(|()| stats)
+    }
+}
+
+fn compress_worker(rx: Receiver<(Blake3Id, Vec<u8>)>, tx: Sender<ToPacker>) {
+    let mut z = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level 3 is valid");
+    z.include_contentsize(true)
+        .expect("zstd accepts the content-size flag");
+    for (id, data) in rx {
+        let frame = z
+            .compress(&data)
+            .expect("compressing into a growable buffer cannot fail");
+        let size = data.len() as u32;
+        drop(data);
+        if tx.send(ToPacker::Chunk { id, size, frame }).is_err() {
+            return;
+        }
+    }
+}
+
+struct PackBuf {
+    bytes: Vec<u8>,
+    entries: Vec<(Blake3Id, u64, u32, u32)>,
+}
+
+impl PackBuf {
+    fn new() -> Self {
+        let mut bytes = Vec::with_capacity(PACK_TARGET + CHUNK_MAX as usize);
+        bytes.extend_from_slice(PACK_MAGIC);
+        Self {
+            bytes,
+            entries: Vec::new(),
+        }
+    }
+}
+
+fn packer(
+    store: &Store,
+    rx: Receiver<ToPacker>,
+    placed: Arc<Mutex<HashMap<Blake3Id, ChunkRef>>>,
+    stats: Arc<Mutex<Stats>>,
+) -> Result<(), String> {
+    let mut buf = PackBuf::new();
+    let mut received = 0u64;
+    let mut pending: Option<(u64, Sender<Result<(), String>>)> = None;
+    let write = |buf: &mut PackBuf| -> Result<(), StoreError> {
+        if buf.entries.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(buf, PackBuf::new());
+        let id = Blake3Id::of(&full.bytes);
+        let len = full.bytes.len() as u64;
+        // Durable before any segment can name it (FORMAT.md §Ordering).
+        store.put_once(&layout::pack_path(&id), Bytes::from(full.bytes))?;
+        let mut placed = placed.lock().expect("not poisoned");
+        for (chunk, offset, stored, size) in full.entries {
+            placed.insert(
+                chunk,
+                ChunkRef {
+                    id: chunk,
+                    pack: id,
+                    offset,
+                    stored,
+                    size,
+                },
+            );
+        }
+        let mut s = stats.lock().expect("not poisoned");
+        s.bytes_stored += len;
+        s.packs += 1;
+        Ok(())
+    };
+    for msg in rx {
+        match msg {
+            ToPacker::Chunk { id, size, frame } => {
+                received += 1;
+                let offset = buf.bytes.len() as u64;
+                buf.bytes.extend_from_slice(&frame);
+                buf.entries.push((id, offset, frame.len() as u32, size));
+                if buf.bytes.len() >= PACK_TARGET {
+                    if let Err(e) = write(&mut buf) {
+                        let msg = e.to_string();
+                        if let Some((_, done)) = pending.take() {
+                            let _ = done.send(Err(msg.clone()));
+                        }
+                        return Err(msg);
+                    }
+                }
+            }
+            ToPacker::Flush { submitted, done } => pending = Some((submitted, done)),
+        }
+        if let Some((submitted, done)) = pending.take_if(|(s, _)| *s == received) {
+            let _ = submitted;
+            let r = write(&mut buf).map_err(|e| e.to_string());
+            let failed = r.clone().err();
+            let _ = done.send(r);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn captures_dedups_and_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let known = HashMap::new();
+        let data = pseudo_random(6 << 20, 1);
+        let (a, b, stats) = std::thread::scope(|s| {
+            let mut p = Pipeline::start(s, store.clone(), &known);
+            let a = p.capture(&data[..], |_| {}).unwrap();
+            let b = p.capture(&data[..], |_| {}).unwrap();
+            p.flush().unwrap();
+            for (id, _) in &a.chunks {
+                assert!(p.locate(id).is_some());
+            }
+            (a, b, p.finish().unwrap())
+        });
+        assert_eq!(a.size, data.len() as u64);
+        assert_eq!(a.blake3, Blake3Id::of(&data));
+        assert_eq!(a.sha256, Sha256Digest::of(&data));
+        assert!(a.chunks.len() > 1, "6 MiB is cut into several chunks");
+        assert_eq!(a.chunks, b.chunks);
+        assert_eq!(
+            stats.bytes_deduplicated,
+            data.len() as u64,
+            "the second copy is free"
+        );
+        assert_eq!(stats.packs, 1);
+        let packs = store.list("packs").unwrap();
+        assert_eq!(packs.len(), 1);
+        let bytes = store.get(&packs[0].key, MAX_PACK_BYTES).unwrap().unwrap();
+        assert!(bytes.starts_with(PACK_MAGIC));
+        assert_eq!(
+            layout::parse_pack_path(&packs[0].key),
+            Some(Blake3Id::of(&bytes))
+        );
+    }
+}

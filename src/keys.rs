@@ -1,0 +1,417 @@
+//! The vault's Ed25519 keys (FORMAT.md §Keys): the signing key file, public
+//! keys as recorded in the log, key ids, and the keyring verification judges
+//! signatures with.
+//!
+//! A signing key file holds one line, the C2SP signed-note private key
+//! encoding `PRIVATE+KEY+<origin>+<hex key hash>+<base64(0x01 || seed)>`, so
+//! the same file works with Go's `golang.org/x/mod/sumdb/note`. It is created
+//! with mode 0600 and refused when group or others can read it. Its contents
+//! never appear in an error or a log line.
+//!
+//! Not here: rotation and revocation (later entries in the log).
+
+use std::fmt;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::hash::Sha256Digest;
+
+/// The algorithm byte C2SP signed notes use for Ed25519.
+const NOTE_ALG_ED25519: u8 = 0x01;
+
+/// Why a key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or creating the file failed.
+    #[error("couldn't {action} key file {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The key file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Group or others may read the file.
+    #[error(
+        "key file {path} has mode {mode:o}: group or others can access it; run `chmod 600 {path}`"
+    )]
+    Permissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file is not a signing key in the expected encoding.
+    #[error("key file {path} is not a custody signing key ({why})")]
+    Malformed {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong, without any key bytes.
+        why: &'static str,
+    },
+    /// The key belongs to another vault.
+    #[error("key file {path} holds key {found}, but this vault's key is {expected}")]
+    WrongKey {
+        /// The key file.
+        path: PathBuf,
+        /// The id of the key in the file.
+        found: KeyId,
+        /// The id the vault expects.
+        expected: KeyId,
+    },
+}
+
+/// A key id: the lowercase hex SHA-256 of the raw 32-byte Ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyId(pub Sha256Digest);
+
+impl KeyId {
+    /// The id of `key`.
+    pub fn of(key: &VerifyingKey) -> Self {
+        Self(Sha256Digest::of(key.as_bytes()))
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0.short())
+    }
+}
+
+/// A public key as recorded in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKey {
+    /// [`KeyId`] of `public`; checked on every read.
+    pub id: KeyId,
+    /// Always `ed25519` in format 1.
+    pub alg: String,
+    /// Base64 of the 32-byte public key.
+    pub public: String,
+}
+
+impl PublicKey {
+    /// The verifying key, after checking the algorithm, the encoding and that
+    /// the id matches.
+    ///
+    /// # Errors
+    /// A description of what is wrong.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, String> {
+        if self.alg != "ed25519" {
+            return Err(format!("unknown key algorithm {:?}", self.alg));
+        }
+        let raw = B64
+            .decode(&self.public)
+            .map_err(|_| "public key is not base64".to_string())?;
+        let raw: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| "public key is not 32 bytes".to_string())?;
+        let key = VerifyingKey::from_bytes(&raw).map_err(|_| "not an Ed25519 point".to_string())?;
+        if KeyId::of(&key) != self.id {
+            return Err(format!("key id {} does not match the key", self.id));
+        }
+        Ok(key)
+    }
+
+    /// The C2SP signed-note verifier key `<name>+<hash>+<base64>` for `name`.
+    pub fn note_verifier_key(key: &VerifyingKey, name: &str) -> String {
+        signed_note::new_ed25519_verifier_key(name, key)
+    }
+}
+
+/// The vault's signing key, named by the vault's origin.
+pub struct VaultSigner {
+    name: String,
+    key: SigningKey,
+}
+
+impl fmt::Debug for VaultSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret.
+        write!(f, "VaultSigner({}, {})", self.name, self.key_id())
+    }
+}
+
+impl VaultSigner {
+    /// A new random key for the log named `name`.
+    pub fn generate(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            key: SigningKey::generate(&mut rand::rngs::OsRng),
+        }
+    }
+
+    /// A key from a fixed seed: for test vectors and tests only.
+    pub fn from_seed(name: &str, seed: [u8; 32]) -> Self {
+        Self {
+            name: name.to_owned(),
+            key: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// The log (origin) name the key signs checkpoints as.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key id.
+    pub fn key_id(&self) -> KeyId {
+        KeyId::of(&self.key.verifying_key())
+    }
+
+    /// The public key, as recorded in the log.
+    pub fn public(&self) -> PublicKey {
+        let vk = self.key.verifying_key();
+        PublicKey {
+            id: KeyId::of(&vk),
+            alg: "ed25519".into(),
+            public: B64.encode(vk.as_bytes()),
+        }
+    }
+
+    /// The raw verifying key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// An Ed25519 signature over `msg`.
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.key.sign(msg).to_bytes()
+    }
+
+    fn note_pub(&self) -> Vec<u8> {
+        let mut v = vec![NOTE_ALG_ED25519];
+        v.extend_from_slice(self.key.verifying_key().as_bytes());
+        v
+    }
+
+    /// The key file's text (one line): secret; write it only with [`Self::save`].
+    fn encode(&self) -> String {
+        let mut seed = vec![NOTE_ALG_ED25519];
+        seed.extend_from_slice(&self.key.to_bytes());
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}\n",
+            self.name,
+            signed_note::key_id(&self.name, &self.note_pub()),
+            B64.encode(seed)
+        )
+    }
+
+    /// Writes the key to a new file at `path` with mode 0600, creating parent
+    /// directories (mode 0700). Refuses to overwrite an existing file.
+    ///
+    /// # Errors
+    /// [`KeyError::Io`] when the file exists or cannot be written.
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        let io = |action, source| KeyError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| io("create the directory of", e))?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| io("create", e))?;
+        f.write_all(self.encode().as_bytes())
+            .map_err(|e| io("write", e))?;
+        f.sync_all().map_err(|e| io("sync", e))?;
+        Ok(())
+    }
+
+    /// Reads a key file, refusing it when group or others can access it.
+    ///
+    /// # Errors
+    /// See [`KeyError`].
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let io = |action, source| KeyError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| io("read", e))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        if meta.len() > 4096 {
+            return Err(KeyError::Malformed {
+                path: path.to_owned(),
+                why: "file too large",
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| io("read", e))?;
+        Self::decode(text.trim_end()).map_err(|why| KeyError::Malformed {
+            path: path.to_owned(),
+            why,
+        })
+    }
+
+    fn decode(text: &str) -> Result<Self, &'static str> {
+        let rest = text
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or("missing PRIVATE+KEY+ prefix")?;
+        // Names never contain '+'; base64 may.
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(hash), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err("expected PRIVATE+KEY+<name>+<hash>+<key>");
+        };
+        if !signed_note::is_key_name_valid(name) {
+            return Err("invalid key name");
+        }
+        let raw = B64.decode(b64).map_err(|_| "key is not base64")?;
+        if raw.len() != 33 || raw[0] != NOTE_ALG_ED25519 {
+            return Err("not an Ed25519 key");
+        }
+        let seed: [u8; 32] = raw[1..].try_into().map_err(|_| "not an Ed25519 key")?;
+        let signer = Self::from_seed(name, seed);
+        if hash != format!("{:08x}", signed_note::key_id(name, &signer.note_pub())) {
+            return Err("key hash does not match the key");
+        }
+        Ok(signer)
+    }
+}
+
+impl signed_note::Signer for VaultSigner {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn key_id(&self) -> u32 {
+        signed_note::key_id(&self.name, &self.note_pub())
+    }
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
+        Ok(self.key.sign(msg).to_vec())
+    }
+}
+
+/// The public keys a verifier accepts signatures from.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    keys: Vec<(KeyId, VerifyingKey)>,
+}
+
+impl Keyring {
+    /// A keyring of the given (already checked) keys.
+    pub fn new(keys: Vec<PublicKey>) -> Self {
+        let keys = keys
+            .iter()
+            .filter_map(|k| Some((k.id, k.verifying_key().ok()?)))
+            .collect();
+        Self { keys }
+    }
+
+    /// Adds a verified key.
+    pub fn push(&mut self, key: VerifyingKey) {
+        let id = KeyId::of(&key);
+        if self.find(&id.to_string()).is_none() {
+            self.keys.push((id, key));
+        }
+    }
+
+    /// The key with hex id `keyid`.
+    pub fn find(&self, keyid: &str) -> Option<(KeyId, &VerifyingKey)> {
+        self.keys
+            .iter()
+            .find(|(id, _)| id.to_string() == keyid)
+            .map(|(id, k)| (*id, k))
+    }
+
+    /// All keys.
+    pub fn keys(&self) -> impl Iterator<Item = &(KeyId, VerifyingKey)> {
+        self.keys.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_round_trip_and_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/vault.key");
+        let k = VaultSigner::generate("example.org/vault");
+        k.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let back = VaultSigner::load(&path).unwrap();
+        assert_eq!(back.key_id(), k.key_id());
+        assert_eq!(back.name(), "example.org/vault");
+        assert!(
+            matches!(k.save(&path), Err(KeyError::Io { .. })),
+            "must not overwrite"
+        );
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = VaultSigner::load(&path).unwrap_err();
+        assert!(matches!(err, KeyError::Permissions { mode: 0o644, .. }));
+        assert!(!err.to_string().contains("PRIVATE"));
+    }
+
+    #[test]
+    fn malformed_key_files_name_the_problem_not_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let k = VaultSigner::from_seed("n", [3; 32]);
+        let good = k.encode();
+        let tampered = good.replacen("+n+", "+m+", 1);
+        for bad in ["", "hello", tampered.as_str()] {
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, bad).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let err = VaultSigner::load(&path).unwrap_err();
+            assert!(matches!(err, KeyError::Malformed { .. }), "{bad:?}: {err}");
+            assert!(
+                !err.to_string()
+                    .contains(good.trim().rsplit('+').next().unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn key_file_is_a_go_note_signer_key() {
+        // Interop: the verifier key derived by signed_note matches ours.
+        let k = VaultSigner::from_seed("example.org/log", [9; 32]);
+        let vkey = PublicKey::note_verifier_key(&k.verifying_key(), "example.org/log");
+        let v = signed_note::StandardVerifier::new(&vkey).unwrap();
+        assert_eq!(
+            signed_note::Verifier::key_id(&v),
+            signed_note::Signer::key_id(&k)
+        );
+        assert!(signed_note::StandardSigner::new(k.encode().trim()).is_ok());
+    }
+
+    #[test]
+    fn public_key_checks_its_id() {
+        let k = VaultSigner::from_seed("n", [5; 32]);
+        let mut p = k.public();
+        assert!(p.verifying_key().is_ok());
+        p.id = KeyId(Sha256Digest::of(b"other"));
+        assert!(p.verifying_key().is_err());
+    }
+}

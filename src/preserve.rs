@@ -1,0 +1,273 @@
+//! `declare`: record an incident and preserve its sources (FORMAT.md
+//! §Ordering, "Declare writes").
+//!
+//! 1. One segment with `incident_declared` (when the incident is new) and
+//!    `preservation_started`: the declaration is on record before any
+//!    evidence is read, and survives whatever happens next.
+//! 2. Sources are read through the pipeline; artifact entries wait until
+//!    about [`SEAL_BYTES`] of them are pending, then the current pack is
+//!    flushed and they are sealed into a segment.
+//! 3. A final segment ends with `preservation_finished`.
+
+use crate::ingest::{Pipeline, PipelineError, Stats};
+use crate::keys::VaultSigner;
+use crate::progress::Progress;
+use crate::segment::{
+    Entry, IncidentDeclared, PreservationFinished, PreservationStarted, SourceSpec, Status, Tool,
+};
+use crate::sources::{self, Pending, RunContext};
+use crate::time::Time;
+use crate::vault::{Appended, Vault, VaultError};
+
+/// Pending artifact entries (JSON bytes) that trigger a seal.
+pub const SEAL_BYTES: usize = 4 << 20;
+
+/// What to declare and preserve.
+#[derive(Debug, Clone)]
+pub struct Declaration {
+    /// Incident id.
+    pub incident: String,
+    /// Title.
+    pub title: String,
+    /// Severity.
+    pub severity: Option<String>,
+    /// When it was discovered.
+    pub discovered_at: Option<Time>,
+    /// Who declares.
+    pub by: String,
+    /// Host name.
+    pub host: String,
+    /// Collector name.
+    pub collector: String,
+    /// Sources to preserve.
+    pub sources: Vec<SourceSpec>,
+}
+
+/// Why `declare` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeclareError {
+    /// The vault refused or storage failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The pack writer failed (for example, the disk is full).
+    #[error("couldn't store evidence: {0}")]
+    Pipeline(String),
+    /// The declaration itself is unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One artifact that was not captured completely.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// Source name.
+    pub source: String,
+    /// Path or command line.
+    pub path: String,
+    /// partial or failed.
+    pub status: Status,
+    /// Reason or error.
+    pub detail: String,
+}
+
+/// What `declare` did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Incident id.
+    pub incident: String,
+    /// Run id.
+    pub run: String,
+    /// Whether this run declared the incident (or re-preserved a known one).
+    pub newly_declared: bool,
+    /// Artifacts by status.
+    pub complete: u64,
+    /// Partial artifacts.
+    pub partial: u64,
+    /// Failed artifacts.
+    pub failed: u64,
+    /// Incomplete artifacts, in order.
+    pub problems: Vec<Problem>,
+    /// Pipeline counters.
+    pub stats: Stats,
+    /// Segments written.
+    pub segments: Vec<u64>,
+    /// Log after the last segment.
+    pub last: Appended,
+}
+
+fn random_hex16() -> String {
+    use rand::RngCore as _;
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Checks an incident id: printable, no slashes or spaces, at most 128 bytes.
+///
+/// # Errors
+/// What is wrong.
+pub fn check_incident_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:#".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "incident id {id:?} must be 1-128 characters of A-Z a-z 0-9 - _ . : #"
+        ))
+    }
+}
+
+/// Declares the incident (unless already declared) and preserves `d.sources`.
+///
+/// # Errors
+/// See [`DeclareError`]. Item failures are not errors: they are recorded.
+pub fn declare(
+    vault: &mut Vault,
+    signer: &VaultSigner,
+    d: &Declaration,
+    progress: &dyn Progress,
+) -> Result<Summary, DeclareError> {
+    check_incident_id(&d.incident).map_err(DeclareError::Invalid)?;
+    vault.check_signer(signer)?;
+    let run = random_hex16();
+    let newly_declared = !vault.index().incidents.contains_key(&d.incident);
+    let now = Time::now();
+    let mut first = Vec::new();
+    if newly_declared {
+        first.push(Entry::IncidentDeclared(IncidentDeclared {
+            incident: d.incident.clone(),
+            title: d.title.clone(),
+            severity: d.severity.clone(),
+            discovered_at: d.discovered_at.clone(),
+            declared_at: now.clone(),
+            declared_by: d.by.clone(),
+            host: d.host.clone(),
+            tool: Tool::this(),
+        }));
+    }
+    first.push(Entry::PreservationStarted(PreservationStarted {
+        incident: d.incident.clone(),
+        run: run.clone(),
+        started_at: now,
+        by: d.by.clone(),
+        host: d.host.clone(),
+        tool: Tool::this(),
+        sources: d.sources.clone(),
+    }));
+    let mut segments = vec![vault.append(signer, first, Time::now)?.seq];
+
+    let ctx = RunContext {
+        incident: d.incident.clone(),
+        run: run.clone(),
+        host: d.host.clone(),
+        collector: d.collector.clone(),
+    };
+    let known = vault.index().chunks.clone();
+    let store = vault.store().clone();
+    let mut counts = [0u64; 3];
+    let mut problems = Vec::new();
+    let (stats, last) = std::thread::scope(|scope| -> Result<(Stats, Appended), DeclareError> {
+        let mut pipe = Pipeline::start(scope, store, &known);
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut emit = |pipe: &mut Pipeline<'_, '_>, p: Pending| -> Result<(), DeclareError> {
+            let a = &p.artifact;
+            let i = match a.status {
+                Status::Complete => 0,
+                Status::Partial => 1,
+                Status::Failed => 2,
+            };
+            counts[i] += 1;
+            if a.status != Status::Complete {
+                problems.push(Problem {
+                    source: a.source.clone(),
+                    path: a.path.clone(),
+                    status: a.status,
+                    detail: a
+                        .reason
+                        .clone()
+                        .or_else(|| a.error.clone())
+                        .unwrap_or_default(),
+                });
+            }
+            pending_bytes += 600 + a.path.len() + p.chunks.len() * 220;
+            pending.push(p);
+            if pending_bytes >= SEAL_BYTES {
+                // Packs first, then the segment that names them.
+                pipe.flush()?;
+                let entries = resolve(pipe, std::mem::take(&mut pending))?;
+                segments.push(vault.append(signer, entries, Time::now)?.seq);
+                pending_bytes = 0;
+            }
+            Ok(())
+        };
+        for spec in &d.sources {
+            sources::preserve_source(spec, &ctx, &mut pipe, progress, &mut emit)?;
+        }
+        drop(emit);
+        pipe.flush()?;
+        let mut last_entries = resolve(&pipe, pending)?;
+        let stats = pipe.finish()?;
+        last_entries.push(Entry::PreservationFinished(PreservationFinished {
+            incident: d.incident.clone(),
+            run: run.clone(),
+            ended_at: Time::now(),
+            complete: counts[0],
+            partial: counts[1],
+            failed: counts[2],
+            bytes_read: stats.bytes_read,
+            bytes_stored: stats.bytes_stored,
+            bytes_deduplicated: stats.bytes_deduplicated,
+        }));
+        let last = vault.append(signer, last_entries, Time::now)?;
+        segments.push(last.seq);
+        Ok((stats, last))
+    })?;
+    Ok(Summary {
+        incident: d.incident.clone(),
+        run,
+        newly_declared,
+        complete: counts[0],
+        partial: counts[1],
+        failed: counts[2],
+        problems,
+        stats,
+        segments,
+        last,
+    })
+}
+
+/// Fills in chunk locations; every chunk must be in the vault or in a pack
+/// flushed by this run.
+fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Pending>) -> Result<Vec<Entry>, DeclareError> {
+    pending
+        .into_iter()
+        .map(|p| {
+            let mut a = p.artifact;
+            a.chunks = p
+                .chunks
+                .iter()
+                .map(|(id, _)| {
+                    pipe.locate(id).ok_or_else(|| {
+                        DeclareError::Pipeline(format!(
+                            "chunk {} of {} has no pack",
+                            id.short(),
+                            a.path
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Entry::Artifact(Box::new(a)))
+        })
+        .collect()
+}
+
+impl From<PipelineError> for DeclareError {
+    fn from(e: PipelineError) -> Self {
+        Self::Pipeline(e.0)
+    }
+}

@@ -1,0 +1,178 @@
+//! Reading evidence back: one chunk at a time, each checked against its id
+//! on the way out (FORMAT.md §Read rules). Used by `custody cat` and by the
+//! content phase of `verify`.
+
+use std::io::Write;
+
+use sha2::Digest as _;
+
+use crate::hash::{Blake3Id, Sha256Digest};
+use crate::ingest::CHUNK_MAX;
+use crate::layout;
+use crate::segment::{Artifact, ChunkRef};
+use crate::store::{Store, StoreError};
+
+/// Why a chunk could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The frame is not where the reference says, does not decompress within
+    /// the declared size, or decompresses to another size.
+    #[error("chunk {id} in {object}: {why}")]
+    Corrupt {
+        /// The chunk id.
+        id: String,
+        /// `packs/..@offset`.
+        object: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The plaintext does not hash to the chunk id.
+    #[error("chunk {expected} in {object} hashes to {actual}")]
+    HashMismatch {
+        /// The chunk id.
+        expected: Blake3Id,
+        /// What it hashes to.
+        actual: Blake3Id,
+        /// `packs/..@offset`.
+        object: String,
+    },
+}
+
+/// A reusable chunk reader: one decompressor and one bounded buffer.
+pub struct ChunkReader {
+    z: zstd::bulk::Decompressor<'static>,
+    buf: Vec<u8>,
+}
+
+impl Default for ChunkReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkReader {
+    /// A reader with a [`CHUNK_MAX`]-byte buffer.
+    pub fn new() -> Self {
+        Self {
+            z: zstd::bulk::Decompressor::new().expect("zstd decompressor"),
+            buf: vec![0; CHUNK_MAX as usize],
+        }
+    }
+
+    /// Reads, decompresses and checks one chunk; the plaintext is valid until
+    /// the next call.
+    ///
+    /// # Errors
+    /// [`ChunkError`]; storage failures other than a short or missing range
+    /// are [`ChunkError::Store`].
+    pub fn read(&mut self, store: &Store, c: &ChunkRef) -> Result<&[u8], ChunkError> {
+        let object = format!("{}@{}", layout::pack_path(&c.pack), c.offset);
+        let corrupt = |why: String| ChunkError::Corrupt {
+            id: c.id.to_string(),
+            object: object.clone(),
+            why,
+        };
+        if c.size > CHUNK_MAX {
+            return Err(corrupt(format!(
+                "declares {} bytes, more than the {CHUNK_MAX}-byte limit",
+                c.size
+            )));
+        }
+        let size = c.size as usize;
+        let end = c
+            .offset
+            .checked_add(u64::from(c.stored))
+            .ok_or_else(|| corrupt("offset overflows".into()))?;
+        let frame = match store.get_range(&layout::pack_path(&c.pack), c.offset..end) {
+            Ok(b) if b.len() == c.stored as usize => b,
+            Ok(_) | Err(StoreError::Backend { .. }) => {
+                return Err(corrupt("lies beyond the end of its pack".into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // The output is exactly the declared size: a frame that inflates
+        // further is stopped there (a decompression bomb).
+        match self
+            .z
+            .decompress_to_buffer(&frame[..], &mut self.buf[..size])
+        {
+            Ok(n) if n == size => {}
+            Ok(n) => return Err(corrupt(format!("inflates to {n} bytes, declared {size}"))),
+            Err(e) => {
+                return Err(corrupt(format!(
+                    "does not decompress within its declared {size} bytes: {e}"
+                )));
+            }
+        }
+        let plain = &self.buf[..size];
+        let actual = Blake3Id::of(plain);
+        if actual != c.id {
+            return Err(ChunkError::HashMismatch {
+                expected: c.id,
+                actual,
+                object,
+            });
+        }
+        Ok(plain)
+    }
+}
+
+/// Why a restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// A chunk could not be read back.
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    /// Writing the output failed.
+    #[error("couldn't write the output: {0}")]
+    Write(std::io::Error),
+    /// Every chunk checked out but the whole does not match the artifact.
+    #[error(
+        "restored {path} does not match its recorded digests (size {size}, blake3 {blake3}, sha256 {sha256})"
+    )]
+    Mismatch {
+        /// The artifact.
+        path: String,
+        /// Bytes restored.
+        size: u64,
+        /// BLAKE3 of them.
+        blake3: Blake3Id,
+        /// SHA-256 of them.
+        sha256: Sha256Digest,
+    },
+}
+
+/// Writes artifact `a` to `out`, checking every chunk, then the whole.
+///
+/// # Errors
+/// See [`RestoreError`]; on error, what was written is not the evidence.
+pub fn restore(store: &Store, a: &Artifact, out: &mut dyn Write) -> Result<(), RestoreError> {
+    let mut r = ChunkReader::new();
+    let mut sha = sha2::Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut size = 0u64;
+    for c in &a.chunks {
+        let plain = r.read(store, c)?;
+        sha.update(plain);
+        b3.update(plain);
+        size += plain.len() as u64;
+        out.write_all(plain).map_err(RestoreError::Write)?;
+    }
+    out.flush().map_err(RestoreError::Write)?;
+    let (blake3, sha256) = (
+        Blake3Id::from(b3.finalize()),
+        Sha256Digest(sha.finalize().into()),
+    );
+    if size != a.size || blake3 != a.blake3 || sha256 != a.sha256 {
+        return Err(RestoreError::Mismatch {
+            path: a.path.clone(),
+            size,
+            blake3,
+            sha256,
+        });
+    }
+    Ok(())
+}

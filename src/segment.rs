@@ -1,0 +1,464 @@
+//! Segment payloads and the entries they carry (FORMAT.md §Segment, §Entries).
+//! Pure: encode and decode only, no I/O, no signing (see `dsse`).
+//!
+//! A segment is the unit of append, of signing and of the chain: it names its
+//! vault, its sequence number and the RFC 6962 leaf hash of the segment before
+//! it. Decoding is strict: unknown fields, duplicate fields and trailing bytes
+//! are errors, so one segment has one meaning.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{Blake3Id, Sha256Digest};
+use crate::keys::PublicKey;
+use crate::time::Time;
+
+/// DSSE payload type of a format-1 segment.
+pub const SEGMENT_PAYLOAD_TYPE: &str = "application/vnd.custody.segment.v1+json";
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Largest segment envelope a reader accepts, in bytes.
+pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// A segment's signed payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    /// Always [`FORMAT_VERSION`].
+    pub format: u32,
+    /// The vault id; `None` only in the genesis segment, whose leaf hash *is*
+    /// the vault id.
+    pub vault: Option<Sha256Digest>,
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// RFC 6962 leaf hash of segment `seq - 1`; `None` only for genesis.
+    pub prev: Option<Sha256Digest>,
+    /// When the segment was sealed.
+    pub sealed_at: Time,
+    /// The entries, in order.
+    pub entries: Vec<Entry>,
+}
+
+/// Why a payload did not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("segment payload does not decode: {0}")]
+pub struct DecodeError(pub String);
+
+impl Segment {
+    /// The payload bytes (compact JSON, fields in declaration order).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a segment always serialises")
+    }
+
+    /// Decodes payload bytes strictly.
+    ///
+    /// # Errors
+    /// Malformed JSON, unknown or duplicate fields, trailing bytes, or a
+    /// format version other than 1.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let seg: Segment = serde_json::from_slice(bytes).map_err(|e| DecodeError(e.to_string()))?;
+        if seg.format != FORMAT_VERSION {
+            return Err(DecodeError(format!(
+                "unsupported format version {}",
+                seg.format
+            )));
+        }
+        Ok(seg)
+    }
+}
+
+/// The software that wrote an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    /// Program name.
+    pub name: String,
+    /// Program version.
+    pub version: String,
+}
+
+impl Tool {
+    /// This build of custody.
+    pub fn this() -> Self {
+        Self {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// One typed record in a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Entry {
+    /// The first entry of the genesis segment: the log's name and first key.
+    Genesis(Genesis),
+    /// An incident was declared.
+    IncidentDeclared(IncidentDeclared),
+    /// A preservation run began: what was asked to be preserved.
+    PreservationStarted(PreservationStarted),
+    /// One preserved item.
+    Artifact(Box<Artifact>),
+    /// A preservation run ended: totals.
+    PreservationFinished(PreservationFinished),
+}
+
+/// The genesis entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// The checkpoint origin line (C2SP tlog-checkpoint), also the key name.
+    pub origin: String,
+    /// The first signing key.
+    pub key: PublicKey,
+    /// When the vault was created.
+    pub created_at: Time,
+    /// 16 random bytes in hex, so that two vaults never share an id.
+    pub nonce: String,
+    /// Who created it.
+    pub created_by: String,
+    /// Where.
+    pub host: String,
+    /// With what.
+    pub tool: Tool,
+}
+
+/// An incident declaration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentDeclared {
+    /// The incident id, chosen by the responder.
+    pub incident: String,
+    /// A short title.
+    pub title: String,
+    /// Free-form severity (for example `sev1`, `high`).
+    pub severity: Option<String>,
+    /// When the incident was discovered, if told.
+    pub discovered_at: Option<Time>,
+    /// When it was declared (the time of this entry).
+    pub declared_at: Time,
+    /// Who declared it.
+    pub declared_by: String,
+    /// Where it was declared.
+    pub host: String,
+    /// With what.
+    pub tool: Tool,
+}
+
+/// What a preservation run was asked to preserve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreservationStarted {
+    /// The incident it preserves for.
+    pub incident: String,
+    /// Run id: 16 random bytes in hex; artifacts name it.
+    pub run: String,
+    /// When it began.
+    pub started_at: Time,
+    /// Who ran it.
+    pub by: String,
+    /// Where.
+    pub host: String,
+    /// With what.
+    pub tool: Tool,
+    /// The sources, as configured.
+    pub sources: Vec<SourceSpec>,
+}
+
+/// A configured source, as recorded in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// The source's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: SourceKind,
+    /// Paths and globs (`files`, `keys`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Exclude globs (`files`, `keys`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// The argv (`command`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+}
+
+/// Kinds of source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Files, directories and globs.
+    Files,
+    /// A command's standard output.
+    Command,
+    /// Files of key material.
+    Keys,
+}
+
+impl SourceKind {
+    /// The name used in config files and the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Files => "files",
+            Self::Command => "command",
+            Self::Keys => "keys",
+        }
+    }
+}
+
+/// How completely an artifact was captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every byte, and the item did not change while read.
+    Complete,
+    /// Captured, but the item changed while read (see `reason`).
+    Partial,
+    /// Not captured, or the command failed (see `error`).
+    Failed,
+}
+
+impl Status {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::Partial => "partial",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// What kind of item an artifact is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    /// A regular file's contents.
+    File,
+    /// A symbolic link (its target, never followed).
+    Symlink,
+    /// A command's standard output.
+    Command,
+    /// Nothing was captured (the path did not exist, the glob matched nothing).
+    Missing,
+}
+
+/// Where a chunk of an artifact is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkRef {
+    /// BLAKE3 of the chunk's plaintext.
+    pub id: Blake3Id,
+    /// The pack holding it.
+    pub pack: Blake3Id,
+    /// Byte offset of its zstd frame in the pack.
+    pub offset: u64,
+    /// Length of the zstd frame.
+    pub stored: u32,
+    /// Length of the plaintext.
+    pub size: u32,
+}
+
+/// File metadata as found at capture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMeta {
+    /// Modification time.
+    pub mtime: Time,
+    /// Status change time.
+    pub ctime: Time,
+    /// Permission and type bits, octal string (for example `100640`).
+    pub mode: String,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Owner name, when the host knows it.
+    pub owner: Option<String>,
+    /// Group name, when the host knows it.
+    pub group: Option<String>,
+    /// Device and inode, to tell a rotated file from the same file.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+/// A command's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandOutcome {
+    /// The argv run.
+    pub argv: Vec<String>,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal number, when killed by one.
+    pub signal: Option<i32>,
+    /// The start of standard error (lossy UTF-8), bounded.
+    pub stderr: String,
+    /// Total bytes written to standard error.
+    pub stderr_bytes: u64,
+}
+
+/// One preserved item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// The incident.
+    pub incident: String,
+    /// The preservation run.
+    pub run: String,
+    /// The source's name.
+    pub source: String,
+    /// The source's kind.
+    pub source_kind: SourceKind,
+    /// What kind of item.
+    pub kind: ItemKind,
+    /// Path on the host, or the command line.
+    pub path: String,
+    /// How completely it was captured.
+    pub status: Status,
+    /// For `partial`: what changed.
+    pub reason: Option<String>,
+    /// For `failed`: the error.
+    pub error: Option<String>,
+    /// Bytes captured.
+    pub size: u64,
+    /// BLAKE3 of the bytes captured.
+    pub blake3: Blake3Id,
+    /// SHA-256 of the bytes captured.
+    pub sha256: Sha256Digest,
+    /// The bytes, in order.
+    pub chunks: Vec<ChunkRef>,
+    /// For symlinks: the target, as stored in the link.
+    pub link_target: Option<String>,
+    /// For files and symlinks: metadata before the read.
+    pub file: Option<FileMeta>,
+    /// For commands: how it ended.
+    pub command: Option<CommandOutcome>,
+    /// Host it was collected on.
+    pub host: String,
+    /// Collector (the configured name, or the host).
+    pub collector: String,
+    /// The tool.
+    pub tool: Tool,
+    /// Capture start.
+    pub started_at: Time,
+    /// Capture end.
+    pub ended_at: Time,
+}
+
+/// The totals of a preservation run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreservationFinished {
+    /// The incident.
+    pub incident: String,
+    /// The run.
+    pub run: String,
+    /// When it ended.
+    pub ended_at: Time,
+    /// Artifacts captured completely.
+    pub complete: u64,
+    /// Artifacts captured partially.
+    pub partial: u64,
+    /// Artifacts that failed.
+    pub failed: u64,
+    /// Bytes read from sources.
+    pub bytes_read: u64,
+    /// Bytes written to new packs.
+    pub bytes_stored: u64,
+    /// Plaintext bytes not stored again because the vault had them.
+    pub bytes_deduplicated: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::VaultSigner;
+    use proptest::prelude::*;
+
+    fn t(s: u32) -> Time {
+        Time::from_unix(1_700_000_000 + i64::from(s))
+    }
+
+    pub(crate) fn sample_artifact(n: u32) -> Artifact {
+        let data = format!("line {n}\n");
+        Artifact {
+            incident: "INC-1".into(),
+            run: "00".repeat(16),
+            source: "logs".into(),
+            source_kind: SourceKind::Files,
+            kind: ItemKind::File,
+            path: format!("/var/log/{n}.log"),
+            status: Status::Complete,
+            reason: None,
+            error: None,
+            size: data.len() as u64,
+            blake3: Blake3Id::of(data.as_bytes()),
+            sha256: Sha256Digest::of(data.as_bytes()),
+            chunks: vec![ChunkRef {
+                id: Blake3Id::of(data.as_bytes()),
+                pack: Blake3Id::of(b"pack"),
+                offset: 16,
+                stored: 20,
+                size: data.len() as u32,
+            }],
+            link_target: None,
+            file: None,
+            command: None,
+            host: "h".into(),
+            collector: "h".into(),
+            tool: Tool::this(),
+            started_at: t(n),
+            ended_at: t(n + 1),
+        }
+    }
+
+    #[test]
+    fn decode_is_strict() {
+        let seg = Segment {
+            format: 1,
+            vault: None,
+            seq: 0,
+            prev: None,
+            sealed_at: t(0),
+            entries: vec![Entry::Genesis(Genesis {
+                origin: "o".into(),
+                key: VaultSigner::from_seed("o", [1; 32]).public(),
+                created_at: t(0),
+                nonce: "00".repeat(16),
+                created_by: "me".into(),
+                host: "h".into(),
+                tool: Tool::this(),
+            })],
+        };
+        let bytes = seg.encode();
+        assert_eq!(Segment::decode(&bytes).unwrap(), seg);
+        let text = String::from_utf8(bytes).unwrap();
+        let cases = [
+            format!("{text} "),
+            text.replacen("{", "{\"extra\":1,", 1),
+            text.replacen("{", "{\"seq\":5,", 1),
+            text.replacen("\"format\":1", "\"format\":2", 1),
+            text.replacen("\"type\":\"genesis\"", "\"type\":\"unknown\"", 1),
+        ];
+        for bad in cases {
+            assert!(Segment::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn segment_round_trip(seq in 1u64.., n in 0u32..50, prev in any::<[u8; 32]>()) {
+            let seg = Segment {
+                format: 1,
+                vault: Some(Sha256Digest([7; 32])),
+                seq,
+                prev: Some(Sha256Digest(prev)),
+                sealed_at: t(n),
+                entries: (0..n).map(|i| Entry::Artifact(Box::new(sample_artifact(i)))).collect(),
+            };
+            prop_assert_eq!(Segment::decode(&seg.encode()).unwrap(), seg);
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! Reading sources into artifacts (FORMAT.md §Entries/artifact): files,
+//! directories and globs; command output; key files (preserved as files in
+//! format 1).
+//!
+//! Nothing is skipped silently: a path that does not exist, a glob that
+//! matches nothing, an unreadable file or directory, a command that cannot
+//! start or fails, each becomes an artifact with status `failed`. Symbolic
+//! links are recorded as links and never followed. Files are opened with
+//! `O_NOFOLLOW | O_NONBLOCK` and must be regular files (a FIFO or device
+//! would block or never end). A file that changes while read is `partial`,
+//! with the reason.
+
+use std::collections::HashSet;
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::hash::{Blake3Id, Sha256Digest};
+use crate::ingest::{Captured, Pipeline, PipelineError};
+use crate::progress::Progress;
+use crate::segment::{
+    Artifact, CommandOutcome, FileMeta, ItemKind, SourceKind, SourceSpec, Status, Tool,
+};
+use crate::time::Time;
+
+/// Bytes of a command's standard error kept in the log.
+pub const STDERR_KEEP: usize = 64 << 10;
+
+/// What every artifact of a run shares.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The incident.
+    pub incident: String,
+    /// The run id.
+    pub run: String,
+    /// Host name.
+    pub host: String,
+    /// Collector name.
+    pub collector: String,
+}
+
+/// An artifact whose chunk locations are resolved when its segment is sealed.
+#[derive(Debug)]
+pub struct Pending {
+    /// The artifact, with `chunks` still empty.
+    pub artifact: Artifact,
+    /// Chunk ids and sizes, in order.
+    pub chunks: Vec<(Blake3Id, u32)>,
+}
+
+fn empty_capture() -> Captured {
+    Captured {
+        size: 0,
+        blake3: Blake3Id::of(b""),
+        sha256: Sha256Digest::of(b""),
+        chunks: Vec::new(),
+        error: None,
+    }
+}
+
+struct Item<'a> {
+    ctx: &'a RunContext,
+    spec: &'a SourceSpec,
+    started: Time,
+}
+
+impl Item<'_> {
+    fn artifact(&self, kind: ItemKind, path: String, cap: Captured) -> Pending {
+        let status = if cap.error.is_some() {
+            Status::Failed
+        } else {
+            Status::Complete
+        };
+        let error = cap
+            .error
+            .as_ref()
+            .map(|e| format!("read failed after {} bytes: {e}", cap.size));
+        Pending {
+            artifact: Artifact {
+                incident: self.ctx.incident.clone(),
+                run: self.ctx.run.clone(),
+                source: self.spec.name.clone(),
+                source_kind: self.spec.kind,
+                kind,
+                path,
+                status,
+                reason: None,
+                error,
+                size: cap.size,
+                blake3: cap.blake3,
+                sha256: cap.sha256,
+                chunks: Vec::new(),
+                link_target: None,
+                file: None,
+                command: None,
+                host: self.ctx.host.clone(),
+                collector: self.ctx.collector.clone(),
+                tool: Tool::this(),
+                started_at: self.started.clone(),
+                ended_at: Time::now(),
+            },
+            chunks: cap.chunks,
+        }
+    }
+
+    fn failed(&self, kind: ItemKind, path: String, error: String) -> Pending {
+        let mut p = self.artifact(kind, path, empty_capture());
+        p.artifact.status = Status::Failed;
+        p.artifact.error = Some(error);
+        p
+    }
+}
+
+/// Preserves every item of `spec`, calling `emit` with each artifact.
+///
+/// # Errors
+/// Only when the pipeline stopped (storage failure); item failures become
+/// failed artifacts.
+pub fn preserve_source<E: From<PipelineError>>(
+    spec: &SourceSpec,
+    ctx: &RunContext,
+    pipe: &mut Pipeline<'_, '_>,
+    progress: &dyn Progress,
+    emit: &mut dyn FnMut(&mut Pipeline<'_, '_>, Pending) -> Result<(), E>,
+) -> Result<(), E> {
+    match spec.kind {
+        SourceKind::Command => {
+            let item = Item {
+                ctx,
+                spec,
+                started: Time::now(),
+            };
+            progress.item(&command_line(&spec.argv));
+            let p = capture_command(&item, pipe, progress)?;
+            emit(pipe, p)
+        }
+        SourceKind::Files | SourceKind::Keys => {
+            let excludes = build_excludes(&spec.exclude).map_err(|e| E::from(PipelineError(e)))?;
+            let mut visited = HashSet::new();
+            for pattern in &spec.paths {
+                let mut found = 0usize;
+                let mut paths = Vec::new();
+                expand(pattern, &excludes, &mut paths);
+                for entry in paths {
+                    found += 1;
+                    let item = Item {
+                        ctx,
+                        spec,
+                        started: Time::now(),
+                    };
+                    match entry {
+                        Ok(path) => {
+                            if !visited.insert(path.clone()) {
+                                continue;
+                            }
+                            progress.item(&path.to_string_lossy());
+                            let p = capture_path(&item, &path, pipe, progress)?;
+                            emit(pipe, p)?;
+                        }
+                        Err((path, error)) => {
+                            emit(
+                                pipe,
+                                item.failed(
+                                    ItemKind::Missing,
+                                    path.to_string_lossy().into_owned(),
+                                    error,
+                                ),
+                            )?;
+                        }
+                    }
+                }
+                if found == 0 {
+                    let item = Item {
+                        ctx,
+                        spec,
+                        started: Time::now(),
+                    };
+                    emit(
+                        pipe,
+                        item.failed(
+                            ItemKind::Missing,
+                            pattern.clone(),
+                            "the glob matched nothing".into(),
+                        ),
+                    )?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+struct Excludes {
+    full: globset::GlobSet,
+    name: globset::GlobSet,
+}
+
+impl Excludes {
+    fn matches(&self, p: &Path) -> bool {
+        self.full.is_match(p) || p.file_name().is_some_and(|n| self.name.is_match(n))
+    }
+}
+
+fn build_excludes(globs: &[String]) -> Result<Excludes, String> {
+    let mut full = globset::GlobSetBuilder::new();
+    let mut name = globset::GlobSetBuilder::new();
+    for g in globs {
+        let glob = globset::Glob::new(g).map_err(|e| format!("exclude {g:?}: {e}"))?;
+        if g.contains('/') {
+            full.add(glob)
+        } else {
+            name.add(glob)
+        };
+    }
+    let built = |b: globset::GlobSetBuilder| b.build().map_err(|e| e.to_string());
+    Ok(Excludes {
+        full: built(full)?,
+        name: built(name)?,
+    })
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+type Expanded = Result<PathBuf, (PathBuf, String)>;
+
+/// Expands one path, directory or glob into items (files, links, errors), in
+/// a stable order.
+fn expand(pattern: &str, excludes: &Excludes, out: &mut Vec<Expanded>) {
+    if !is_glob(pattern) {
+        let p = PathBuf::from(pattern);
+        match std::fs::symlink_metadata(&p) {
+            Err(e) => out.push(Err((p, format!("couldn't read: {e}")))),
+            Ok(m) if m.is_dir() => walk(&p, excludes, None, out),
+            Ok(_) => out.push(Ok(p)),
+        }
+        return;
+    }
+    // The literal directory prefix of the glob is where the walk starts.
+    let base: PathBuf = Path::new(pattern)
+        .components()
+        .take_while(|c| !is_glob(&c.as_os_str().to_string_lossy()))
+        .collect();
+    let glob = match globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+    {
+        Ok(g) => g.compile_matcher(),
+        Err(e) => {
+            out.push(Err((PathBuf::from(pattern), format!("bad glob: {e}"))));
+            return;
+        }
+    };
+    walk(&base, excludes, Some(&glob), out);
+}
+
+fn walk(
+    root: &Path,
+    excludes: &Excludes,
+    glob: Option<&globset::GlobMatcher>,
+    out: &mut Vec<Expanded>,
+) {
+    let mut matched_dirs: Vec<PathBuf> = Vec::new();
+    let it = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
+    let mut it = it.filter_entry(|e| !(e.depth() > 0 && excludes.matches(e.path())));
+    while let Some(entry) = it.next() {
+        match entry {
+            Err(e) => {
+                let path = e.path().map_or_else(|| root.to_owned(), Path::to_path_buf);
+                out.push(Err((
+                    path,
+                    format!(
+                        "couldn't read: {}",
+                        e.io_error()
+                            .map_or_else(|| e.to_string(), ToString::to_string)
+                    ),
+                )));
+            }
+            Ok(e) => {
+                let p = e.path();
+                let inside_matched = matched_dirs.iter().any(|d| p.starts_with(d));
+                let selected = match glob {
+                    None => true,
+                    Some(g) => inside_matched || g.is_match(p),
+                };
+                if e.file_type().is_dir() {
+                    if glob.is_some() && !inside_matched && selected && e.depth() > 0 {
+                        matched_dirs.push(p.to_owned());
+                    }
+                    continue;
+                }
+                if selected && !(e.depth() == 0 && glob.is_some()) {
+                    out.push(Ok(p.to_owned()));
+                }
+            }
+        }
+    }
+}
+
+fn file_meta(m: &std::fs::Metadata) -> FileMeta {
+    let t = |s: i64, ns: i64| {
+        jiff::Timestamp::new(s, ns as i32).map_or_else(|_| Time::from_unix(0), Time::at)
+    };
+    FileMeta {
+        mtime: t(m.mtime(), m.mtime_nsec()),
+        ctime: t(m.ctime(), m.ctime_nsec()),
+        mode: format!("{:o}", m.mode()),
+        uid: m.uid(),
+        gid: m.gid(),
+        owner: nix::unistd::User::from_uid(m.uid().into())
+            .ok()
+            .flatten()
+            .map(|u| u.name),
+        group: nix::unistd::Group::from_gid(m.gid().into())
+            .ok()
+            .flatten()
+            .map(|g| g.name),
+        dev: m.dev(),
+        ino: m.ino(),
+    }
+}
+
+fn capture_path(
+    item: &Item<'_>,
+    path: &Path,
+    pipe: &mut Pipeline<'_, '_>,
+    progress: &dyn Progress,
+) -> Result<Pending, PipelineError> {
+    let shown = path.to_string_lossy().into_owned();
+    let before = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Ok(item.failed(ItemKind::Missing, shown, format!("couldn't stat: {e}"))),
+    };
+    if before.file_type().is_symlink() {
+        let target = match std::fs::read_link(path) {
+            Ok(t) => t.to_string_lossy().into_owned(),
+            Err(e) => {
+                return Ok(item.failed(
+                    ItemKind::Symlink,
+                    shown,
+                    format!("couldn't read link: {e}"),
+                ));
+            }
+        };
+        let mut p = item.artifact(ItemKind::Symlink, shown, empty_capture());
+        p.artifact.link_target = Some(target);
+        p.artifact.file = Some(file_meta(&before));
+        return Ok(p);
+    }
+    if !before.file_type().is_file() {
+        let mut p = item.failed(
+            ItemKind::File,
+            shown,
+            format!("not a regular file (mode {:o})", before.mode()),
+        );
+        p.artifact.file = Some(file_meta(&before));
+        return Ok(p);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            let mut p = item.failed(ItemKind::File, shown, format!("couldn't open: {e}"));
+            p.artifact.file = Some(file_meta(&before));
+            return Ok(p);
+        }
+    };
+    let opened = file.metadata().map_err(|e| e.to_string());
+    let opened = match opened {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => {
+            return Ok(item.failed(
+                ItemKind::File,
+                shown,
+                "replaced by a non-file while opening".into(),
+            ));
+        }
+        Err(e) => return Ok(item.failed(ItemKind::File, shown, format!("couldn't stat: {e}"))),
+    };
+    let cap = pipe.capture(&mut file, |n| progress.bytes(n))?;
+    let after = file.metadata().ok();
+    let now_at_path = std::fs::symlink_metadata(path).ok();
+    let reason = change_reason(&opened, after.as_ref(), now_at_path.as_ref(), cap.size);
+    let mut p = item.artifact(ItemKind::File, shown, cap);
+    p.artifact.file = Some(file_meta(&opened));
+    if p.artifact.status == Status::Complete {
+        if let Some(r) = reason {
+            p.artifact.status = Status::Partial;
+            p.artifact.reason = Some(r);
+        }
+    }
+    Ok(p)
+}
+
+/// Why a file read is not a faithful snapshot, if it is not.
+fn change_reason(
+    opened: &std::fs::Metadata,
+    after: Option<&std::fs::Metadata>,
+    at_path: Option<&std::fs::Metadata>,
+    read: u64,
+) -> Option<String> {
+    let start = opened.len();
+    let same_file = at_path.is_some_and(|m| m.dev() == opened.dev() && m.ino() == opened.ino());
+    if !same_file {
+        return Some(format!(
+            "rotated: the path {} during capture ({read} bytes read of {start})",
+            if at_path.is_some() {
+                "was replaced by another file"
+            } else {
+                "was removed"
+            }
+        ));
+    }
+    let end = after.map_or(read, std::fs::Metadata::len);
+    if read < start || end < start {
+        return Some(format!(
+            "truncated during capture: {start} bytes at start, {end} at end, {read} read"
+        ));
+    }
+    if read > start || end > start {
+        return Some(format!(
+            "grew during capture: {start} bytes at start, {end} at end, {read} read"
+        ));
+    }
+    let modified =
+        after.is_some_and(|a| (a.mtime(), a.mtime_nsec()) != (opened.mtime(), opened.mtime_nsec()));
+    modified.then(|| format!("modified during capture (size unchanged, {read} bytes)"))
+}
+
+/// The argv as one shell-quoted line, for paths and messages.
+pub fn command_line(argv: &[String]) -> String {
+    shell_words::join(argv)
+}
+
+fn capture_command(
+    item: &Item<'_>,
+    pipe: &mut Pipeline<'_, '_>,
+    progress: &dyn Progress,
+) -> Result<Pending, PipelineError> {
+    let argv = &item.spec.argv;
+    let line = command_line(argv);
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let mut p = item.failed(
+                ItemKind::Command,
+                line,
+                format!("couldn't start {:?}: {e}", argv[0]),
+            );
+            p.artifact.command = Some(CommandOutcome {
+                argv: argv.clone(),
+                exit_code: None,
+                signal: None,
+                stderr: String::new(),
+                stderr_bytes: 0,
+            });
+            return Ok(p);
+        }
+    };
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut total = 0u64;
+        let mut buf = [0u8; 8192];
+        loop {
+            match stderr.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    total += n as u64;
+                    let room = STDERR_KEEP.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        (kept, total)
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let cap = pipe.capture(stdout, |n| progress.bytes(n));
+    let status = child.wait();
+    let (kept, total) = err_thread.join().unwrap_or_default();
+    let cap = cap?;
+    let mut p = item.artifact(ItemKind::Command, line, cap);
+    let (code, signal) = match &status {
+        Ok(s) => (s.code(), std::os::unix::process::ExitStatusExt::signal(s)),
+        Err(_) => (None, None),
+    };
+    p.artifact.command = Some(CommandOutcome {
+        argv: argv.clone(),
+        exit_code: code,
+        signal,
+        stderr: String::from_utf8_lossy(&kept).into_owned(),
+        stderr_bytes: total,
+    });
+    if p.artifact.status == Status::Complete {
+        let failure = match (&status, code, signal) {
+            (Err(e), _, _) => Some(format!("couldn't wait for the command: {e}")),
+            (_, Some(0), _) => None,
+            (_, Some(c), _) => Some(format!("exited with status {c}")),
+            (_, None, Some(s)) => Some(format!("killed by signal {s}")),
+            _ => Some("ended without an exit status".into()),
+        };
+        if let Some(f) = failure {
+            p.artifact.status = Status::Failed;
+            p.artifact.error = Some(f);
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(pattern: &str, exclude: &[&str]) -> Vec<String> {
+        let ex =
+            build_excludes(&exclude.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut out = Vec::new();
+        expand(pattern, &ex, &mut out);
+        out.into_iter()
+            .map(|r| match r {
+                Ok(p) => p.to_string_lossy().into_owned(),
+                Err((p, e)) => format!("ERR {} {e}", p.display()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn expands_dirs_globs_and_excludes() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        for f in ["a/x.log", "a/y.gz", "a/b/z.log", "top.log"] {
+            std::fs::write(r.join(f), f).unwrap();
+        }
+        std::os::unix::fs::symlink("../top.log", r.join("a/link")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("a/loop")).unwrap();
+        let s = |p: &str| r.join(p).to_string_lossy().into_owned();
+
+        assert_eq!(
+            paths(&s("a"), &["*.gz"]),
+            vec![s("a/b/z.log"), s("a/link"), s("a/loop"), s("a/x.log")]
+        );
+        assert_eq!(paths(&s("*.log"), &[]), vec![s("top.log")]);
+        assert_eq!(paths(&s("a/*.log"), &[]), vec![s("a/x.log")]);
+        assert_eq!(
+            paths(&s("a/**/*.log"), &[]),
+            vec![s("a/b/z.log"), s("a/x.log")]
+        );
+        assert_eq!(
+            paths(&s("a/b"), &["b"]).len(),
+            1,
+            "excludes don't drop the root itself"
+        );
+        assert!(paths(&s("nope"), &[])[0].starts_with("ERR"));
+    }
+
+    #[test]
+    fn change_reasons() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"12345").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(change_reason(&m, Some(&m), Some(&m), 5), None);
+        assert!(
+            change_reason(&m, Some(&m), Some(&m), 7)
+                .unwrap()
+                .starts_with("grew")
+        );
+        assert!(
+            change_reason(&m, Some(&m), Some(&m), 3)
+                .unwrap()
+                .starts_with("truncated")
+        );
+        assert!(
+            change_reason(&m, Some(&m), None, 5)
+                .unwrap()
+                .contains("removed")
+        );
+        std::fs::rename(&p, d.path().join("g")).unwrap();
+        std::fs::write(&p, b"new").unwrap();
+        let other = std::fs::metadata(&p).unwrap();
+        assert!(
+            change_reason(&m, Some(&m), Some(&other), 5)
+                .unwrap()
+                .contains("replaced")
+        );
+    }
+}

@@ -1,0 +1,405 @@
+//! The vault's object store (FORMAT.md §Layout, §Ordering): a small,
+//! synchronous face over `object_store`, so that `file://` today and `s3://`
+//! later share one code path.
+//!
+//! Contracts:
+//! - [`Store::put_once`] is a conditional create; when it returns `Created`
+//!   the object is durable (the local backend fsyncs the file and its
+//!   directory). An object that already exists is never overwritten.
+//! - [`Store::get`] refuses objects larger than the caller's limit before
+//!   reading them, so untrusted sizes never drive an allocation.
+//! - [`Store::replace_pointer`] is the only overwrite, used for the
+//!   `checkpoint` hint; on a local vault it is serialised with an advisory
+//!   lock so that a slower writer cannot move it backwards.
+//!
+//! Not here: what the objects mean (see `vault`, `verify`).
+
+use std::ops::Range;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt as _;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+
+/// A storage failure, naming the object and the action.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed.
+    #[error("couldn't {action} {key}: {source}")]
+    Backend {
+        /// What was being done.
+        action: &'static str,
+        /// The object key.
+        key: String,
+        /// The backend's error.
+        source: object_store::Error,
+    },
+    /// The object is larger than a reader of its kind accepts.
+    #[error("{key} is {size} bytes, more than the {max} bytes allowed for it")]
+    TooLarge {
+        /// The object key.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The vault location is not usable.
+    #[error("vault location {location}: {why}")]
+    Location {
+        /// As given.
+        location: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Outcome of a conditional create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// This call created the object.
+    Created,
+    /// Something already existed under the key; nothing was written.
+    AlreadyExists,
+}
+
+/// An object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The vault's storage; clones share the backend and the I/O runtime.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    rt: Arc<tokio::runtime::Runtime>,
+    location: String,
+    local_root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.location)
+    }
+}
+
+fn runtime() -> Arc<tokio::runtime::Runtime> {
+    Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("custody-io")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime starts"),
+    )
+}
+
+/// Turns `--vault` (a path or a `file://` URL) into a local directory.
+///
+/// # Errors
+/// Other URL schemes, and malformed `file://` URLs.
+pub fn local_dir(location: &str) -> Result<PathBuf, StoreError> {
+    let bad = |why: &str| StoreError::Location {
+        location: location.to_owned(),
+        why: why.to_owned(),
+    };
+    if let Some((scheme, _)) = location.split_once("://") {
+        return match scheme {
+            "file" => url::Url::parse(location)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| bad("not a valid file:// URL (it needs an absolute path)")),
+            "s3" => Err(bad(
+                "s3:// vaults are not supported by this version yet; use a local directory or file:// URL",
+            )),
+            other => Err(bad(&format!(
+                "unsupported scheme {other}://; use a path or file:// URL"
+            ))),
+        };
+    }
+    if location.is_empty() {
+        return Err(bad("empty path"));
+    }
+    Ok(PathBuf::from(location))
+}
+
+impl Store {
+    /// Opens the store at `location` (a directory path or `file://` URL). The
+    /// directory must exist.
+    ///
+    /// # Errors
+    /// [`StoreError::Location`] when the location is unusable.
+    pub fn open(location: &str) -> Result<Self, StoreError> {
+        let dir = local_dir(location)?;
+        let bad = |why: String| StoreError::Location {
+            location: location.to_owned(),
+            why,
+        };
+        if !dir.is_dir() {
+            return Err(bad("no such directory".into()));
+        }
+        let dir = dir.canonicalize().map_err(|e| bad(e.to_string()))?;
+        let fs = LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| bad(e.to_string()))?
+            .with_fsync(true);
+        Ok(Self {
+            inner: Arc::new(fs),
+            rt: runtime(),
+            location: dir.display().to_string(),
+            local_root: Some(dir),
+        })
+    }
+
+    /// Wraps any object store (tests inject faults this way).
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, location: &str) -> Self {
+        Self {
+            inner,
+            rt: runtime(),
+            location: location.to_owned(),
+            local_root: None,
+        }
+    }
+
+    /// Where the store is, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The local directory, for a `file://` vault.
+    pub fn local_root(&self) -> Option<&FsPath> {
+        self.local_root.as_deref()
+    }
+
+    fn backend(action: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> StoreError {
+        let key = key.to_owned();
+        move |source| StoreError::Backend {
+            action,
+            key,
+            source,
+        }
+    }
+
+    /// Creates `key` with `bytes` unless something already exists there.
+    ///
+    /// # Errors
+    /// Backend failures other than "already exists".
+    pub fn put_once(&self, key: &str, bytes: Bytes) -> Result<Put, StoreError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let r = self.rt.block_on(self.inner.put_opts(
+            &Path::from(key),
+            PutPayload::from_bytes(bytes),
+            opts,
+        ));
+        match r {
+            Ok(_) => Ok(Put::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::AlreadyExists),
+            Err(e) => Err(Self::backend("write", key)(e)),
+        }
+    }
+
+    /// Reads `key` whole, if it exists and is at most `max` bytes.
+    ///
+    /// # Errors
+    /// [`StoreError::TooLarge`], or backend failures other than "not found".
+    pub fn get(&self, key: &str, max: u64) -> Result<Option<Bytes>, StoreError> {
+        let path = Path::from(key);
+        self.rt.block_on(async {
+            let r = match self.inner.get(&path).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(Self::backend("read", key)(e)),
+            };
+            if r.meta.size > max {
+                return Err(StoreError::TooLarge {
+                    key: key.to_owned(),
+                    size: r.meta.size,
+                    max,
+                });
+            }
+            let bytes = r.bytes().await.map_err(Self::backend("read", key))?;
+            // The backend may have grown the object between metadata and body.
+            if bytes.len() as u64 > max {
+                return Err(StoreError::TooLarge {
+                    key: key.to_owned(),
+                    size: bytes.len() as u64,
+                    max,
+                });
+            }
+            Ok(Some(bytes))
+        })
+    }
+
+    /// Reads a byte range of `key`.
+    ///
+    /// # Errors
+    /// Backend failures, including a range beyond the object.
+    pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.rt
+            .block_on(self.inner.get_range(&Path::from(key), range))
+            .map_err(Self::backend("read", key))
+    }
+
+    /// Whether `key` exists, and its size.
+    ///
+    /// # Errors
+    /// Backend failures other than "not found".
+    pub fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self.rt.block_on(self.inner.head(&Path::from(key))) {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Self::backend("stat", key)(e)),
+        }
+    }
+
+    /// Every object under `prefix`, sorted by key.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        let p = Path::from(prefix);
+        let mut out: Vec<Listed> = self
+            .rt
+            .block_on(self.inner.list(Some(&p)).try_collect::<Vec<_>>())
+            .map_err(Self::backend("list", prefix))?
+            .into_iter()
+            .map(|m| Listed {
+                key: m.location.to_string(),
+                size: m.size,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Replaces the pointer object `key` when `should_replace(current)` says
+    /// so, atomically with respect to other writers of this vault on this
+    /// host. Returns whether it wrote.
+    ///
+    /// # Errors
+    /// Backend or lock failures.
+    pub fn replace_pointer(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        max: u64,
+        should_replace: impl FnOnce(Option<&[u8]>) -> bool,
+    ) -> Result<bool, StoreError> {
+        let _lock = match &self.local_root {
+            Some(root) => Some(
+                LocalLock::acquire(&root.join(crate::layout::LOCAL_LOCK)).map_err(|e| {
+                    StoreError::Location {
+                        location: self.location.clone(),
+                        why: format!("couldn't lock: {e}"),
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let current = match self.get(key, max) {
+            Ok(c) => c,
+            // An oversized pointer is damage; replacing it is the repair.
+            Err(StoreError::TooLarge { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if !should_replace(current.as_deref()) {
+            return Ok(false);
+        }
+        let opts = PutOptions {
+            mode: PutMode::Overwrite,
+            ..Default::default()
+        };
+        self.rt
+            .block_on(
+                self.inner
+                    .put_opts(&Path::from(key), PutPayload::from_bytes(bytes), opts),
+            )
+            .map_err(Self::backend("write", key))?;
+        Ok(true)
+    }
+}
+
+/// An exclusive advisory lock on a file, released on drop.
+struct LocalLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+impl LocalLock {
+    fn acquire(path: &FsPath) -> std::io::Result<Self> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map(LocalLock)
+            .map_err(|(_, e)| std::io::Error::from(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_dir_accepts_paths_and_file_urls_only() {
+        assert_eq!(local_dir("/tmp/v").unwrap(), PathBuf::from("/tmp/v"));
+        assert_eq!(local_dir("file:///tmp/v").unwrap(), PathBuf::from("/tmp/v"));
+        assert!(local_dir("file://relative").is_err());
+        assert!(
+            local_dir("s3://bucket/p")
+                .unwrap_err()
+                .to_string()
+                .contains("not supported")
+        );
+        assert!(local_dir("gs://b").is_err());
+        assert!(local_dir("").is_err());
+    }
+
+    #[test]
+    fn put_once_never_overwrites_and_get_bounds_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(
+            s.put_once("a/b", Bytes::from_static(b"one")).unwrap(),
+            Put::Created
+        );
+        assert_eq!(
+            s.put_once("a/b", Bytes::from_static(b"two")).unwrap(),
+            Put::AlreadyExists
+        );
+        assert_eq!(
+            s.get("a/b", 10).unwrap().unwrap(),
+            Bytes::from_static(b"one")
+        );
+        assert!(matches!(
+            s.get("a/b", 2),
+            Err(StoreError::TooLarge { size: 3, .. })
+        ));
+        assert_eq!(s.get("nope", 10).unwrap(), None);
+        assert_eq!(
+            s.list("a").unwrap(),
+            vec![Listed {
+                key: "a/b".into(),
+                size: 3
+            }]
+        );
+        assert_eq!(s.get_range("a/b", 1..3).unwrap(), Bytes::from_static(b"ne"));
+        assert!(
+            s.replace_pointer("p", Bytes::from_static(b"1"), 10, |c| c.is_none())
+                .unwrap()
+        );
+        assert!(
+            !s.replace_pointer("p", Bytes::from_static(b"2"), 10, |c| c.is_none())
+                .unwrap()
+        );
+        assert_eq!(s.get("p", 10).unwrap().unwrap(), Bytes::from_static(b"1"));
+    }
+}

@@ -1,0 +1,102 @@
+//! Timestamps in entries: RFC 3339 with an explicit UTC offset (FORMAT.md
+//! §Times). The writer records the host's local offset so a reader sees the
+//! wall clock the collector saw; readers compare instants.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An instant with the UTC offset it was written in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Time {
+    text: String,
+    ts: jiff::Timestamp,
+}
+
+impl Time {
+    /// Now, in the host's local offset.
+    pub fn now() -> Self {
+        Self::at(jiff::Timestamp::now())
+    }
+
+    /// `ts` in the host's local offset.
+    pub fn at(ts: jiff::Timestamp) -> Self {
+        let offset = jiff::tz::TimeZone::system().to_offset(ts);
+        let text = ts.display_with_offset(offset).to_string();
+        Self { text, ts }
+    }
+
+    /// Seconds since the Unix epoch, in UTC: for tests and fixed clocks.
+    pub fn from_unix(secs: i64) -> Self {
+        let ts = jiff::Timestamp::from_second(secs).expect("in range");
+        Self {
+            text: ts.to_string(),
+            ts,
+        }
+    }
+
+    /// Parses RFC 3339 with an offset (`Z` or `±hh:mm`).
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ts: jiff::Timestamp = s
+            .parse()
+            .map_err(|e| format!("{s:?} is not an RFC 3339 time with offset: {e}"))?;
+        Ok(Self {
+            text: s.to_owned(),
+            ts,
+        })
+    }
+
+    /// The instant.
+    pub fn timestamp(&self) -> jiff::Timestamp {
+        self.ts
+    }
+
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Time({})", self.text)
+    }
+}
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_offset_and_compares_instants() {
+        let a = Time::parse("2026-11-28T18:00:00+01:00").unwrap();
+        let b = Time::parse("2026-11-28T17:00:00Z").unwrap();
+        assert_eq!(a.timestamp(), b.timestamp());
+        assert_eq!(a.to_string(), "2026-11-28T18:00:00+01:00");
+        assert!(Time::parse("2026-11-28T18:00:00").is_err(), "no offset");
+        assert!(Time::parse("yesterday").is_err());
+        assert!(Time::now().timestamp() > b.timestamp());
+    }
+}

@@ -1,0 +1,651 @@
+//! Opening a vault, reading its log, and the append path (FORMAT.md
+//! §Ordering). This is the only module that orders durable writes.
+//!
+//! The append path, and what recovery does if the process dies at each step:
+//! 1. Packs are created (conditional create, fsynced) before any segment that
+//!    references them. Death here leaves unreferenced packs: information for
+//!    `verify`, never damage; a later run that meets the same chunks stores
+//!    them again (packs are never read back for dedup without a segment).
+//! 2. Segment N is created with a conditional create. This is the commit
+//!    point. If another writer created N first, we re-read the log from N,
+//!    re-seal our entries as N+1 (new prev hash, new signature) and retry.
+//!    Death after the create leaves a segment beyond the checkpoint:
+//!    information; the next append re-checkpoints.
+//! 3. The checkpoint pointer is replaced, under the local lock, only by a
+//!    checkpoint for a larger log. Death here changes nothing durable.
+//!
+//! Not here: reading sources (`sources`), chunking and packing (`ingest`),
+//! deciding what is damage (`verify`; `open` refuses a vault whose log does
+//! not check out and points there).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+
+use crate::dsse;
+use crate::hash::{Blake3Id, Sha256Digest};
+use crate::keys::{KeyError, Keyring, VaultSigner};
+use crate::layout;
+use crate::log::{self, Tree};
+use crate::segment::{
+    ChunkRef, Entry, Genesis, IncidentDeclared, MAX_SEGMENT_BYTES, SEGMENT_PAYLOAD_TYPE, Segment,
+    Tool,
+};
+use crate::store::{Put, Store, StoreError};
+use crate::time::Time;
+
+/// What is wrong with one stored segment. `verify` turns these into findings;
+/// the append path refuses to extend a log that has any.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentFault {
+    /// Not a DSSE envelope or not a strict segment payload.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// Signed only by keys the vault does not know.
+    #[error("signed by a key the vault does not know ({0})")]
+    UnknownKey(String),
+    /// A known key's signature does not cover the stored bytes.
+    #[error("signature does not verify ({0})")]
+    BadSignature(String),
+    /// The payload names another vault.
+    #[error("belongs to vault {found}, not {expected}")]
+    WrongVault {
+        /// What the payload says (or `none`).
+        found: String,
+        /// This vault.
+        expected: String,
+    },
+    /// The payload's sequence number is not the one its key names.
+    #[error("claims sequence {found} but is stored as {expected}")]
+    Misplaced {
+        /// Payload seq.
+        found: u64,
+        /// Key seq.
+        expected: u64,
+    },
+    /// `prev` is not the leaf hash of the previous segment.
+    #[error("prev {found} is not the leaf hash {expected} of the previous segment")]
+    ChainBroken {
+        /// What the payload says.
+        found: String,
+        /// Leaf hash of the stored previous segment.
+        expected: String,
+    },
+    /// Genesis rules violated (not exactly one genesis entry, a genesis entry
+    /// elsewhere, a bad key).
+    #[error("{0}")]
+    Genesis(String),
+}
+
+impl From<dsse::DsseError> for SegmentFault {
+    fn from(e: dsse::DsseError) -> Self {
+        match e {
+            dsse::DsseError::UnknownKey(k) => Self::UnknownKey(k),
+            dsse::DsseError::BadSignature(k) => Self::BadSignature(k),
+            other => Self::Malformed(other.to_string()),
+        }
+    }
+}
+
+/// The vault's root of trust, read from the genesis segment.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// RFC 6962 leaf hash of the genesis segment.
+    pub vault_id: Sha256Digest,
+    /// The genesis entry.
+    pub genesis: Genesis,
+    /// The keys signatures are judged by.
+    pub keyring: Keyring,
+}
+
+/// Opens the genesis segment: the only one whose key comes from itself, so it
+/// is parsed before its signature is checked; pinning the vault id is what
+/// makes it trusted.
+///
+/// # Errors
+/// The fault found.
+pub fn check_genesis(bytes: &[u8]) -> Result<(Root, Segment), SegmentFault> {
+    let env: dsse::Envelope =
+        serde_json::from_slice(bytes).map_err(|e| SegmentFault::Malformed(e.to_string()))?;
+    let payload = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&env.payload)
+            .map_err(|_| SegmentFault::Malformed("payload is not base64".into()))?
+    };
+    let seg = Segment::decode(&payload).map_err(|e| SegmentFault::Malformed(e.to_string()))?;
+    let [Entry::Genesis(genesis)] = seg.entries.as_slice() else {
+        return Err(SegmentFault::Genesis(
+            "segment 0 must hold exactly one genesis entry".into(),
+        ));
+    };
+    if seg.seq != 0 {
+        return Err(SegmentFault::Misplaced {
+            found: seg.seq,
+            expected: 0,
+        });
+    }
+    if seg.vault.is_some() || seg.prev.is_some() {
+        return Err(SegmentFault::Genesis(
+            "genesis must have null vault and prev".into(),
+        ));
+    }
+    if !signed_note::is_key_name_valid(&genesis.origin) {
+        return Err(SegmentFault::Genesis(format!(
+            "origin {:?} is not a valid key name",
+            genesis.origin
+        )));
+    }
+    genesis
+        .key
+        .verifying_key()
+        .map_err(|e| SegmentFault::Genesis(format!("genesis key: {e}")))?;
+    let keyring = Keyring::new(vec![genesis.key.clone()]);
+    dsse::open(bytes, SEGMENT_PAYLOAD_TYPE, &keyring)?;
+    let root = Root {
+        vault_id: log::leaf_hash(bytes),
+        genesis: genesis.clone(),
+        keyring,
+    };
+    Ok((root, seg))
+}
+
+/// Checks segment `seq` (> 0) against the vault root and the leaf hash of the
+/// stored segment before it (`None` when that one is missing: the chain
+/// cannot be checked across a gap).
+///
+/// # Errors
+/// The first fault found, in this order: envelope and signature, payload,
+/// vault, position, chain.
+pub fn check_segment(
+    bytes: &[u8],
+    seq: u64,
+    prev_leaf: Option<Sha256Digest>,
+    root: &Root,
+) -> Result<Segment, SegmentFault> {
+    let opened = dsse::open(bytes, SEGMENT_PAYLOAD_TYPE, &root.keyring)?;
+    let seg =
+        Segment::decode(&opened.payload).map_err(|e| SegmentFault::Malformed(e.to_string()))?;
+    if seg.vault != Some(root.vault_id) {
+        return Err(SegmentFault::WrongVault {
+            found: seg.vault.map_or_else(|| "none".into(), |v| v.to_string()),
+            expected: root.vault_id.to_string(),
+        });
+    }
+    if seg.seq != seq {
+        return Err(SegmentFault::Misplaced {
+            found: seg.seq,
+            expected: seq,
+        });
+    }
+    if seg.entries.iter().any(|e| matches!(e, Entry::Genesis(_))) {
+        return Err(SegmentFault::Genesis(
+            "a genesis entry outside segment 0".into(),
+        ));
+    }
+    if let Some(expected) = prev_leaf {
+        if seg.prev != Some(expected) {
+            return Err(SegmentFault::ChainBroken {
+                found: seg.prev.map_or_else(|| "none".into(), |v| v.to_string()),
+                expected: expected.to_string(),
+            });
+        }
+    }
+    Ok(seg)
+}
+
+/// Why a vault could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Key file problems.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// There is no vault at the location.
+    #[error(
+        "{location} is not a custody vault (no genesis segment); create one with `custody init`"
+    )]
+    NotAVault {
+        /// Where we looked.
+        location: String,
+    },
+    /// `init` found something already there.
+    #[error("{location} already holds {what}; refusing to initialise over it")]
+    AlreadyExists {
+        /// Where.
+        location: String,
+        /// What was found.
+        what: String,
+    },
+    /// The log does not check out; nothing will be appended to it.
+    #[error(
+        "vault log is damaged at segment {seq}: {fault}; run `custody verify` for the full report"
+    )]
+    Damaged {
+        /// The segment.
+        seq: u64,
+        /// What is wrong.
+        fault: String,
+    },
+    /// The signing key is not one of the vault's keys.
+    #[error(
+        "key {key} is not a key of this vault (vault key: {vault_key}); pass the vault's key with --key"
+    )]
+    ForeignKey {
+        /// The key given.
+        key: String,
+        /// The vault's key.
+        vault_key: String,
+    },
+    /// A segment would exceed the size readers accept.
+    #[error("segment {seq} would be {size} bytes, more than the {max}-byte limit")]
+    SegmentTooLarge {
+        /// Its position.
+        seq: u64,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: u64,
+    },
+    /// Another writer kept winning the race for the next sequence number.
+    #[error("couldn't claim a sequence number after {0} attempts (many concurrent writers?)")]
+    Contended(u32),
+}
+
+/// Everything `open` learned from the log that writers and readers need.
+#[derive(Debug, Default)]
+pub struct LogIndex {
+    /// The tree over all segments read.
+    pub tree: Tree,
+    /// Leaf hash of the last segment.
+    pub last_leaf: Option<Sha256Digest>,
+    /// Where every stored chunk is (first reference wins).
+    pub chunks: HashMap<Blake3Id, ChunkRef>,
+    /// Declared incidents, by id.
+    pub incidents: BTreeMap<String, IncidentDeclared>,
+}
+
+impl LogIndex {
+    fn absorb(&mut self, seg: &Segment, leaf: Sha256Digest) {
+        self.tree.push(leaf);
+        self.last_leaf = Some(leaf);
+        for e in &seg.entries {
+            match e {
+                Entry::Artifact(a) => {
+                    for c in &a.chunks {
+                        self.chunks.entry(c.id).or_insert(*c);
+                    }
+                }
+                Entry::IncidentDeclared(d) => {
+                    self.incidents
+                        .entry(d.incident.clone())
+                        .or_insert_with(|| d.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// An open vault whose log checked out (signatures, chain) when read.
+#[derive(Debug)]
+pub struct Vault {
+    store: Store,
+    root: Root,
+    index: LogIndex,
+}
+
+/// The outcome of one append.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// The segment's sequence number.
+    pub seq: u64,
+    /// Its leaf hash.
+    pub leaf: Sha256Digest,
+    /// Log size after it.
+    pub size: u64,
+    /// Root after it.
+    pub root: Sha256Digest,
+}
+
+/// Options for [`Vault::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Checkpoint origin and key name.
+    pub origin: String,
+    /// Who creates the vault.
+    pub created_by: String,
+    /// Host name.
+    pub host: String,
+    /// Creation time (injected for test vectors).
+    pub now: Time,
+    /// 16 random bytes, hex (injected for test vectors).
+    pub nonce: String,
+}
+
+impl Vault {
+    /// Creates a vault in `store` (which must be empty), signed by `signer`.
+    /// Writes the genesis segment, then the first checkpoint.
+    ///
+    /// # Errors
+    /// [`VaultError::AlreadyExists`] when the store holds anything; storage
+    /// failures.
+    pub fn init(store: Store, signer: &VaultSigner, opts: InitOptions) -> Result<Self, VaultError> {
+        if let Some(first) = store
+            .list("")?
+            .into_iter()
+            .find(|o| o.key != layout::LOCAL_LOCK)
+        {
+            let what = if first.key.starts_with(layout::SEGMENTS_DIR) {
+                "a custody vault".to_string()
+            } else {
+                format!("other data ({})", first.key)
+            };
+            return Err(VaultError::AlreadyExists {
+                location: store.location().into(),
+                what,
+            });
+        }
+        let genesis = Genesis {
+            origin: opts.origin,
+            key: signer.public(),
+            created_at: opts.now.clone(),
+            nonce: opts.nonce,
+            created_by: opts.created_by,
+            host: opts.host,
+            tool: Tool::this(),
+        };
+        let seg = Segment {
+            format: crate::segment::FORMAT_VERSION,
+            vault: None,
+            seq: 0,
+            prev: None,
+            sealed_at: opts.now,
+            entries: vec![Entry::Genesis(genesis)],
+        };
+        let bytes = dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[signer]);
+        // Commit point of init: a crash before this leaves an empty store.
+        if store.put_once(&layout::segment_path(0), Bytes::from(bytes.clone()))?
+            == Put::AlreadyExists
+        {
+            return Err(VaultError::AlreadyExists {
+                location: store.location().into(),
+                what: "a custody vault (created concurrently)".into(),
+            });
+        }
+        let (root, seg) = check_genesis(&bytes).map_err(|f| VaultError::Damaged {
+            seq: 0,
+            fault: f.to_string(),
+        })?;
+        let mut index = LogIndex::default();
+        index.absorb(&seg, root.vault_id);
+        let vault = Self { store, root, index };
+        vault.write_checkpoint(signer)?;
+        Ok(vault)
+    }
+
+    /// Opens the vault in `store`, reading and checking the whole log;
+    /// `visit` sees every segment in order.
+    ///
+    /// # Errors
+    /// [`VaultError::NotAVault`], [`VaultError::Damaged`], storage failures.
+    pub fn open_with(
+        store: Store,
+        mut visit: impl FnMut(u64, &Segment),
+    ) -> Result<Self, VaultError> {
+        let Some(bytes) = store.get(&layout::segment_path(0), MAX_SEGMENT_BYTES)? else {
+            return Err(VaultError::NotAVault {
+                location: store.location().into(),
+            });
+        };
+        let (root, seg) = check_genesis(&bytes).map_err(|f| VaultError::Damaged {
+            seq: 0,
+            fault: f.to_string(),
+        })?;
+        visit(0, &seg);
+        let mut index = LogIndex::default();
+        index.absorb(&seg, root.vault_id);
+        let mut vault = Self { store, root, index };
+        vault.read_from(1, &mut visit)?;
+        Ok(vault)
+    }
+
+    /// Opens the vault without visiting segments.
+    ///
+    /// # Errors
+    /// As [`Vault::open_with`].
+    pub fn open(store: Store) -> Result<Self, VaultError> {
+        Self::open_with(store, |_, _| {})
+    }
+
+    /// Reads and checks segments from `from` on, to the end of the log.
+    fn read_from(
+        &mut self,
+        from: u64,
+        visit: &mut dyn FnMut(u64, &Segment),
+    ) -> Result<(), VaultError> {
+        let mut seqs: Vec<u64> = self
+            .store
+            .list(layout::SEGMENTS_DIR)?
+            .iter()
+            .filter_map(|o| layout::parse_segment_path(&o.key))
+            .filter(|&s| s >= from)
+            .collect();
+        seqs.sort_unstable();
+        for (i, seq) in seqs.into_iter().enumerate() {
+            let expected = from + i as u64;
+            if seq != expected {
+                return Err(VaultError::Damaged {
+                    seq: expected,
+                    fault: "segment is missing".into(),
+                });
+            }
+            let bytes = self
+                .store
+                .get(&layout::segment_path(seq), MAX_SEGMENT_BYTES)?
+                .ok_or_else(|| VaultError::Damaged {
+                    seq,
+                    fault: "segment vanished while reading".into(),
+                })?;
+            let seg =
+                check_segment(&bytes, seq, self.index.last_leaf, &self.root).map_err(|f| {
+                    VaultError::Damaged {
+                        seq,
+                        fault: f.to_string(),
+                    }
+                })?;
+            visit(seq, &seg);
+            self.index.absorb(&seg, log::leaf_hash(&bytes));
+        }
+        Ok(())
+    }
+
+    /// The storage.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The root of trust.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The vault id.
+    pub fn id(&self) -> Sha256Digest {
+        self.root.vault_id
+    }
+
+    /// What was read from the log.
+    pub fn index(&self) -> &LogIndex {
+        &self.index
+    }
+
+    /// Number of segments.
+    pub fn size(&self) -> u64 {
+        self.index.tree.size()
+    }
+
+    /// Refuses a signer that is not a vault key.
+    ///
+    /// # Errors
+    /// [`VaultError::ForeignKey`].
+    pub fn check_signer(&self, signer: &VaultSigner) -> Result<(), VaultError> {
+        if self
+            .root
+            .keyring
+            .find(&signer.key_id().to_string())
+            .is_none()
+            || signer.name() != self.root.genesis.origin
+        {
+            return Err(VaultError::ForeignKey {
+                key: format!("{} ({})", signer.key_id(), signer.name()),
+                vault_key: format!(
+                    "{} ({})",
+                    self.root.genesis.key.id, self.root.genesis.origin
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Seals `entries` into the next segment, signed by `signer`, then
+    /// updates the checkpoint. Every pack the entries reference must already
+    /// be durable (FORMAT.md §Ordering).
+    ///
+    /// # Errors
+    /// Storage failures, a damaged log found while catching up with other
+    /// writers, or an oversized segment.
+    pub fn append(
+        &mut self,
+        signer: &VaultSigner,
+        entries: Vec<Entry>,
+        now: impl Fn() -> Time,
+    ) -> Result<Appended, VaultError> {
+        const ATTEMPTS: u32 = 64;
+        self.check_signer(signer)?;
+        let mut seg = Segment {
+            format: crate::segment::FORMAT_VERSION,
+            vault: Some(self.root.vault_id),
+            seq: 0,
+            prev: None,
+            sealed_at: now(),
+            entries,
+        };
+        for _ in 0..ATTEMPTS {
+            seg.seq = self.size();
+            seg.prev = self.index.last_leaf;
+            seg.sealed_at = now();
+            let bytes = dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[signer]);
+            if bytes.len() as u64 > MAX_SEGMENT_BYTES {
+                return Err(VaultError::SegmentTooLarge {
+                    seq: seg.seq,
+                    size: bytes.len(),
+                    max: MAX_SEGMENT_BYTES,
+                });
+            }
+            let leaf = log::leaf_hash(&bytes);
+            // Commit point (step 2 above).
+            match self
+                .store
+                .put_once(&layout::segment_path(seg.seq), Bytes::from(bytes))?
+            {
+                Put::Created => {
+                    self.index.absorb(&seg, leaf);
+                    // Step 3: a failure here loses nothing; the next append
+                    // or verify sees the segment beyond the checkpoint.
+                    self.write_checkpoint(signer)?;
+                    return Ok(Appended {
+                        seq: seg.seq,
+                        leaf,
+                        size: self.size(),
+                        root: self.index.tree.root(),
+                    });
+                }
+                Put::AlreadyExists => {
+                    let from = self.size();
+                    self.read_from(from, &mut |_, _| {})?;
+                }
+            }
+        }
+        Err(VaultError::Contended(ATTEMPTS))
+    }
+
+    /// Signs a checkpoint for the whole log read so far and makes it the
+    /// latest, unless a checkpoint for a larger log is already there.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn write_checkpoint(&self, signer: &VaultSigner) -> Result<bool, VaultError> {
+        let size = self.size();
+        let cp = log::sign_checkpoint(signer, size, self.index.tree.root());
+        let keys: Vec<_> = self.root.keyring.keys().map(|(_, k)| *k).collect();
+        let origin = self.root.genesis.origin.clone();
+        let wrote = self.store.replace_pointer(
+            layout::CHECKPOINT,
+            Bytes::from(cp),
+            log::MAX_CHECKPOINT_BYTES,
+            |cur| match cur.and_then(|c| log::open_checkpoint(c, &origin, &keys).ok()) {
+                Some(existing) => existing.size < size,
+                None => true,
+            },
+        )?;
+        Ok(wrote)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> InitOptions {
+        InitOptions {
+            origin: "test.example/vault".into(),
+            created_by: "tester".into(),
+            host: "h".into(),
+            now: Time::from_unix(1_700_000_000),
+            nonce: "00".repeat(16),
+        }
+    }
+
+    #[test]
+    fn init_append_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = dir.path().to_str().unwrap();
+        let k = VaultSigner::from_seed("test.example/vault", [4; 32]);
+        let mut v = Vault::init(Store::open(loc).unwrap(), &k, opts()).unwrap();
+        let a = v
+            .append(&k, vec![], || Time::from_unix(1_700_000_001))
+            .unwrap();
+        assert_eq!((a.seq, a.size), (1, 2));
+        let again = Vault::init(Store::open(loc).unwrap(), &k, opts()).unwrap_err();
+        assert!(matches!(again, VaultError::AlreadyExists { .. }), "{again}");
+
+        let mut seen = vec![];
+        let v2 = Vault::open_with(Store::open(loc).unwrap(), |s, _| seen.push(s)).unwrap();
+        assert_eq!(seen, vec![0, 1]);
+        assert_eq!(v2.id(), v.id());
+        assert_eq!(v2.index().tree.root(), a.root);
+
+        let other = VaultSigner::from_seed("test.example/vault", [5; 32]);
+        assert!(matches!(
+            v.append(&other, vec![], Time::now),
+            Err(VaultError::ForeignKey { .. })
+        ));
+    }
+
+    #[test]
+    fn losing_writer_retries_at_the_next_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = dir.path().to_str().unwrap();
+        let k = VaultSigner::from_seed("test.example/vault", [4; 32]);
+        let mut a = Vault::init(Store::open(loc).unwrap(), &k, opts()).unwrap();
+        let mut b = Vault::open(Store::open(loc).unwrap()).unwrap();
+        assert_eq!(a.append(&k, vec![], Time::now).unwrap().seq, 1);
+        // b still thinks the log has one segment: it must lose seq 1 and take 2.
+        assert_eq!(b.append(&k, vec![], Time::now).unwrap().seq, 2);
+        let v = Vault::open(Store::open(loc).unwrap()).unwrap();
+        assert_eq!(v.size(), 3);
+    }
+}

@@ -1,0 +1,662 @@
+//! `custody verify`: checks a vault in named phases and reports every
+//! finding, not just the first (FORMAT.md §Verification). A damaged vault is
+//! a [`Report`] with findings, never an `Err`; `Err` means the check could not
+//! run at all.
+//!
+//! Phases, in order: `segments` (genesis, signatures, chain), `checkpoint`
+//! (signature, size, root), `packs` (existence, magic, pack hash), `content`
+//! (every chunk decompresses within its declared size and re-hashes to its
+//! id; every artifact re-hashes to its BLAKE3 and SHA-256).
+//!
+//! Not here: pinned checkpoints beyond the vault id, consistency proofs,
+//! bundles (later).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+use sha2::Digest as _;
+
+use crate::hash::{Blake3Id, Sha256Digest};
+use crate::ingest::{MAX_PACK_BYTES, PACK_MAGIC};
+use crate::layout;
+use crate::log::{self, CheckpointError, Tree};
+use crate::progress::Progress;
+use crate::restore::{ChunkError, ChunkReader};
+use crate::segment::{Artifact, Entry, MAX_SEGMENT_BYTES};
+use crate::store::{Store, StoreError};
+use crate::vault::{self, Root, SegmentFault};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Evidence or its proof is damaged or missing: verify exits 1.
+    Damage,
+    /// Worth knowing, not damage (a crash left an unreferenced pack).
+    Information,
+}
+
+macro_rules! kinds {
+    ($($variant:ident = $name:literal, $sev:ident;)*) => {
+        /// Every kind of finding; the names are FORMAT.md's.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kind { $(#[doc = $name] $variant,)* }
+        impl Kind {
+            /// The finding's name in FORMAT.md and in `--json`.
+            pub fn as_str(self) -> &'static str { match self { $(Self::$variant => $name,)* } }
+            /// Its severity.
+            pub fn severity(self) -> Severity { match self { $(Self::$variant => Severity::$sev,)* } }
+            /// All kinds.
+            pub const ALL: &'static [Kind] = &[$(Self::$variant,)*];
+        }
+    };
+}
+
+kinds! {
+    CheckpointMissing = "checkpoint_missing", Damage;
+    CheckpointMalformed = "checkpoint_malformed", Damage;
+    CheckpointBadSignature = "checkpoint_bad_signature", Damage;
+    CheckpointRootMismatch = "checkpoint_root_mismatch", Damage;
+    CheckpointBeyondLog = "checkpoint_beyond_log", Damage;
+    LogBeyondCheckpoint = "log_beyond_checkpoint", Information;
+    GenesisMissing = "genesis_missing", Damage;
+    GenesisInvalid = "genesis_invalid", Damage;
+    VaultIdMismatch = "vault_id_mismatch", Damage;
+    SegmentMissing = "segment_missing", Damage;
+    SegmentMalformed = "segment_malformed", Damage;
+    SegmentUnknownKey = "segment_unknown_key", Damage;
+    SegmentBadSignature = "segment_bad_signature", Damage;
+    SegmentWrongVault = "segment_wrong_vault", Damage;
+    SegmentMisplaced = "segment_misplaced", Damage;
+    ChainBroken = "chain_broken", Damage;
+    UnexpectedObject = "unexpected_object", Information;
+    PackMissing = "pack_missing", Damage;
+    PackMalformed = "pack_malformed", Damage;
+    PackHashMismatch = "pack_hash_mismatch", Damage;
+    PackUnreferenced = "pack_unreferenced", Information;
+    ChunkCorrupt = "chunk_corrupt", Damage;
+    ChunkHashMismatch = "chunk_hash_mismatch", Damage;
+    ArtifactSizeMismatch = "artifact_size_mismatch", Damage;
+    ArtifactHashMismatch = "artifact_hash_mismatch", Damage;
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One thing verification found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What kind.
+    pub kind: Kind,
+    /// How bad.
+    pub severity: Severity,
+    /// The phase that found it.
+    pub phase: &'static str,
+    /// The object concerned (a key in the vault).
+    pub object: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+/// What to check.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Skip the content phase (packs are only checked to exist).
+    pub quick: bool,
+    /// The vault id the caller trusts, recorded out of band.
+    pub vault_id: Option<Sha256Digest>,
+}
+
+/// The checkpoint verification found, if its signature held.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointInfo {
+    /// Segments covered.
+    pub size: u64,
+    /// Root hash.
+    pub root: Sha256Digest,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Where.
+    pub vault: String,
+    /// The vault id (leaf hash of the genesis segment), when it exists.
+    pub vault_id: Option<Sha256Digest>,
+    /// Whether the vault id was pinned by the caller.
+    pub pinned: bool,
+    /// The vault's origin.
+    pub origin: Option<String>,
+    /// The latest checkpoint, when its signature held.
+    pub checkpoint: Option<CheckpointInfo>,
+    /// Segments stored.
+    pub segments: u64,
+    /// Artifacts in valid segments.
+    pub artifacts: u64,
+    /// Packs referenced.
+    pub packs: u64,
+    /// Chunks decompressed and re-hashed.
+    pub chunks_checked: u64,
+    /// Plaintext bytes re-hashed.
+    pub bytes_checked: u64,
+    /// Whether the content phase ran.
+    pub content_checked: bool,
+    /// Every finding, in phase order.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Whether any finding is damage.
+    pub fn damaged(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Damage)
+    }
+
+    /// Whether a finding of `kind` was made.
+    pub fn has(&self, kind: Kind) -> bool {
+        self.findings.iter().any(|f| f.kind == kind)
+    }
+}
+
+struct Findings {
+    list: Vec<Finding>,
+    phase: &'static str,
+}
+
+impl Findings {
+    fn add(&mut self, kind: Kind, object: impl Into<String>, message: impl Into<String>) {
+        self.list.push(Finding {
+            kind,
+            severity: kind.severity(),
+            phase: self.phase,
+            object: object.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn fault_kind(f: &SegmentFault) -> Kind {
+    match f {
+        SegmentFault::Malformed(_) => Kind::SegmentMalformed,
+        SegmentFault::UnknownKey(_) => Kind::SegmentUnknownKey,
+        SegmentFault::BadSignature(_) => Kind::SegmentBadSignature,
+        SegmentFault::WrongVault { .. } => Kind::SegmentWrongVault,
+        SegmentFault::Misplaced { .. } => Kind::SegmentMisplaced,
+        SegmentFault::ChainBroken { .. } => Kind::ChainBroken,
+        SegmentFault::Genesis(_) => Kind::SegmentMalformed,
+    }
+}
+
+/// Verifies the vault in `store`.
+///
+/// # Errors
+/// Only when the check cannot run (the store cannot be listed or read).
+pub fn verify(
+    store: &Store,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<Report, StoreError> {
+    let mut f = Findings {
+        list: Vec::new(),
+        phase: "segments",
+    };
+    let mut report = Report {
+        vault: store.location().to_owned(),
+        vault_id: None,
+        pinned: opts.vault_id.is_some(),
+        origin: None,
+        checkpoint: None,
+        segments: 0,
+        artifacts: 0,
+        packs: 0,
+        chunks_checked: 0,
+        bytes_checked: 0,
+        content_checked: false,
+        findings: Vec::new(),
+    };
+
+    // Classify every object.
+    let mut segment_seqs = BTreeSet::new();
+    let mut stored_packs = BTreeMap::new();
+    for o in store.list("")? {
+        if let Some(seq) = layout::parse_segment_path(&o.key) {
+            segment_seqs.insert(seq);
+        } else if let Some(id) = layout::parse_pack_path(&o.key) {
+            stored_packs.insert(id, o.size);
+        } else if o.key != layout::CHECKPOINT && o.key != layout::LOCAL_LOCK {
+            f.add(
+                Kind::UnexpectedObject,
+                &o.key,
+                "not part of the vault layout; ignored",
+            );
+        }
+    }
+    report.segments = segment_seqs.len() as u64;
+
+    // Phase: segments.
+    let Some(root) = check_genesis_phase(store, opts, &segment_seqs, &mut f)? else {
+        report.findings = f.list;
+        return Ok(report);
+    };
+    report.vault_id = Some(root.vault_id);
+    report.origin = Some(root.genesis.origin.clone());
+    let max_seq = segment_seqs.iter().next_back().copied().unwrap_or(0);
+    let mut leaves: Vec<Option<Sha256Digest>> = vec![Some(root.vault_id)];
+    let mut artifacts: Vec<(u64, Artifact)> = Vec::new();
+    for seq in 1..=max_seq {
+        let key = layout::segment_path(seq);
+        if !segment_seqs.contains(&seq) {
+            f.add(
+                Kind::SegmentMissing,
+                &key,
+                format!("segment {seq} is missing: the log has a gap"),
+            );
+            leaves.push(None);
+            continue;
+        }
+        let bytes = match store.get(&key, MAX_SEGMENT_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                f.add(Kind::SegmentMissing, &key, "listed but gone when read");
+                leaves.push(None);
+                continue;
+            }
+            Err(StoreError::TooLarge { size, max, .. }) => {
+                f.add(
+                    Kind::SegmentMalformed,
+                    &key,
+                    format!("{size} bytes, more than the {max}-byte limit"),
+                );
+                leaves.push(None);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let leaf = log::leaf_hash(&bytes);
+        let prev = leaves[(seq - 1) as usize];
+        match vault::check_segment(&bytes, seq, prev, &root) {
+            Ok(seg) => {
+                for e in seg.entries {
+                    if let Entry::Artifact(a) = e {
+                        artifacts.push((seq, *a));
+                    }
+                }
+            }
+            Err(fault) => f.add(fault_kind(&fault), &key, fault.to_string()),
+        }
+        leaves.push(Some(leaf));
+    }
+    report.artifacts = artifacts.len() as u64;
+
+    // Phase: checkpoint.
+    f.phase = "checkpoint";
+    report.checkpoint = check_checkpoint(store, &root, &leaves, &mut f)?;
+
+    // Phase: packs.
+    f.phase = "packs";
+    let mut referenced: BTreeMap<Blake3Id, usize> = BTreeMap::new();
+    for (seq, a) in &artifacts {
+        let sum: u64 = a.chunks.iter().map(|c| u64::from(c.size)).sum();
+        if sum != a.size {
+            f.add(
+                Kind::ArtifactSizeMismatch,
+                layout::segment_path(*seq),
+                format!(
+                    "artifact {} declares {} bytes but its chunks hold {sum}",
+                    a.path, a.size
+                ),
+            );
+        }
+        for c in &a.chunks {
+            *referenced.entry(c.pack).or_default() += 1;
+        }
+    }
+    report.packs = referenced.len() as u64;
+    let mut usable: HashSet<Blake3Id> = HashSet::new();
+    for (id, refs) in &referenced {
+        let key = layout::pack_path(id);
+        let Some(&size) = stored_packs.get(id) else {
+            f.add(
+                Kind::PackMissing,
+                &key,
+                format!("referenced by {refs} chunk(s) but not stored"),
+            );
+            continue;
+        };
+        if opts.quick {
+            usable.insert(*id);
+            continue;
+        }
+        if size > MAX_PACK_BYTES {
+            f.add(
+                Kind::PackMalformed,
+                &key,
+                format!("{size} bytes, more than the {MAX_PACK_BYTES}-byte limit"),
+            );
+            continue;
+        }
+        let bytes = match store.get(&key, MAX_PACK_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                f.add(Kind::PackMissing, &key, "listed but gone when read");
+                continue;
+            }
+            Err(StoreError::TooLarge { size, max, .. }) => {
+                f.add(
+                    Kind::PackMalformed,
+                    &key,
+                    format!("{size} bytes, more than the {max}-byte limit"),
+                );
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !bytes.starts_with(PACK_MAGIC) {
+            f.add(
+                Kind::PackMalformed,
+                &key,
+                "does not start with the pack magic",
+            );
+        }
+        let actual = Blake3Id::of(&bytes);
+        if actual != *id {
+            f.add(
+                Kind::PackHashMismatch,
+                &key,
+                format!("bytes hash to {actual}, not to the pack's name"),
+            );
+        }
+        progress.bytes(0);
+        usable.insert(*id);
+    }
+    for id in stored_packs
+        .keys()
+        .filter(|id| !referenced.contains_key(id))
+    {
+        f.add(
+            Kind::PackUnreferenced,
+            layout::pack_path(id),
+            "no segment references this pack (left by an interrupted run); it is not evidence",
+        );
+    }
+
+    // Phase: content.
+    if !opts.quick {
+        f.phase = "content";
+        report.content_checked = true;
+        let (chunks, bytes) = check_content(store, &artifacts, &usable, &mut f, progress)?;
+        report.chunks_checked = chunks;
+        report.bytes_checked = bytes;
+    }
+    report.findings = f.list;
+    Ok(report)
+}
+
+fn check_genesis_phase(
+    store: &Store,
+    opts: &Options,
+    seqs: &BTreeSet<u64>,
+    f: &mut Findings,
+) -> Result<Option<Root>, StoreError> {
+    let key = layout::segment_path(0);
+    let bytes = match store.get(&key, MAX_SEGMENT_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            let what = if seqs.is_empty() {
+                "no segments at all: not a vault"
+            } else {
+                "the genesis segment is missing"
+            };
+            f.add(Kind::GenesisMissing, &key, what);
+            return Ok(None);
+        }
+        Err(StoreError::TooLarge { size, .. }) => {
+            f.add(
+                Kind::GenesisInvalid,
+                &key,
+                format!("{size} bytes, too large"),
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let leaf = log::leaf_hash(&bytes);
+    if let Some(pinned) = opts.vault_id {
+        if pinned != leaf {
+            f.add(
+                Kind::VaultIdMismatch,
+                &key,
+                format!("genesis hashes to vault id {leaf}, not the pinned {pinned}"),
+            );
+        }
+    }
+    match vault::check_genesis(&bytes) {
+        Ok((root, _)) => Ok(Some(root)),
+        Err(fault) => {
+            f.add(Kind::GenesisInvalid, &key, fault.to_string());
+            Ok(None)
+        }
+    }
+}
+
+fn check_checkpoint(
+    store: &Store,
+    root: &Root,
+    leaves: &[Option<Sha256Digest>],
+    f: &mut Findings,
+) -> Result<Option<CheckpointInfo>, StoreError> {
+    let key = layout::CHECKPOINT;
+    let bytes = match store.get(key, log::MAX_CHECKPOINT_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            f.add(Kind::CheckpointMissing, key, "there is no checkpoint");
+            return Ok(None);
+        }
+        Err(StoreError::TooLarge { size, max, .. }) => {
+            f.add(
+                Kind::CheckpointMalformed,
+                key,
+                format!("{size} bytes, more than the {max}-byte limit"),
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let keys: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
+    let cp = match log::open_checkpoint(&bytes, &root.genesis.origin, &keys) {
+        Ok(cp) => cp,
+        Err(e @ CheckpointError::Signature(_)) => {
+            f.add(Kind::CheckpointBadSignature, key, e.to_string());
+            return Ok(None);
+        }
+        Err(e) => {
+            f.add(Kind::CheckpointMalformed, key, e.to_string());
+            return Ok(None);
+        }
+    };
+    let stored = leaves.len() as u64;
+    if cp.size > stored {
+        f.add(
+            Kind::CheckpointBeyondLog,
+            key,
+            format!(
+                "checkpoint covers {} segments but only {stored} exist",
+                cp.size
+            ),
+        );
+    } else if let Some(present) = leaves[..cp.size as usize]
+        .iter()
+        .copied()
+        .collect::<Option<Vec<_>>>()
+    {
+        let mut tree = Tree::new();
+        present.into_iter().for_each(|l| tree.push(l));
+        let actual = tree.root();
+        if actual != cp.root {
+            f.add(
+                Kind::CheckpointRootMismatch,
+                key,
+                format!(
+                    "root of the {} stored segments is {actual}, the checkpoint says {}",
+                    cp.size, cp.root
+                ),
+            );
+        }
+        if cp.size < stored {
+            f.add(
+                Kind::LogBeyondCheckpoint,
+                key,
+                format!(
+                    "{} segment(s) after the checkpoint (size {}); an interrupted write, or the pointer was rolled back; the next write re-checkpoints",
+                    stored - cp.size,
+                    cp.size
+                ),
+            );
+        }
+    }
+    Ok(Some(CheckpointInfo {
+        size: cp.size,
+        root: cp.root,
+    }))
+}
+
+/// Re-hashes every artifact from its chunks, on all cores.
+fn check_content(
+    store: &Store,
+    artifacts: &[(u64, Artifact)],
+    usable: &HashSet<Blake3Id>,
+    f: &mut Findings,
+    progress: &dyn Progress,
+) -> Result<(u64, u64), StoreError> {
+    let next = AtomicUsize::new(0);
+    let shared = Mutex::new(Shared::default());
+    let failure: Mutex<Option<StoreError>> = Mutex::new(None);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut reader = ChunkReader::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((seq, a)) = artifacts.get(i) else {
+                        break;
+                    };
+                    if failure.lock().expect("not poisoned").is_some() {
+                        break;
+                    }
+                    if let Err(e) =
+                        check_artifact(store, *seq, a, usable, &mut reader, &shared, progress)
+                    {
+                        *failure.lock().expect("not poisoned") = Some(e);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+    let shared = shared.into_inner().expect("not poisoned");
+    for (kind, object, message) in shared.findings {
+        f.add(kind, object, message);
+    }
+    Ok((shared.chunks, shared.bytes))
+}
+
+#[derive(Default)]
+struct Shared {
+    findings: Vec<(Kind, String, String)>,
+    reported: HashSet<(Blake3Id, u64)>,
+    chunks: u64,
+    bytes: u64,
+}
+
+fn check_artifact(
+    store: &Store,
+    seq: u64,
+    a: &Artifact,
+    usable: &HashSet<Blake3Id>,
+    reader: &mut ChunkReader,
+    shared: &Mutex<Shared>,
+    progress: &dyn Progress,
+) -> Result<(), StoreError> {
+    let mut sha = sha2::Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut total = 0u64;
+    let mut complete = true;
+    for c in &a.chunks {
+        if !usable.contains(&c.pack) {
+            complete = false;
+            continue;
+        }
+        let (kind, object, why) = match reader.read(store, c) {
+            Ok(plain) => {
+                sha.update(plain);
+                b3.update(plain);
+                total += plain.len() as u64;
+                progress.bytes(plain.len() as u64);
+                let mut s = shared.lock().expect("not poisoned");
+                s.chunks += 1;
+                s.bytes += plain.len() as u64;
+                continue;
+            }
+            Err(ChunkError::Store(e)) => return Err(e),
+            Err(ChunkError::Corrupt { object, why, .. }) => (Kind::ChunkCorrupt, object, why),
+            Err(ChunkError::HashMismatch { actual, object, .. }) => (
+                Kind::ChunkHashMismatch,
+                object,
+                format!("hashes to {actual}, not its id {}", c.id),
+            ),
+        };
+        complete = false;
+        let mut s = shared.lock().expect("not poisoned");
+        // One finding per damaged chunk, however many artifacts share it.
+        if s.reported.insert((c.pack, c.offset)) {
+            s.findings.push((
+                kind,
+                object,
+                format!("chunk {} of {}: {why}", c.id.short(), a.path),
+            ));
+        }
+    }
+    if complete {
+        let (b, h) = (
+            Blake3Id::from(b3.finalize()),
+            Sha256Digest(sha.finalize().into()),
+        );
+        if total == a.size && (b != a.blake3 || h != a.sha256) {
+            shared.lock().expect("not poisoned").findings.push((
+                Kind::ArtifactHashMismatch,
+                layout::segment_path(seq),
+                format!(
+                    "artifact {} re-hashes to blake3 {b} sha256 {h}, recorded {} / {}",
+                    a.path, a.blake3, a.sha256
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_unique_and_snake_case() {
+        let names: HashSet<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), Kind::ALL.len());
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+    }
+}
