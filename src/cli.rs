@@ -479,12 +479,16 @@ fn human(n: u64) -> String {
     }
 }
 
-fn resolve_key(explicit: Option<PathBuf>, cfg: &Config, origin: &str) -> Result<VaultSigner> {
+fn resolve_key(
+    explicit: Option<PathBuf>,
+    cfg: &Config,
+    origin: &str,
+) -> Result<(VaultSigner, PathBuf)> {
     let path = match explicit.or_else(|| cfg.key.clone()) {
         Some(p) => p,
         None => default_key_path(origin)?,
     };
-    Ok(VaultSigner::load(&path)?)
+    Ok((VaultSigner::load(&path)?, path))
 }
 
 fn cli_sources(a: &DeclareArgs) -> Result<Vec<SourceSpec>> {
@@ -546,7 +550,11 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
         );
     }
     let mut vault = Vault::open(store)?;
-    let signer = resolve_key(a.key.clone(), &cfg, &vault.root().genesis.origin)?;
+    let (signer, key_path) = resolve_key(a.key.clone(), &cfg, &vault.root().genesis.origin)?;
+    let key_inode = std::fs::metadata(&key_path).map(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        (m.dev(), m.ino())
+    })?;
     vault.check_signer(&signer)?;
     let d = Declaration {
         incident: a.incident.clone(),
@@ -561,6 +569,7 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             .or(cfg.collector.clone())
             .unwrap_or_else(host_name),
         sources,
+        refuse: vec![key_inode],
     };
     let bar = Bar::new(!a.quiet && !a.json, "preserving");
     let started = Instant::now();

@@ -112,6 +112,11 @@ pub fn open(
     expected_type: &'static str,
     keyring: &Keyring,
 ) -> Result<Opened, DsseError> {
+    if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
+        return Err(DsseError::Malformed(
+            "leading or trailing bytes around the JSON object".into(),
+        ));
+    }
     let env: Envelope =
         serde_json::from_slice(bytes).map_err(|e| DsseError::Malformed(e.to_string()))?;
     if env.payload_type != expected_type {

@@ -41,6 +41,8 @@ pub struct Declaration {
     pub collector: String,
     /// Sources to preserve.
     pub sources: Vec<SourceSpec>,
+    /// Files never to preserve, by (device, inode): the signing key file.
+    pub refuse: Vec<(u64, u64)>,
 }
 
 /// Why `declare` stopped.

@@ -27,10 +27,12 @@ pub struct Segment {
     pub format: u32,
     /// The vault id; `None` only in the genesis segment, whose leaf hash *is*
     /// the vault id.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub vault: Option<Sha256Digest>,
     /// Position in the log, from 0.
     pub seq: u64,
     /// RFC 6962 leaf hash of segment `seq - 1`; `None` only for genesis.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub prev: Option<Sha256Digest>,
     /// When the segment was sealed.
     pub sealed_at: Time,
@@ -55,6 +57,11 @@ impl Segment {
     /// Malformed JSON, unknown or duplicate fields, trailing bytes, or a
     /// format version other than 1.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
+            return Err(DecodeError(
+                "leading or trailing bytes around the JSON object".into(),
+            ));
+        }
         let seg: Segment = serde_json::from_slice(bytes).map_err(|e| DecodeError(e.to_string()))?;
         if seg.format != FORMAT_VERSION {
             return Err(DecodeError(format!(
@@ -131,8 +138,10 @@ pub struct IncidentDeclared {
     /// A short title.
     pub title: String,
     /// Free-form severity (for example `sev1`, `high`).
+    #[serde(deserialize_with = "Option::deserialize")]
     pub severity: Option<String>,
     /// When the incident was discovered, if told.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub discovered_at: Option<Time>,
     /// When it was declared (the time of this entry).
     pub declared_at: Time,
@@ -274,8 +283,10 @@ pub struct FileMeta {
     /// Owner gid.
     pub gid: u32,
     /// Owner name, when the host knows it.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub owner: Option<String>,
     /// Group name, when the host knows it.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub group: Option<String>,
     /// Device and inode, to tell a rotated file from the same file.
     pub dev: u64,
@@ -290,8 +301,10 @@ pub struct CommandOutcome {
     /// The argv run.
     pub argv: Vec<String>,
     /// Exit code, when it exited.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub exit_code: Option<i32>,
     /// Signal number, when killed by one.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub signal: Option<i32>,
     /// The start of standard error (lossy UTF-8), bounded.
     pub stderr: String,
@@ -318,8 +331,10 @@ pub struct Artifact {
     /// How completely it was captured.
     pub status: Status,
     /// For `partial`: what changed.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub reason: Option<String>,
     /// For `failed`: the error.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub error: Option<String>,
     /// Bytes captured.
     pub size: u64,
@@ -330,10 +345,13 @@ pub struct Artifact {
     /// The bytes, in order.
     pub chunks: Vec<ChunkRef>,
     /// For symlinks: the target, as stored in the link.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub link_target: Option<String>,
     /// For files and symlinks: metadata before the read.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub file: Option<FileMeta>,
     /// For commands: how it ended.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub command: Option<CommandOutcome>,
     /// Host it was collected on.
     pub host: String,
@@ -441,6 +459,7 @@ mod tests {
             text.replacen("{", "{\"seq\":5,", 1),
             text.replacen("\"format\":1", "\"format\":2", 1),
             text.replacen("\"type\":\"genesis\"", "\"type\":\"unknown\"", 1),
+            text.replacen(",\"prev\":null", "", 1),
         ];
         for bad in cases {
             assert!(Segment::decode(bad.as_bytes()).is_err(), "{bad}");

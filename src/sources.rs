@@ -38,6 +38,8 @@ pub struct RunContext {
     pub host: String,
     /// Collector name.
     pub collector: String,
+    /// Files (device, inode) never to preserve: the vault's own signing key.
+    pub refuse: Vec<(u64, u64)>,
 }
 
 /// An artifact whose chunk locations are resolved when its segment is sealed.
@@ -375,6 +377,15 @@ fn capture_path(
     };
     let opened = file.metadata().map_err(|e| e.to_string());
     let opened = match opened {
+        Ok(m) if item.ctx.refuse.contains(&(m.dev(), m.ino())) => {
+            let mut p = item.failed(
+                ItemKind::File,
+                shown,
+                "refused: this is the vault's own signing key".into(),
+            );
+            p.artifact.file = Some(file_meta(&m));
+            return Ok(p);
+        }
         Ok(m) if m.is_file() => m,
         Ok(_) => {
             return Ok(item.failed(

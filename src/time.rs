@@ -40,6 +40,11 @@ impl Time {
     /// # Errors
     /// A message naming what is wrong.
     pub fn parse(s: &str) -> Result<Self, String> {
+        if !is_rfc3339_shape(s) {
+            return Err(format!(
+                "{s:?} is not an RFC 3339 time with offset (like 2026-11-27T21:14:00Z or 2026-11-27T22:14:00+01:00)"
+            ));
+        }
         let ts: jiff::Timestamp = s
             .parse()
             .map_err(|e| format!("{s:?} is not an RFC 3339 time with offset: {e}"))?;
@@ -57,6 +62,45 @@ impl Time {
     /// The text as written.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`, the RFC 3339 profile
+/// custody writes; jiff alone would also accept other ISO 8601 forms.
+fn is_rfc3339_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    let head = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if !head {
+        return false;
+    }
+    let mut i = 19;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start || i - start > 9 {
+            return false;
+        }
+    }
+    match &b[i..] {
+        [b'Z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
     }
 }
 
@@ -97,6 +141,16 @@ mod tests {
         assert_eq!(a.to_string(), "2026-11-28T18:00:00+01:00");
         assert!(Time::parse("2026-11-28T18:00:00").is_err(), "no offset");
         assert!(Time::parse("yesterday").is_err());
+        for loose in [
+            "2026-11-28 18:00:00Z",
+            "2026-11-28T18:00:00-04",
+            "2026-11-28T18:00:00Z[UTC]",
+            "2026-11-28T18:00Z",
+        ] {
+            assert!(Time::parse(loose).is_err(), "{loose}");
+        }
+        assert!(Time::parse("2026-11-28T18:00:00.123456789-04:30").is_ok());
+        assert!(Time::parse(Time::now().as_str()).is_ok());
         assert!(Time::now().timestamp() > b.timestamp());
     }
 }
