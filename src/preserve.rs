@@ -167,6 +167,7 @@ pub fn declare(
         run: run.clone(),
         host: d.host.clone(),
         collector: d.collector.clone(),
+        refuse: d.refuse.clone(),
     };
     let known = vault.index().chunks.clone();
     let store = vault.store().clone();
