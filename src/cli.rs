@@ -319,8 +319,9 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         std::path::absolute(&dir).with_context(|| format!("couldn't resolve {}", dir.display()))?;
     if dir.exists() {
         let store = Store::open(&loc)?;
-        if let Some(first) = store.list("")?.first() {
-            let what = if first.key.starts_with("segments/") {
+        let objects = store.list("")?;
+        if let Some(first) = objects.first() {
+            let what = if objects.iter().any(|o| o.key.starts_with("segments/")) {
                 "a custody vault".into()
             } else {
                 format!("other data ({})", first.key)

@@ -211,7 +211,6 @@ pub fn declare(
         for spec in &d.sources {
             sources::preserve_source(spec, &ctx, &mut pipe, progress, &mut emit)?;
         }
-        drop(emit);
         pipe.flush()?;
         let mut last_entries = resolve(&pipe, pending)?;
         let stats = pipe.finish()?;

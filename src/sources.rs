@@ -269,8 +269,8 @@ fn walk(
         .follow_links(false)
         .sort_by_file_name()
         .into_iter();
-    let mut it = it.filter_entry(|e| !(e.depth() > 0 && excludes.matches(e.path())));
-    while let Some(entry) = it.next() {
+    let it = it.filter_entry(|e| !(e.depth() > 0 && excludes.matches(e.path())));
+    for entry in it {
         match entry {
             Err(e) => {
                 let path = e.path().map_or_else(|| root.to_owned(), Path::to_path_buf);

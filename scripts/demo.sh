@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Demo: create a vault, declare an incident over sample/, verify it, inspect
+# it, and restore one preserved file byte for byte.
+#
+# Usage: scripts/demo.sh            (keeps the temp dir and prints its path)
+#        KEEP=0 scripts/demo.sh     (removes the temp dir at the end)
+set -euo pipefail
+
+# Run from the repository root whatever the caller's cwd is. `cd -P` resolves
+# symlinks so that "$PWD/sample/..." names the files as custody records them.
+cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+KEEP=${KEEP:-1}
+
+section() {
+	printf '\n==== %s ====\n' "$*"
+}
+
+# Print a command line as one could paste it into a shell.
+show_cmd() {
+	local out='$' a
+	for a in "$@"; do
+		if [[ $a =~ ^[A-Za-z0-9_./:=@+,%-]+$ ]]; then
+			out+=" $a"
+		else
+			out+=" '${a//\'/\'\\\'\'}'"
+		fi
+	done
+	printf '%s\n' "$out"
+}
+
+# Print a command, then run it.
+run() {
+	show_cmd "$@"
+	"$@"
+}
+
+section "Build (cargo build --release --locked)"
+cargo build --release --locked -q
+BIN=$ROOT/target/release/custody
+echo "binary: $BIN"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/custody-demo.XXXXXX")
+cleanup() {
+	if [[ "$KEEP" == 0 ]]; then
+		rm -rf -- "$T"
+	fi
+}
+trap cleanup EXIT
+
+custody() {
+	show_cmd custody "$@"
+	"$BIN" "$@"
+}
+
+INCIDENT=INC-2026-001
+
+section "1. Create a vault"
+custody init --vault "$T/vault" --origin demo.custody.example/vault --key "$T/vault.key"
+
+section "2. Declare incident $INCIDENT and preserve the sources of sample/custody.toml"
+custody declare "$INCIDENT" \
+	--title "Forged login tokens" \
+	--severity sev1 \
+	--discovered-at 2026-11-27T21:14:00Z \
+	--by demo-responder \
+	--config sample/custody.toml \
+	--vault "$T/vault" \
+	--key "$T/vault.key"
+
+section "3. Verify the whole vault (exit 0 = no findings)"
+custody verify --vault "$T/vault"
+
+section "4. Show incident $INCIDENT"
+custody show "$INCIDENT" --vault "$T/vault"
+
+section "5. The log of segments and checkpoints"
+custody log --vault "$T/vault"
+
+section "6. Restore one artifact and compare it with the original"
+ARTIFACT=$ROOT/sample/logs/auth.log
+printf '%s > %s\n' "$(show_cmd custody cat "$INCIDENT" "$ARTIFACT" --vault "$T/vault")" "$T/auth.log"
+"$BIN" cat "$INCIDENT" "$ARTIFACT" --vault "$T/vault" >"$T/auth.log"
+echo
+echo "SHA-256 (restored, then original):"
+run sha256sum "$T/auth.log" sample/logs/auth.log
+if command -v b3sum >/dev/null 2>&1; then
+	echo
+	echo "BLAKE3 (restored, then original):"
+	run b3sum "$T/auth.log" sample/logs/auth.log
+else
+	echo
+	echo "(b3sum not installed: skipping the BLAKE3 comparison)"
+fi
+echo
+run cmp "$T/auth.log" sample/logs/auth.log
+echo "restored file is identical to the original"
+
+section "Done"
+if [[ "$KEEP" == 0 ]]; then
+	echo "temp dir $T will be removed (KEEP=0)"
+else
+	echo "vault, key and restored file kept in: $T"
+	echo "(run with KEEP=0 to remove it at the end)"
+fi

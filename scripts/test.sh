@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Full check of the project, from a fresh machine (Debian 12, root) or an
+# already set-up one: installs the independent verifiers the tests use, then
+# runs rustfmt, clippy, the test suite and the demo as a smoke test.
+#
+# Usage: scripts/test.sh               everything
+#        scripts/test.sh --setup-only  only install the test dependencies
+#
+# Installs when missing:
+#   b3sum                                  (Debian) BLAKE3 of restored files
+#   golang-go golang-golang-x-mod-dev      (Debian) Go's sumdb/note and
+#                                          sumdb/tlog check our checkpoints
+#                                          and proofs (CUSTODY_GO_INTEROP=1)
+#   .venv-test/ with securesystemslib      (PyPI) checks DSSE envelopes
+#                                          (CUSTODY_PY=.venv-test/bin/python)
+set -euo pipefail
+
+cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+SETUP_ONLY=0
+case "${1:-}" in
+"") ;;
+--setup-only) SETUP_ONLY=1 ;;
+*)
+	echo "usage: $0 [--setup-only]" >&2
+	exit 2
+	;;
+esac
+
+SECURESYSTEMSLIB_VERSION=1.6.0
+VENV=$ROOT/.venv-test
+TEST_LOG=$ROOT/target/test-output.log
+rm -f -- "$TEST_LOG"
+
+# ---------------------------------------------------------------- timing
+TIMINGS=()
+SCRIPT_START=$(date +%s.%N)
+CURRENT_STEP=""
+STEP_START=0
+
+now() { date +%s.%N; }
+
+# step NAME CMD ARGS...: run one step, record its duration.
+step() {
+	local name=$1
+	shift
+	CURRENT_STEP=$name
+	STEP_START=$(now)
+	printf '\n==== %s ====\n' "$name"
+	"$@"
+	local secs
+	secs=$(awk -v a="$STEP_START" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+	TIMINGS+=("$(printf '%-28s %8ss  ok' "$name" "$secs")")
+	CURRENT_STEP=""
+}
+
+summary() {
+	local rc=$?
+	if [[ -n "$CURRENT_STEP" ]]; then
+		local secs
+		secs=$(awk -v a="$STEP_START" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+		TIMINGS+=("$(printf '%-28s %8ss  FAILED (exit %d)' "$CURRENT_STEP" "$secs" "$rc")")
+	fi
+	printf '\n==== timings ====\n'
+	local t
+	for t in "${TIMINGS[@]}"; do
+		printf '%s\n' "$t"
+	done
+	printf '%-28s %8ss\n' total "$(awk -v a="$SCRIPT_START" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
+	if [[ -f $TEST_LOG ]]; then
+		# Totals over all of cargo test's "test result:" lines.
+		awk '/^test result:/ {
+			for (i = 1; i <= NF; i++) {
+				if ($i ~ /^passed/) p += $(i - 1)
+				if ($i ~ /^failed/) f += $(i - 1)
+				if ($i ~ /^ignored/) s += $(i - 1)
+			}
+		}
+		END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$TEST_LOG"
+	fi
+	if [[ $rc -eq 0 ]]; then
+		echo "scripts/test.sh: all steps passed"
+	else
+		echo "scripts/test.sh: FAILED in step: ${CURRENT_STEP:-?}" >&2
+	fi
+}
+trap summary EXIT
+
+# ---------------------------------------------------------------- setup
+APT_UPDATED=0
+apt_install() {
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "apt-get not available; please install: $*" >&2
+		return 1
+	fi
+	local sudo=()
+	if [[ $(id -u) -ne 0 ]]; then
+		sudo=(sudo)
+	fi
+	if [[ $APT_UPDATED -eq 0 ]]; then
+		"${sudo[@]}" apt-get update -qq
+		APT_UPDATED=1
+	fi
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "$@"
+}
+
+GO_X_MOD=/usr/share/gocode/src/golang.org/x/mod/sumdb
+
+setup_system_packages() {
+	local missing=()
+	command -v b3sum >/dev/null 2>&1 || missing+=(b3sum)
+	command -v go >/dev/null 2>&1 || missing+=(golang-go)
+	[[ -d $GO_X_MOD/note && -d $GO_X_MOD/tlog ]] || missing+=(golang-golang-x-mod-dev)
+	if ((${#missing[@]})); then
+		echo "installing: ${missing[*]}"
+		apt_install "${missing[@]}"
+	else
+		echo "b3sum, go and golang.org/x/mod already installed"
+	fi
+	b3sum --version
+	go version
+}
+
+venv_ok() {
+	[[ -x $VENV/bin/python ]] &&
+		"$VENV/bin/python" -c 'import securesystemslib, cryptography' >/dev/null 2>&1
+}
+
+setup_python_venv() {
+	if venv_ok; then
+		echo "$VENV already has securesystemslib"
+	else
+		rm -rf -- "$VENV"
+		# The machine's python3 may be Debian's, whose venv needs python3-venv.
+		if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+			rm -rf -- "$VENV"
+			apt_install python3-venv python3-pip
+			python3 -m venv "$VENV"
+		fi
+		"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+			"securesystemslib[crypto]==$SECURESYSTEMSLIB_VERSION"
+		venv_ok
+	fi
+	"$VENV/bin/python" -c 'import securesystemslib; print("securesystemslib", securesystemslib.__version__)'
+}
+
+step "install b3sum, go" setup_system_packages
+step "python venv (.venv-test)" setup_python_venv
+
+if command -v go >/dev/null 2>&1; then
+	export CUSTODY_GO_INTEROP=1
+	# Go needs a build cache; give it one when HOME is unset (as in some CI).
+	if [[ -z "${HOME:-}" && -z "${GOCACHE:-}" ]]; then
+		export GOCACHE=$ROOT/target/go-cache
+	fi
+fi
+export CUSTODY_PY=$VENV/bin/python
+echo
+echo "CUSTODY_GO_INTEROP=${CUSTODY_GO_INTEROP:-} CUSTODY_PY=$CUSTODY_PY"
+
+if [[ $SETUP_ONLY -eq 1 ]]; then
+	exit 0
+fi
+
+# ---------------------------------------------------------------- checks
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+run_tests() {
+	mkdir -p -- "$(dirname -- "$TEST_LOG")"
+	cargo test --locked --all-targets 2>&1 | tee "$TEST_LOG"
+}
+step "cargo test" run_tests
+smoke_demo() { KEEP=0 scripts/demo.sh >/dev/null; }
+step "demo (smoke test)" smoke_demo

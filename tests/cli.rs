@@ -1,0 +1,467 @@
+//! The binary end to end: init, declare, verify, show, log, cat, and the bad
+//! inputs of the core issue, each with one clear error and nothing
+//! half-written.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::common::{TestVault, custody, kinds, log_text, noise, require_tool};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+/// The standard error of a refused command, which must hold exactly one
+/// error line.
+#[track_caller]
+fn one_error(o: &std::process::Output) -> String {
+    let text = stderr(o);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("custody: error"))
+            .count(),
+        1,
+        "{text}"
+    );
+    text
+}
+
+#[test]
+fn init_writes_a_private_key_outside_the_vault_and_refuses_to_repeat() {
+    let v = TestVault::new();
+    let mode = std::fs::metadata(&v.key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(v.vault_id.len(), 64);
+    let key_text = std::fs::read_to_string(&v.key).unwrap();
+    for f in crate::common::walk(&v.vault) {
+        let bytes = std::fs::read(&f).unwrap();
+        let secret = key_text.trim().splitn(5, '+').nth(4).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "key material in {}",
+            f.display()
+        );
+    }
+    let again = custody()
+        .args(["init", "--vault"])
+        .arg(&v.vault)
+        .arg("--key")
+        .arg(v.tmp.path().join("k2"))
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already holds a custody vault"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(
+        !v.tmp.path().join("k2").exists(),
+        "no key is written for a refused init"
+    );
+
+    let other = v.tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes"), b"x").unwrap();
+    let out = custody()
+        .args(["init", "--vault"])
+        .arg(&other)
+        .arg("--key")
+        .arg(v.tmp.path().join("k3"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("other data"), "{}", stderr(&out));
+
+    let inside = v.tmp.path().join("fresh");
+    let out = custody()
+        .args(["init", "--vault"])
+        .arg(&inside)
+        .arg("--key")
+        .arg(inside.join("k"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("inside the vault"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn declare_verify_show_cat_round_trip() {
+    let v = TestVault::new();
+    let big = v.write("logs/big.log", &log_text(9 << 20, 1));
+    v.write("logs/small.log", b"one line\n");
+    v.write("logs/empty.log", b"");
+    std::os::unix::fs::symlink("big.log", v.data.join("logs/link")).unwrap();
+    let s = v.declare_data("INC-7");
+    assert_eq!(
+        (
+            s["complete"].as_u64(),
+            s["failed"].as_u64(),
+            s["partial"].as_u64()
+        ),
+        (Some(4), Some(0), Some(0)),
+        "{s:#}"
+    );
+    assert!(s["packs"].as_u64().unwrap() >= 1);
+    v.assert_intact();
+    let (_, report) = TestVault::verify_dir(&v.vault, &["--vault-id", &v.vault_id]);
+    assert_eq!(report["pinned"], true);
+    assert!(
+        report["chunks_checked"].as_u64().unwrap() > 2,
+        "big.log is several chunks: {report:#}"
+    );
+
+    let show = v.cmd(&["show", "INC-7", "--json"]).output().unwrap();
+    assert!(show.status.success(), "{}", stderr(&show));
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let big_path = big.to_str().unwrap();
+    let art = shown["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == big_path)
+        .unwrap()
+        .clone();
+    assert_eq!(art["status"], "complete");
+    let link = shown["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "symlink")
+        .unwrap();
+    assert_eq!(link["link_target"], "big.log");
+
+    let out = v.tmp.path().join("restored");
+    let cat = v.cmd(&["cat", "INC-7", big_path]).output().unwrap();
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    std::fs::write(&out, &cat.stdout).unwrap();
+    assert_eq!(cat.stdout, std::fs::read(&big).unwrap());
+    // Independent tools agree with what `show` printed.
+    let sha = std::process::Command::new("sha256sum")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&sha).split_whitespace().next().unwrap(),
+        art["sha256"].as_str().unwrap()
+    );
+    if require_tool("b3sum") {
+        let b3 = std::process::Command::new("b3sum")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&b3).split_whitespace().next().unwrap(),
+            art["blake3"].as_str().unwrap()
+        );
+    }
+
+    let human = v.cmd(&["show", "INC-7"]).output().unwrap();
+    assert!(stdout(&human).contains(art["sha256"].as_str().unwrap()));
+    let log = v.cmd(&["log"]).output().unwrap();
+    let text = stdout(&log);
+    assert!(
+        text.contains("genesis")
+            && text.contains("incident_declared INC-7")
+            && text.contains("preservation_finished"),
+        "{text}"
+    );
+    let json_lines = v.cmd(&["log", "--json"]).output().unwrap();
+    assert_eq!(
+        stdout(&json_lines).lines().count(),
+        text.lines().filter(|l| l.starts_with("segment ")).count()
+    );
+}
+
+#[test]
+fn second_declare_dedups_and_preserves_again() {
+    let v = TestVault::new();
+    v.write("a.bin", &noise(3 << 20, 9));
+    let first = v.declare_data("INC-1");
+    let second = v.declare_data("INC-1");
+    assert_eq!(second["newly_declared"], false);
+    assert_eq!(second["packs"], 0, "nothing new to store: {second:#}");
+    assert_eq!(second["bytes_deduplicated"], first["bytes_read"]);
+    v.assert_intact();
+}
+
+#[test]
+fn missing_sources_and_failing_commands_are_recorded_not_skipped() {
+    let v = TestVault::new();
+    v.write("ok.log", b"fine\n");
+    std::os::unix::fs::symlink("loop", v.data.join("loop")).unwrap();
+    let missing = v.tmp.path().join("no/such/file");
+    let fifo = v.data.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let out = v.declare(
+        "INC-2",
+        &[
+            "--json",
+            "--path",
+            v.data.to_str().unwrap(),
+            "--path",
+            missing.to_str().unwrap(),
+            "--path",
+            "/proc/self/mem",
+            "--command",
+            "definitely-not-a-command --flag",
+            "--command",
+            "sh -c 'echo partial-output; echo oops >&2; exit 3'",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "failures recorded → exit 1: {}",
+        stderr(&out)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = s["problems"].as_array().unwrap();
+    let detail = |needle: &str| {
+        problems
+            .iter()
+            .find(|p| p["path"].as_str().unwrap().contains(needle))
+            .map(|p| p["detail"].as_str().unwrap().to_owned())
+    };
+    assert!(
+        detail("no/such/file").unwrap().contains("No such file"),
+        "{problems:#?}"
+    );
+    assert!(
+        detail("definitely-not-a-command")
+            .unwrap()
+            .contains("couldn't start")
+    );
+    assert!(detail("fifo").unwrap().contains("not a regular file"));
+    assert!(
+        detail("/proc/self/mem").unwrap().contains("read failed"),
+        "unreadable file: {problems:#?}"
+    );
+    assert!(detail("exit 3").unwrap().contains("status 3"));
+    v.assert_intact();
+
+    let shown: serde_json::Value =
+        serde_json::from_slice(&v.cmd(&["show", "INC-2", "--json"]).output().unwrap().stdout)
+            .unwrap();
+    let arts = shown["artifacts"].as_array().unwrap();
+    let loop_link = arts
+        .iter()
+        .find(|a| a["path"].as_str().unwrap().ends_with("/loop"))
+        .unwrap();
+    assert_eq!(
+        (loop_link["kind"].as_str(), loop_link["status"].as_str()),
+        (Some("symlink"), Some("complete"))
+    );
+    let cmd = arts
+        .iter()
+        .find(|a| a["path"].as_str().unwrap().contains("exit 3"))
+        .unwrap();
+    assert_eq!(cmd["command"]["exit_code"], 3);
+    assert_eq!(cmd["command"]["stderr"], "oops\n");
+    assert_eq!(cmd["size"], "partial-output\n".len());
+}
+
+#[test]
+fn the_signing_key_itself_is_never_preserved() {
+    let v = TestVault::new();
+    let out = v.declare(
+        "INC-3",
+        &[
+            "--json",
+            "--path",
+            v.key.parent().unwrap().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        s["problems"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("vault's own signing key"),
+        "{s:#}"
+    );
+    let secret = std::fs::read_to_string(&v.key).unwrap();
+    let secret = secret.trim().splitn(5, '+').nth(4).unwrap().to_owned();
+    assert!(secret.len() >= 44);
+    for f in crate::common::walk(&v.vault) {
+        assert!(!String::from_utf8_lossy(&std::fs::read(&f).unwrap()).contains(&secret));
+    }
+}
+
+#[test]
+fn bad_inputs_get_one_clear_error_and_write_nothing() {
+    let v = TestVault::new();
+    v.write("f", b"x");
+    let before = crate::common::walk(&v.vault).len();
+    let data = v.data.to_str().unwrap().to_owned();
+    let run = |args: &[&str]| custody().args(args).output().unwrap();
+
+    let nowhere = v.tmp.path().join("nowhere");
+    let o = run(&["verify", "--vault", nowhere.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        one_error(&o).contains("not a custody vault"),
+        "{}",
+        one_error(&o)
+    );
+
+    let plain = v.tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let o = run(&["show", "X", "--vault", plain.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        one_error(&o).contains("not a custody vault"),
+        "{}",
+        one_error(&o)
+    );
+
+    let cfg = v.tmp.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "vault = \"x\"\n[[source]]\nname = \"a\"\nkind = \"tape\"\n",
+    )
+    .unwrap();
+    let o = v
+        .cmd(&[
+            "declare",
+            "I",
+            "--title",
+            "t",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_error(&o).contains("line 4"), "{}", one_error(&o));
+
+    let o = custody()
+        .args(["declare", "I", "--title", "t", "--path", &data, "--vault"])
+        .arg(&v.vault)
+        .arg("--key")
+        .arg(v.tmp.path().join("missing.key"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_error(&o).contains("missing.key"), "{}", one_error(&o));
+
+    std::fs::set_permissions(&v.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = v
+        .cmd(&["declare", "I", "--title", "t", "--path", &data])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        one_error(&o).contains("mode 644") && one_error(&o).contains("chmod 600"),
+        "{}",
+        one_error(&o)
+    );
+    std::fs::set_permissions(&v.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let o = v
+        .cmd(&[
+            "declare",
+            "bad id/with slash",
+            "--title",
+            "t",
+            "--path",
+            &data,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = v.cmd(&["declare", "I", "--title", "t"]).output().unwrap();
+    assert!(
+        one_error(&o).contains("nothing to preserve"),
+        "{}",
+        one_error(&o)
+    );
+    let o = v
+        .cmd(&[
+            "declare",
+            "I",
+            "--title",
+            "t",
+            "--path",
+            &data,
+            "--discovered-at",
+            "yesterday",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        one_error(&o).contains("--discovered-at"),
+        "{}",
+        one_error(&o)
+    );
+
+    assert_eq!(
+        crate::common::walk(&v.vault).len(),
+        before,
+        "refused commands wrote nothing"
+    );
+    v.assert_intact();
+}
+
+#[test]
+fn config_file_drives_declare() {
+    let v = TestVault::new();
+    v.write("app/app.log", b"hello\n");
+    v.write("app/old.gz", b"zz");
+    let cfg = v.tmp.path().join("custody.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "vault = {:?}\nkey = {:?}\ncollector = \"web-01\"\n[[source]]\nname = \"app\"\nkind = \"files\"\npaths = [\"data/app/\"]\nexclude = [\"*.gz\"]\n[[source]]\nname = \"uname\"\nkind = \"command\"\nargv = [\"uname\", \"-s\"]\n",
+            v.vault.to_str().unwrap(),
+            v.key.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let o = custody()
+        .args([
+            "declare", "INC-9", "--title", "cfg", "--quiet", "--json", "--config",
+        ])
+        .arg(&cfg)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        s["complete"], 2,
+        "app.log and uname, not the excluded .gz: {s:#}"
+    );
+    let shown: serde_json::Value = serde_json::from_slice(
+        &custody()
+            .args(["show", "INC-9", "--json", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(shown["artifacts"][0]["collector"], "web-01");
+}
+
+#[test]
+fn help_documents_exit_status() {
+    for args in [vec!["--help"], vec!["verify", "--help"]] {
+        let o = custody().args(&args).output().unwrap();
+        let text = stdout(&o);
+        assert!(
+            text.contains("Exit status") && text.contains("1  "),
+            "{args:?}: {text}"
+        );
+    }
+    let v = TestVault::new();
+    let (code, report) = v.verify();
+    assert_eq!((code, report["ok"].as_bool()), (0, Some(true)));
+    assert!(kinds(&report).is_empty());
+}

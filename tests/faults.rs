@@ -1,0 +1,255 @@
+//! A fault-injecting store (sunlight's and tessera's habit): fail the Nth
+//! put, or persist it and still report failure; flag any overwrite of an
+//! immutable object. After every fault the vault must verify, and a later
+//! declare must complete.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+use custody::keys::VaultSigner;
+use custody::preserve::{self, Declaration, DeclareError};
+use custody::progress::Silent;
+use custody::segment::{SourceKind, SourceSpec};
+use custody::store::Store;
+use custody::time::Time;
+use custody::vault::{InitOptions, Vault};
+use custody::verify::{self, Severity};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// The Nth put fails and writes nothing.
+    Fail,
+    /// The Nth put is persisted, but the caller is told it failed.
+    PersistThenFail,
+}
+
+#[derive(Debug)]
+struct FaultyStore {
+    inner: Arc<InMemory>,
+    puts: AtomicUsize,
+    fault_at: Option<(usize, Fault)>,
+    overwrites: Mutex<Vec<String>>,
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore")
+    }
+}
+
+impl FaultyStore {
+    fn new(inner: Arc<InMemory>, fault_at: Option<(usize, Fault)>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            puts: AtomicUsize::new(0),
+            fault_at,
+            overwrites: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+fn disk_full(location: &Path) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "FaultyStore",
+        source: Box::new(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("No space left on device writing {location}"),
+        )),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let n = self.puts.fetch_add(1, Ordering::SeqCst);
+        if location.as_ref() != "checkpoint" && !matches!(opts.mode, PutMode::Create) {
+            self.overwrites.lock().unwrap().push(location.to_string());
+        }
+        match self.fault_at {
+            Some((at, Fault::Fail)) if at == n => Err(disk_full(location)),
+            Some((at, Fault::PersistThenFail)) if at == n => {
+                self.inner.put_opts(location, payload, opts).await?;
+                Err(disk_full(location))
+            }
+            _ => self.inner.put_opts(location, payload, opts).await,
+        }
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.overwrites
+            .lock()
+            .unwrap()
+            .push(format!("multipart {location}"));
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.overwrites.lock().unwrap().push("delete".into());
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> Result<()> {
+        self.overwrites
+            .lock()
+            .unwrap()
+            .push(format!("copy to {to}"));
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn signer() -> VaultSigner {
+    VaultSigner::from_seed("faults.custody.example/vault", [0x42; 32])
+}
+
+fn declaration(dir: &std::path::Path, incident: &str) -> Declaration {
+    Declaration {
+        incident: incident.into(),
+        title: "fault".into(),
+        severity: None,
+        discovered_at: None,
+        by: "tester".into(),
+        host: "h".into(),
+        collector: "h".into(),
+        sources: vec![SourceSpec {
+            name: "data".into(),
+            kind: SourceKind::Files,
+            paths: vec![dir.to_string_lossy().into_owned()],
+            exclude: vec![],
+            argv: vec![],
+        }],
+        refuse: vec![],
+    }
+}
+
+#[track_caller]
+fn assert_verifies(inner: &Arc<InMemory>, context: &str) {
+    let store = Store::from_object_store(FaultyStore::new(inner.clone(), None), "memory");
+    let report = verify::verify(&store, &verify::Options::default(), &Silent).unwrap();
+    let damage: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Damage)
+        .collect();
+    assert!(damage.is_empty(), "{context}: {damage:#?}");
+}
+
+/// Puts a full declare makes against a fresh vault.
+fn count_puts(data: &std::path::Path) -> usize {
+    let inner = Arc::new(InMemory::new());
+    let counting = FaultyStore::new(inner.clone(), None);
+    let init = Store::from_object_store(counting.clone(), "memory");
+    let mut v = Vault::init(init, &signer(), init_opts()).unwrap();
+    let before = counting.puts.load(Ordering::SeqCst);
+    preserve::declare(&mut v, &signer(), &declaration(data, "INC-0"), &Silent).unwrap();
+    counting.puts.load(Ordering::SeqCst) - before
+}
+
+fn init_opts() -> InitOptions {
+    InitOptions {
+        origin: signer().name().into(),
+        created_by: "t".into(),
+        host: "h".into(),
+        now: Time::from_unix(1_800_000_000),
+        nonce: "ab".repeat(16),
+    }
+}
+
+#[test]
+fn crash_matrix_every_put_fails_in_turn() {
+    let data = tempfile::tempdir().unwrap();
+    // Enough for two packs and several segments (SEAL_BYTES forces a middle seal
+    // only with many entries, so use a few big files and some small ones).
+    std::fs::write(data.path().join("big1"), crate::common::noise(20 << 20, 1)).unwrap();
+    std::fs::write(
+        data.path().join("big2"),
+        crate::common::log_text(3 << 20, 2),
+    )
+    .unwrap();
+    for i in 0..20 {
+        std::fs::write(data.path().join(format!("s{i}")), format!("small {i}\n")).unwrap();
+    }
+    let total = count_puts(data.path());
+    // Two segments with their checkpoints, two packs at least.
+    assert!(total >= 6, "a declare makes several puts ({total})");
+    eprintln!("crash matrix over {total} puts");
+    for at in 0..total {
+        for fault in [Fault::Fail, Fault::PersistThenFail] {
+            let ctx = format!("fault {fault:?} at put {at} of {total}");
+            let inner = Arc::new(InMemory::new());
+            let clean = Store::from_object_store(FaultyStore::new(inner.clone(), None), "memory");
+            Vault::init(clean, &signer(), init_opts()).unwrap();
+
+            let faulty = FaultyStore::new(inner.clone(), Some((at, fault)));
+            let store = Store::from_object_store(faulty.clone(), "memory");
+            let mut v = Vault::open(store).unwrap();
+            let r = preserve::declare(
+                &mut v,
+                &signer(),
+                &declaration(data.path(), "INC-1"),
+                &Silent,
+            );
+            match r {
+                Err(DeclareError::Pipeline(msg)) => {
+                    assert!(msg.contains("No space left"), "{ctx}: {msg}")
+                }
+                Err(DeclareError::Vault(e)) => {
+                    assert!(e.to_string().contains("No space left"), "{ctx}: {e}")
+                }
+                Err(e) => panic!("{ctx}: unexpected error {e}"),
+                Ok(_) => panic!("{ctx}: the fault was not reported"),
+            }
+            assert!(
+                faulty.overwrites.lock().unwrap().is_empty(),
+                "{ctx}: immutable objects overwritten"
+            );
+            assert_verifies(&inner, &ctx);
+
+            // Recovery: the next declare, on a healthy store, completes.
+            let healthy = FaultyStore::new(inner.clone(), None);
+            let mut v = Vault::open(Store::from_object_store(healthy.clone(), "memory")).unwrap();
+            let s = preserve::declare(
+                &mut v,
+                &signer(),
+                &declaration(data.path(), "INC-1"),
+                &Silent,
+            )
+            .unwrap();
+            assert_eq!(s.failed + s.partial, 0, "{ctx}");
+            assert!(healthy.overwrites.lock().unwrap().is_empty(), "{ctx}");
+            assert_verifies(&inner, &format!("{ctx}, after recovery"));
+        }
+    }
+}

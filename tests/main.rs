@@ -1,0 +1,9 @@
+//! All integration tests build into this one binary (ripgrep's layout).
+
+mod cli;
+mod common;
+mod crash;
+mod faults;
+mod interop;
+mod tamper;
+mod vectors;

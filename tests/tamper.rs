@@ -1,0 +1,234 @@
+//! One tamper per check of `verify`, on a real vault made by the binary,
+//! each asserting the specific finding (FORMAT.md §Verification).
+
+use std::path::{Path, PathBuf};
+
+use custody::dsse;
+use custody::keys::VaultSigner;
+use custody::segment::{Entry, SEGMENT_PAYLOAD_TYPE, Segment};
+
+use crate::common::{TestVault, kinds, log_text, noise};
+
+fn vault_with_evidence() -> TestVault {
+    let v = TestVault::new();
+    v.write("big.log", &log_text(6 << 20, 3));
+    v.write("blob.bin", &noise(2 << 20, 4));
+    v.write("small.txt", b"small\n");
+    v.declare_data("INC-1");
+    v.write("more.log", &log_text(300 << 10, 5));
+    v.declare_data("INC-2");
+    v.assert_intact();
+    v
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut s = crate::common::walk(&dir.join("segments"));
+    s.sort();
+    s
+}
+
+fn packs(dir: &Path) -> Vec<PathBuf> {
+    let mut p = crate::common::walk(&dir.join("packs"));
+    p.sort();
+    p
+}
+
+#[track_caller]
+fn assert_finding(dir: &Path, kind: &str) -> serde_json::Value {
+    let (code, report) = TestVault::verify_dir(dir, &[]);
+    assert_eq!(code, 1, "tampered vault must fail verification: {report:#}");
+    assert!(
+        kinds(&report).iter().any(|k| k == kind),
+        "expected {kind}, got {:?}",
+        kinds(&report)
+    );
+    report
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at] ^= 0x01;
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn every_check_names_its_finding() {
+    let v = vault_with_evidence();
+
+    // A byte flipped inside a pack.
+    let d = v.copy("t-pack-byte");
+    let p = &packs(&d)[0];
+    let len = std::fs::metadata(p).unwrap().len() as usize;
+    flip(p, len / 2);
+    let r = assert_finding(&d, "pack_hash_mismatch");
+    assert!(
+        kinds(&r)
+            .iter()
+            .any(|k| k == "chunk_corrupt" || k == "chunk_hash_mismatch"),
+        "the damaged chunk is named too: {:?}",
+        kinds(&r)
+    );
+
+    // A payload character changed inside a segment (still valid JSON and base64).
+    let d = v.copy("t-segment-byte");
+    let seg = &segments(&d)[2];
+    let text = std::fs::read_to_string(seg).unwrap();
+    let at = text.find("\"payload\":\"").unwrap() + 40;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(seg, bytes).unwrap();
+    assert_finding(&d, "segment_bad_signature");
+
+    // The checkpoint's size line changed.
+    let d = v.copy("t-checkpoint");
+    let cp = d.join("checkpoint");
+    let text = std::fs::read_to_string(&cp).unwrap();
+    let mut lines: Vec<String> = text.split('\n').map(String::from).collect();
+    lines[1] = (lines[1].parse::<u64>().unwrap() - 1).to_string();
+    std::fs::write(&cp, lines.join("\n")).unwrap();
+    assert_finding(&d, "checkpoint_bad_signature");
+
+    // A pack deleted.
+    let d = v.copy("t-pack-gone");
+    std::fs::remove_file(&packs(&d)[0]).unwrap();
+    assert_finding(&d, "pack_missing");
+
+    // A middle segment deleted.
+    let d = v.copy("t-segment-gone");
+    std::fs::remove_file(&segments(&d)[2]).unwrap();
+    assert_finding(&d, "segment_missing");
+
+    // Two segments swapped.
+    let d = v.copy("t-swap");
+    let s = segments(&d);
+    let (a, b) = (std::fs::read(&s[1]).unwrap(), std::fs::read(&s[2]).unwrap());
+    std::fs::write(&s[1], b).unwrap();
+    std::fs::write(&s[2], a).unwrap();
+    let r = assert_finding(&d, "segment_misplaced");
+    assert!(kinds(&r).contains(&"checkpoint_root_mismatch".to_string()));
+
+    // A segment appended, signed by a key the vault does not know.
+    let d = v.copy("t-foreign-key");
+    let s = segments(&d);
+    let last = std::fs::read(s.last().unwrap()).unwrap();
+    let thief = VaultSigner::from_seed("test.custody.example/vault", [0x66; 32]);
+    let seg = Segment {
+        format: 1,
+        vault: Some(custody::hash::Sha256Digest::parse(&v.vault_id).unwrap()),
+        seq: s.len() as u64,
+        prev: Some(custody::log::leaf_hash(&last)),
+        sealed_at: custody::time::Time::now(),
+        entries: vec![],
+    };
+    let forged = dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[&thief]);
+    std::fs::write(d.join(custody::layout::segment_path(seg.seq)), forged).unwrap();
+    assert_finding(&d, "segment_unknown_key");
+
+    // A validly signed segment whose prev link is wrong (a fork), made with the real key.
+    let d = v.copy("t-fork");
+    let key = VaultSigner::load(&v.key).unwrap();
+    let s = segments(&d);
+    let seg = Segment {
+        prev: Some(custody::hash::Sha256Digest([9; 32])),
+        ..seg.clone()
+    };
+    let _ = s;
+    std::fs::write(
+        d.join(custody::layout::segment_path(seg.seq)),
+        dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[&key]),
+    )
+    .unwrap();
+    assert_finding(&d, "chain_broken");
+
+    // A checkpoint replaced by a validly signed one with another root.
+    let d = v.copy("t-root");
+    let size = segments(&d).len() as u64;
+    std::fs::write(
+        d.join("checkpoint"),
+        custody::log::sign_checkpoint(&key, size, custody::hash::Sha256Digest([1; 32])),
+    )
+    .unwrap();
+    assert_finding(&d, "checkpoint_root_mismatch");
+
+    // The original is untouched by all of this.
+    v.assert_intact();
+}
+
+#[test]
+fn an_interrupted_tail_and_stray_objects_are_information_not_damage() {
+    let v = vault_with_evidence();
+    let d = v.copy("t-info");
+    // A segment beyond the checkpoint, correctly chained and signed: what a
+    // crash between segment and checkpoint leaves.
+    let key = VaultSigner::load(&v.key).unwrap();
+    let s = segments(&d);
+    let last = std::fs::read(s.last().unwrap()).unwrap();
+    let seg = Segment {
+        format: 1,
+        vault: Some(custody::hash::Sha256Digest::parse(&v.vault_id).unwrap()),
+        seq: s.len() as u64,
+        prev: Some(custody::log::leaf_hash(&last)),
+        sealed_at: custody::time::Time::now(),
+        entries: vec![Entry::PreservationFinished(
+            custody::segment::PreservationFinished {
+                incident: "INC-1".into(),
+                run: "00".repeat(16),
+                ended_at: custody::time::Time::now(),
+                complete: 0,
+                partial: 0,
+                failed: 0,
+                bytes_read: 0,
+                bytes_stored: 0,
+                bytes_deduplicated: 0,
+            },
+        )],
+    };
+    std::fs::write(
+        d.join(custody::layout::segment_path(seg.seq)),
+        dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[&key]),
+    )
+    .unwrap();
+    std::fs::write(d.join("README.txt"), b"left by an operator").unwrap();
+    let stray = custody::hash::Blake3Id::of(b"custody-pack-v1\n");
+    let stray_path = d.join(custody::layout::pack_path(&stray));
+    std::fs::create_dir_all(stray_path.parent().unwrap()).unwrap();
+    std::fs::write(&stray_path, b"custody-pack-v1\n").unwrap();
+    let (code, report) = TestVault::verify_dir(&d, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    let k = kinds(&report);
+    for expected in [
+        "log_beyond_checkpoint",
+        "unexpected_object",
+        "pack_unreferenced",
+    ] {
+        assert!(
+            k.iter().any(|x| x == expected),
+            "{expected} missing from {k:?}"
+        );
+    }
+}
+
+#[test]
+fn a_pinned_vault_id_rejects_a_substitute_vault() {
+    let v = vault_with_evidence();
+    let other = TestVault::new();
+    let (code, report) = TestVault::verify_dir(&other.vault, &["--vault-id", &v.vault_id]);
+    assert_eq!(code, 1);
+    assert!(kinds(&report).contains(&"vault_id_mismatch".to_string()));
+    let (code, _) = TestVault::verify_dir(&v.vault, &["--vault-id", &v.vault_id]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn quick_verify_skips_content_but_not_structure() {
+    let v = vault_with_evidence();
+    let d = v.copy("t-quick");
+    flip(&packs(&d)[0], 100);
+    let (code, report) = TestVault::verify_dir(&d, &["--quick"]);
+    assert_eq!(code, 0, "quick mode does not read packs: {report:#}");
+    assert_eq!(report["content_checked"], false);
+    std::fs::remove_file(&packs(&d)[0]).unwrap();
+    let (code, report) = TestVault::verify_dir(&d, &["--quick"]);
+    assert_eq!(code, 1);
+    assert!(kinds(&report).contains(&"pack_missing".to_string()));
+}
