@@ -465,3 +465,78 @@ fn help_documents_exit_status() {
     assert_eq!((code, report["ok"].as_bool()), (0, Some(true)));
     assert!(kinds(&report).is_empty());
 }
+
+/// A real full disk: a small tmpfs holds the vault. Needs root (CI runs as
+/// root); elsewhere it is skipped unless CUSTODY_REQUIRE_INTEROP=1.
+#[test]
+fn a_full_disk_is_one_clear_error_and_the_vault_still_verifies() {
+    let v = TestVault::new();
+    let mnt = v.tmp.path().join("small-disk");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        let required = std::env::var("CUSTODY_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "mounting a tmpfs needs root; scripts/test.sh runs as root in CI"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let vault = mnt.join("vault");
+    let key = v.tmp.path().join("small.key");
+    let o = custody()
+        .args(["init", "--vault"])
+        .arg(&vault)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    v.write("noise.bin", &noise(40 << 20, 7));
+    let o = custody()
+        .args([
+            "declare", "INC-FULL", "--title", "full", "--quiet", "--path",
+        ])
+        .arg(&v.data)
+        .arg("--vault")
+        .arg(&vault)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = one_error(&o);
+    assert!(err.contains("No space left on device"), "{err}");
+    let (code, report) = TestVault::verify_dir(&vault, &[]);
+    assert_eq!(code, 0, "a full disk must not damage the vault: {report:#}");
+
+    // Moved to a disk with room, the same vault takes the evidence.
+    let roomy = v.tmp.path().join("roomy");
+    crate::common::copy_dir(&vault, &roomy);
+    let o = custody()
+        .args([
+            "declare", "INC-FULL", "--title", "full", "--quiet", "--path",
+        ])
+        .arg(&v.data)
+        .arg("--vault")
+        .arg(&roomy)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (code, report) = TestVault::verify_dir(&roomy, &[]);
+    assert_eq!(code, 0, "{report:#}");
+}

@@ -198,12 +198,14 @@ fn crash_matrix_every_put_fails_in_turn() {
         crate::common::log_text(3 << 20, 2),
     )
     .unwrap();
-    for i in 0..20 {
-        std::fs::write(data.path().join(format!("s{i}")), format!("small {i}\n")).unwrap();
+    // Enough small files that their entries are sealed in a middle segment
+    // (preserve::SEAL_BYTES), so faults hit that path too.
+    for i in 0..5500 {
+        std::fs::write(data.path().join(format!("s{i:05}")), format!("small {i}\n")).unwrap();
     }
     let total = count_puts(data.path());
-    // Two segments with their checkpoints, two packs at least.
-    assert!(total >= 6, "a declare makes several puts ({total})");
+    // Three segments with their checkpoints, three packs at least.
+    assert!(total >= 9, "a declare makes several puts ({total})");
     eprintln!("crash matrix over {total} puts");
     for at in 0..total {
         for fault in [Fault::Fail, Fault::PersistThenFail] {
