@@ -7,7 +7,7 @@ use std::io::Write;
 use sha2::Digest as _;
 
 use crate::hash::{Blake3Id, Sha256Digest};
-use crate::ingest::CHUNK_MAX;
+use crate::ingest::{CHUNK_MAX, PACK_MAGIC};
 use crate::layout;
 use crate::segment::{Artifact, ChunkRef};
 use crate::store::{Store, StoreError};
@@ -79,6 +79,12 @@ impl ChunkReader {
             return Err(corrupt(format!(
                 "declares {} bytes, more than the {CHUNK_MAX}-byte limit",
                 c.size
+            )));
+        }
+        if c.offset < PACK_MAGIC.len() as u64 {
+            return Err(corrupt(format!(
+                "offset {} lies inside the pack magic",
+                c.offset
             )));
         }
         let size = c.size as usize;

@@ -373,15 +373,20 @@ pub fn verify(
         progress.bytes(0);
         usable.insert(*id);
     }
+    let segments_damaged = f
+        .list
+        .iter()
+        .any(|x| x.phase == "segments" && x.severity == Severity::Damage);
+    let why = if segments_damaged {
+        "no valid segment references this pack; a damaged segment may have (see its finding)"
+    } else {
+        "no segment references this pack (left by an interrupted run); it is not evidence"
+    };
     for id in stored_packs
         .keys()
         .filter(|id| !referenced.contains_key(id))
     {
-        f.add(
-            Kind::PackUnreferenced,
-            layout::pack_path(id),
-            "no segment references this pack (left by an interrupted run); it is not evidence",
-        );
+        f.add(Kind::PackUnreferenced, layout::pack_path(id), why);
     }
 
     // Phase: content.
