@@ -244,25 +244,32 @@ pub fn verify(
     };
     report.vault_id = Some(root.vault_id);
     report.origin = Some(root.genesis.origin.clone());
-    let max_seq = segment_seqs.iter().next_back().copied().unwrap_or(0);
-    let mut leaves: Vec<Option<Sha256Digest>> = vec![Some(root.vault_id)];
+    // Iterate over what is stored, never over the numbers it claims: one
+    // object named segments/18446744073709551615 must not make verify
+    // count to it. A run of missing numbers is one finding.
+    let log_len = segment_seqs.iter().next_back().map_or(0, |s| s + 1);
+    let mut leaves: BTreeMap<u64, Sha256Digest> = BTreeMap::from([(0, root.vault_id)]);
     let mut artifacts: Vec<(u64, Artifact)> = Vec::new();
-    for seq in 1..=max_seq {
-        let key = layout::segment_path(seq);
-        if !segment_seqs.contains(&seq) {
-            f.add(
-                Kind::SegmentMissing,
-                &key,
-                format!("segment {seq} is missing: the log has a gap"),
-            );
-            leaves.push(None);
-            continue;
+    let mut expected = 1u64;
+    for &seq in segment_seqs.iter().filter(|&&s| s > 0) {
+        if seq > expected {
+            let (from, to) = (expected, seq - 1);
+            let what = if from == to {
+                format!("segment {from} is missing: the log has a gap")
+            } else {
+                format!(
+                    "segments {from} to {to} are missing ({} segments): the log has a gap",
+                    to - from + 1
+                )
+            };
+            f.add(Kind::SegmentMissing, layout::segment_path(from), what);
         }
+        expected = seq.saturating_add(1);
+        let key = layout::segment_path(seq);
         let bytes = match store.get(&key, MAX_SEGMENT_BYTES) {
             Ok(Some(b)) => b,
             Ok(None) => {
                 f.add(Kind::SegmentMissing, &key, "listed but gone when read");
-                leaves.push(None);
                 continue;
             }
             Err(StoreError::TooLarge { size, max, .. }) => {
@@ -271,13 +278,12 @@ pub fn verify(
                     &key,
                     format!("{size} bytes, more than the {max}-byte limit"),
                 );
-                leaves.push(None);
                 continue;
             }
             Err(e) => return Err(e),
         };
         let leaf = log::leaf_hash(&bytes);
-        let prev = leaves[(seq - 1) as usize];
+        let prev = leaves.get(&(seq - 1)).copied();
         match vault::check_segment(&bytes, seq, prev, &root) {
             Ok(seg) => {
                 for e in seg.entries {
@@ -288,13 +294,13 @@ pub fn verify(
             }
             Err(fault) => f.add(fault_kind(&fault), &key, fault.to_string()),
         }
-        leaves.push(Some(leaf));
+        leaves.insert(seq, leaf);
     }
     report.artifacts = artifacts.len() as u64;
 
     // Phase: checkpoint.
     f.phase = "checkpoint";
-    report.checkpoint = check_checkpoint(store, &root, &leaves, &mut f)?;
+    report.checkpoint = check_checkpoint(store, &root, &leaves, log_len, &mut f)?;
 
     // Phase: packs.
     f.phase = "packs";
@@ -451,7 +457,8 @@ fn check_genesis_phase(
 fn check_checkpoint(
     store: &Store,
     root: &Root,
-    leaves: &[Option<Sha256Digest>],
+    leaves: &BTreeMap<u64, Sha256Digest>,
+    log_len: u64,
     f: &mut Findings,
 ) -> Result<Option<CheckpointInfo>, StoreError> {
     let key = layout::CHECKPOINT;
@@ -483,7 +490,9 @@ fn check_checkpoint(
             return Ok(None);
         }
     };
-    let stored = leaves.len() as u64;
+    let stored = log_len;
+    // The leaves the checkpoint covers, if every one of them was read.
+    let covered: Vec<Sha256Digest> = leaves.range(..cp.size).map(|(_, l)| *l).collect();
     if cp.size > stored {
         f.add(
             Kind::CheckpointBeyondLog,
@@ -493,13 +502,9 @@ fn check_checkpoint(
                 cp.size
             ),
         );
-    } else if let Some(present) = leaves[..cp.size as usize]
-        .iter()
-        .copied()
-        .collect::<Option<Vec<_>>>()
-    {
+    } else if covered.len() as u64 == cp.size {
         let mut tree = Tree::new();
-        present.into_iter().for_each(|l| tree.push(l));
+        covered.into_iter().for_each(|l| tree.push(l));
         let actual = tree.root();
         if actual != cp.root {
             f.add(

@@ -232,3 +232,48 @@ fn quick_verify_skips_content_but_not_structure() {
     assert_eq!(code, 1);
     assert!(kinds(&report).contains(&"pack_missing".to_string()));
 }
+
+#[test]
+fn a_segment_numbered_near_u64_max_is_one_gap_not_a_long_count() {
+    let v = vault_with_evidence();
+    let d = v.copy("t-huge-seq");
+    let last = segments(&d).pop().unwrap();
+    std::fs::copy(&last, d.join(custody::layout::segment_path(u64::MAX - 1))).unwrap();
+    let r = assert_finding(&d, "segment_missing");
+    let gap = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "segment_missing")
+        .unwrap();
+    assert!(
+        gap["message"]
+            .as_str()
+            .unwrap()
+            .contains("to 18446744073709551613"),
+        "{gap:#}"
+    );
+    assert!(kinds(&r).contains(&"segment_misplaced".to_string()));
+    // Writers refuse to extend it rather than filling the gap.
+    let o = crate::common::custody()
+        .args([
+            "declare",
+            "INC-X",
+            "--title",
+            "t",
+            "--path",
+            v.data.to_str().unwrap(),
+            "--key",
+        ])
+        .arg(&v.key)
+        .arg("--vault")
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("damaged"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
