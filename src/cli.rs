@@ -435,7 +435,7 @@ impl Bar {
         let pb = indicatif::ProgressBar::new_spinner();
         pb.set_style(
             indicatif::ProgressStyle::with_template(&format!(
-                "{{spinner}} {what} {{bytes}} ({{bytes_per_sec}}), {{prefix}} items  {{wide_msg}}"
+                "{{spinner}} {what} {{bytes}} ({{bytes_per_sec}}){{prefix}}  {{wide_msg}}"
             ))
             .expect("valid template"),
         );
@@ -454,7 +454,7 @@ impl Progress for Bar {
         if let Some(pb) = &self.0 {
             let mut n = self.1.lock().expect("not poisoned");
             *n += 1;
-            pb.set_prefix(n.to_string());
+            pb.set_prefix(format!(", {n} items"));
             pb.set_message(path.to_owned());
         }
     }
@@ -593,7 +593,7 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             "problems": s.problems.iter().map(|p| serde_json::json!({"source": p.source, "path": p.path, "status": p.status.as_str(), "detail": p.detail})).collect::<Vec<_>>(),
             "bytes_read": s.stats.bytes_read, "bytes_stored": s.stats.bytes_stored, "bytes_deduplicated": s.stats.bytes_deduplicated,
             "packs": s.stats.packs, "segments": s.segments, "checkpoint": {"size": s.last.size, "root": s.last.root},
-            "seconds": secs,
+            "seconds": secs, "warnings": s.warnings,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -634,8 +634,11 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
         );
         println!("segments   {first}..={last} ({} written)", s.segments.len());
         println!("checkpoint size {} root {}", s.last.size, s.last.root);
+        for w in &s.warnings {
+            println!("warning    {w}");
+        }
     }
-    Ok(if s.partial + s.failed > 0 {
+    Ok(if s.partial + s.failed > 0 || !s.warnings.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

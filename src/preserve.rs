@@ -95,6 +95,9 @@ pub struct Summary {
     pub segments: Vec<u64>,
     /// Log after the last segment.
     pub last: Appended,
+    /// Things that went wrong without losing evidence (a checkpoint that
+    /// could not be updated).
+    pub warnings: Vec<String>,
 }
 
 fn random_hex16() -> String {
@@ -160,7 +163,17 @@ pub fn declare(
         tool: Tool::this(),
         sources: d.sources.clone(),
     }));
-    let mut segments = vec![vault.append(signer, first, Time::now)?.seq];
+    let mut warnings = Vec::new();
+    let note = |a: Appended, warnings: &mut Vec<String>| {
+        if let Some(e) = &a.checkpoint_error {
+            warnings.push(format!(
+                "segment {} is committed but the checkpoint was not updated: {e}",
+                a.seq
+            ));
+        }
+        a
+    };
+    let mut segments = vec![note(vault.append(signer, first, Time::now)?, &mut warnings).seq];
 
     let ctx = RunContext {
         incident: d.incident.clone(),
@@ -203,7 +216,7 @@ pub fn declare(
                 // Packs first, then the segment that names them.
                 pipe.flush()?;
                 let entries = resolve(pipe, std::mem::take(&mut pending))?;
-                segments.push(vault.append(signer, entries, Time::now)?.seq);
+                segments.push(note(vault.append(signer, entries, Time::now)?, &mut warnings).seq);
                 pending_bytes = 0;
             }
             Ok(())
@@ -225,7 +238,10 @@ pub fn declare(
             bytes_stored: stats.bytes_stored,
             bytes_deduplicated: stats.bytes_deduplicated,
         }));
-        let last = vault.append(signer, last_entries, Time::now)?;
+        let last = note(
+            vault.append(signer, last_entries, Time::now)?,
+            &mut warnings,
+        );
         segments.push(last.seq);
         Ok((stats, last))
     })?;
@@ -240,6 +256,7 @@ pub fn declare(
         stats,
         segments,
         last,
+        warnings,
     })
 }
 

@@ -249,6 +249,11 @@ pub enum VaultError {
         /// The limit.
         max: u64,
     },
+    /// The signed checkpoint and the log disagree; nothing will be appended.
+    #[error(
+        "vault log disagrees with its checkpoint: {0}; run `custody verify` for the full report"
+    )]
+    CheckpointDisagrees(String),
     /// Another writer kept winning the race for the next sequence number.
     #[error("couldn't claim a sequence number after {0} attempts (many concurrent writers?)")]
     Contended(u32),
@@ -298,7 +303,7 @@ pub struct Vault {
 }
 
 /// The outcome of one append.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Appended {
     /// The segment's sequence number.
     pub seq: u64,
@@ -308,6 +313,9 @@ pub struct Appended {
     pub size: u64,
     /// Root after it.
     pub root: Sha256Digest,
+    /// Why the checkpoint could not be updated, if it could not. The segment
+    /// is committed regardless; the next write or `verify` sees it.
+    pub checkpoint_error: Option<String>,
 }
 
 /// Options for [`Vault::init`].
@@ -404,11 +412,48 @@ impl Vault {
             seq: 0,
             fault: f.to_string(),
         })?;
+        // The checkpoint is read before the segments: a writer creates
+        // segments before their checkpoint, so an honest log read after it
+        // is never shorter than it.
+        let keys: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
+        let checkpoint = match store.get(layout::CHECKPOINT, log::MAX_CHECKPOINT_BYTES) {
+            Ok(Some(b)) => Some(
+                log::open_checkpoint(&b, &root.genesis.origin, &keys).map_err(|e| {
+                    VaultError::CheckpointDisagrees(format!("the checkpoint does not verify ({e})"))
+                })?,
+            ),
+            // A crash between genesis and the first checkpoint leaves none;
+            // the next write creates it.
+            Ok(None) => None,
+            Err(e @ StoreError::TooLarge { .. }) => {
+                return Err(VaultError::CheckpointDisagrees(e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         visit(0, &seg);
         let mut index = LogIndex::default();
         index.absorb(&seg, root.vault_id);
         let mut vault = Self { store, root, index };
         vault.read_from(1, &mut visit)?;
+        if let Some(cp) = checkpoint {
+            // A signed checkpoint the log does not reach, or a log that does
+            // not hash to it, means segments were removed or replaced:
+            // appending would bury that under new segments.
+            if cp.size > vault.size() {
+                return Err(VaultError::CheckpointDisagrees(format!(
+                    "the signed checkpoint covers {} segments but the log has {}: segments were removed",
+                    cp.size,
+                    vault.size()
+                )));
+            }
+            let root = vault.index.tree.root_at(cp.size);
+            if root != cp.root {
+                return Err(VaultError::CheckpointDisagrees(format!(
+                    "the log's first {} segments hash to {root}, the signed checkpoint says {}",
+                    cp.size, cp.root
+                )));
+            }
+        }
         Ok(vault)
     }
 
@@ -555,12 +600,14 @@ impl Vault {
                     self.index.absorb(&seg, leaf);
                     // Step 3: a failure here loses nothing; the next append
                     // or verify sees the segment beyond the checkpoint.
-                    self.write_checkpoint(signer)?;
+                    let checkpoint_error =
+                        self.write_checkpoint(signer).err().map(|e| e.to_string());
                     return Ok(Appended {
                         seq: seg.seq,
                         leaf,
                         size: self.size(),
                         root: self.index.tree.root(),
+                        checkpoint_error,
                     });
                 }
                 Put::AlreadyExists => {

@@ -231,7 +231,16 @@ fn crash_matrix_every_put_fails_in_turn() {
                     assert!(e.to_string().contains("No space left"), "{ctx}: {e}")
                 }
                 Err(e) => panic!("{ctx}: unexpected error {e}"),
-                Ok(_) => panic!("{ctx}: the fault was not reported"),
+                // A failed checkpoint update loses nothing: the run goes on
+                // and says so.
+                Ok(s) => assert!(
+                    s.warnings
+                        .iter()
+                        .any(|w| w.contains("checkpoint was not updated")
+                            && w.contains("No space left")),
+                    "{ctx}: the fault was not reported: {:?}",
+                    s.warnings
+                ),
             }
             assert!(
                 faulty.overwrites.lock().unwrap().is_empty(),

@@ -277,3 +277,60 @@ fn a_segment_numbered_near_u64_max_is_one_gap_not_a_long_count() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A storage attacker deletes the tail and leaves the signed checkpoint:
+/// writers must refuse, not bury the gap under new segments.
+#[test]
+fn writers_refuse_a_log_that_disagrees_with_its_checkpoint() {
+    let v = vault_with_evidence();
+    let d = v.copy("t-tail-gone");
+    let s = segments(&d);
+    std::fs::remove_file(s.last().unwrap()).unwrap();
+    std::fs::remove_file(&s[s.len() - 2]).unwrap();
+    let declare = |dir: &Path| {
+        crate::common::custody()
+            .args([
+                "declare",
+                "INC-9",
+                "--title",
+                "t",
+                "--quiet",
+                "--path",
+                v.data.to_str().unwrap(),
+                "--key",
+            ])
+            .arg(&v.key)
+            .arg("--vault")
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let o = declare(&d);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("segments were removed"), "{err}");
+    assert_finding(&d, "checkpoint_beyond_log");
+
+    // A segment replaced by a different, validly signed one at the same place.
+    let d = v.copy("t-replaced");
+    let key = VaultSigner::load(&v.key).unwrap();
+    let s = segments(&d);
+    let prev = custody::log::leaf_hash(&std::fs::read(&s[s.len() - 2]).unwrap());
+    let seg = Segment {
+        format: 1,
+        vault: Some(custody::hash::Sha256Digest::parse(&v.vault_id).unwrap()),
+        seq: s.len() as u64 - 1,
+        prev: Some(prev),
+        sealed_at: custody::time::Time::now(),
+        entries: vec![],
+    };
+    std::fs::write(
+        s.last().unwrap(),
+        dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[&key]),
+    )
+    .unwrap();
+    let o = declare(&d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("signed checkpoint says"));
+    assert_finding(&d, "checkpoint_root_mismatch");
+}
