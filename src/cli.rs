@@ -993,6 +993,13 @@ fn cat(a: CatArgs) -> Result<ExitCode> {
             a.incident
         );
     };
+    if art.kind == custody::segment::ItemKind::Missing {
+        bail!(
+            "{} was not captured: {}",
+            art.path,
+            art.error.as_deref().unwrap_or("no content")
+        );
+    }
     if art.kind == custody::segment::ItemKind::Symlink {
         bail!(
             "{} is a symbolic link to {:?}; it has no content",
@@ -1008,6 +1015,12 @@ fn cat(a: CatArgs) -> Result<ExitCode> {
             if e.kind() == std::io::ErrorKind::BrokenPipe =>
         {
             Ok(ExitCode::SUCCESS)
+        }
+        Err(custody::restore::RestoreError::Chunk(custody::restore::ChunkError::Store(e))) => {
+            let _ = out.flush();
+            Err(anyhow!(
+                "{e}\nthe output is incomplete: it is NOT the preserved evidence"
+            ))
         }
         Err(e) => {
             let _ = out.flush();

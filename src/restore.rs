@@ -94,11 +94,19 @@ impl ChunkReader {
             .ok_or_else(|| corrupt("offset overflows".into()))?;
         let frame = match store.get_range(&layout::pack_path(&c.pack), c.offset..end) {
             Ok(b) if b.len() == c.stored as usize => b,
-            Ok(_) | Err(StoreError::Backend { .. }) => {
-                return Err(corrupt("lies beyond the end of its pack".into()));
+            Ok(b) => {
+                return Err(corrupt(format!(
+                    "short read: {} of {} bytes",
+                    b.len(),
+                    c.stored
+                )));
             }
             Err(e) => return Err(e.into()),
         };
+        // Exactly one frame (FORMAT.md §Read rules).
+        if zstd::zstd_safe::find_frame_compressed_size(&frame[..]).ok() != Some(frame.len()) {
+            return Err(corrupt("is not exactly one zstd frame".into()));
+        }
         // The output is exactly the declared size: a frame that inflates
         // further is stopped there (a decompression bomb).
         match self

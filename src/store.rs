@@ -47,6 +47,15 @@ pub enum StoreError {
         /// The limit.
         max: u64,
     },
+    /// The object is a directory, link, FIFO or device, not a file (local
+    /// vaults): opening it could follow it elsewhere or block forever.
+    #[error("{key} is not a regular file ({what})")]
+    NotRegular {
+        /// The object key.
+        key: String,
+        /// What it is instead.
+        what: String,
+    },
     /// The vault location is not usable.
     #[error("vault location {location}: {why}")]
     Location {
@@ -73,6 +82,9 @@ pub struct Listed {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
+    /// Why it is not a plain object, if it is not (local vaults: a link, a
+    /// FIFO, a device, an unreadable directory, a name that is not UTF-8).
+    pub irregular: Option<String>,
 }
 
 /// The vault's storage; clones share the backend and the I/O runtime.
@@ -212,6 +224,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::TooLarge`], or backend failures other than "not found".
     pub fn get(&self, key: &str, max: u64) -> Result<Option<Bytes>, StoreError> {
+        if !self.check_regular(key)? {
+            return Ok(None);
+        }
         let path = Path::from(key);
         self.rt.block_on(async {
             let r = match self.inner.get(&path).await {
@@ -244,6 +259,7 @@ impl Store {
     /// # Errors
     /// Backend failures, including a range beyond the object.
     pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.check_regular(key)?;
         self.rt
             .block_on(self.inner.get_range(&Path::from(key), range))
             .map_err(Self::backend("read", key))
@@ -261,11 +277,37 @@ impl Store {
         }
     }
 
-    /// Every object under `prefix`, sorted by key.
+    /// Local vaults: whether `key` exists, refusing anything but a regular
+    /// file. Other stores: always true (their objects are plain).
+    fn check_regular(&self, key: &str) -> Result<bool, StoreError> {
+        let Some(root) = &self.local_root else {
+            return Ok(true);
+        };
+        match std::fs::symlink_metadata(root.join(key)) {
+            Ok(m) if m.file_type().is_file() => Ok(true),
+            Ok(m) => Err(StoreError::NotRegular {
+                key: key.to_owned(),
+                what: file_type_name(&m),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::NotRegular {
+                key: key.to_owned(),
+                what: format!("cannot stat: {e}"),
+            }),
+        }
+    }
+
+    /// Every object under `prefix`, sorted by key. On a local vault the
+    /// directory is walked without following links, and anything that is not
+    /// a regular file is listed with [`Listed::irregular`] set, so that a
+    /// planted link, FIFO or badly named file is reported, not followed.
     ///
     /// # Errors
     /// Backend failures.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        if let Some(root) = &self.local_root {
+            return Ok(list_local(root, prefix));
+        }
         let p = Path::from(prefix);
         let mut out: Vec<Listed> = self
             .rt
@@ -275,6 +317,7 @@ impl Store {
             .map(|m| Listed {
                 key: m.location.to_string(),
                 size: m.size,
+                irregular: None,
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -328,15 +371,91 @@ impl Store {
     }
 }
 
+fn file_type_name(m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = m.file_type();
+    let name = if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    name.to_owned()
+}
+
+fn list_local(root: &FsPath, prefix: &str) -> Vec<Listed> {
+    let start = if prefix.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(prefix)
+    };
+    if !start.exists() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(&start)
+        .follow_links(false)
+        .follow_root_links(false)
+        .min_depth(1)
+    {
+        let rel = |p: &FsPath| {
+            p.strip_prefix(root)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned()
+        };
+        match entry {
+            Ok(e) if e.file_type().is_dir() => {}
+            Ok(e) => {
+                let key = rel(e.path());
+                let meta = e.metadata().ok();
+                let size = meta.as_ref().map_or(0, std::fs::Metadata::len);
+                let irregular = if e.path().to_str().is_none() {
+                    Some("its name is not UTF-8".to_owned())
+                } else {
+                    meta.as_ref()
+                        .filter(|m| !m.file_type().is_file())
+                        .map(file_type_name)
+                };
+                out.push(Listed {
+                    key,
+                    size,
+                    irregular,
+                });
+            }
+            Err(err) => {
+                let key = err.path().map_or_else(|| prefix.to_owned(), rel);
+                out.push(Listed {
+                    key,
+                    size: 0,
+                    irregular: Some(format!("cannot be listed: {err}")),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
 /// An exclusive advisory lock on a file, released on drop.
 struct LocalLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
 
 impl LocalLock {
     fn acquire(path: &FsPath) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Never through a planted link: a writer may run as root.
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
             .open(path)?;
         nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
             .map(LocalLock)
@@ -388,9 +507,17 @@ mod tests {
             s.list("a").unwrap(),
             vec![Listed {
                 key: "a/b".into(),
-                size: 3
+                size: 3,
+                irregular: None,
             }]
         );
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("a/link")).unwrap();
+        let listed = s.list("a").unwrap();
+        assert_eq!(listed[1].irregular.as_deref(), Some("a symbolic link"));
+        assert!(matches!(
+            s.get("a/link", 1 << 20),
+            Err(StoreError::NotRegular { .. })
+        ));
         assert_eq!(s.get_range("a/b", 1..3).unwrap(), Bytes::from_static(b"ne"));
         assert!(
             s.replace_pointer("p", Bytes::from_static(b"1"), 10, |c| c.is_none())

@@ -11,7 +11,7 @@
 //! Not here: pinned checkpoints beyond the vault id, consistency proofs,
 //! bundles (later).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -219,15 +219,43 @@ pub fn verify(
         findings: Vec::new(),
     };
 
-    // Classify every object.
+    // Read in the reverse of the order writers create objects (packs, then
+    // a segment, then the checkpoint): checkpoint first, then segments,
+    // then packs. A writer running meanwhile then only ever adds segments
+    // beyond the checkpoint (information) and packs nobody references yet
+    // (information), never a false gap or a false missing pack.
+    let checkpoint = match store.get(layout::CHECKPOINT, log::MAX_CHECKPOINT_BYTES) {
+        Ok(b) => Ok(b),
+        Err(e) => Err(object_problem(e)?),
+    };
     let mut segment_seqs = BTreeSet::new();
+    for o in store.list(layout::SEGMENTS_DIR)? {
+        match layout::parse_segment_path(&o.key) {
+            Some(seq) => {
+                segment_seqs.insert(seq);
+            }
+            None => f.add(
+                Kind::UnexpectedObject,
+                &o.key,
+                "not a segment name; ignored",
+            ),
+        }
+    }
     let mut stored_packs = BTreeMap::new();
+    for o in store.list(layout::PACKS_DIR)? {
+        match layout::parse_pack_path(&o.key) {
+            Some(id) => {
+                stored_packs.insert(id, o.size);
+            }
+            None => f.add(Kind::UnexpectedObject, &o.key, "not a pack name; ignored"),
+        }
+    }
     for o in store.list("")? {
-        if let Some(seq) = layout::parse_segment_path(&o.key) {
-            segment_seqs.insert(seq);
-        } else if let Some(id) = layout::parse_pack_path(&o.key) {
-            stored_packs.insert(id, o.size);
-        } else if o.key != layout::CHECKPOINT && o.key != layout::LOCAL_LOCK {
+        let ours = o.key.starts_with(&format!("{}/", layout::SEGMENTS_DIR))
+            || o.key.starts_with(&format!("{}/", layout::PACKS_DIR))
+            || o.key == layout::CHECKPOINT
+            || o.key == layout::LOCAL_LOCK;
+        if !ours {
             f.add(
                 Kind::UnexpectedObject,
                 &o.key,
@@ -247,7 +275,10 @@ pub fn verify(
     // Iterate over what is stored, never over the numbers it claims: one
     // object named segments/18446744073709551615 must not make verify
     // count to it. A run of missing numbers is one finding.
-    let log_len = segment_seqs.iter().next_back().map_or(0, |s| s + 1);
+    let log_len = segment_seqs
+        .iter()
+        .next_back()
+        .map_or(0, |s| s.saturating_add(1));
     let mut leaves: BTreeMap<u64, Sha256Digest> = BTreeMap::from([(0, root.vault_id)]);
     let mut artifacts: Vec<(u64, Artifact)> = Vec::new();
     let mut expected = 1u64;
@@ -272,15 +303,10 @@ pub fn verify(
                 f.add(Kind::SegmentMissing, &key, "listed but gone when read");
                 continue;
             }
-            Err(StoreError::TooLarge { size, max, .. }) => {
-                f.add(
-                    Kind::SegmentMalformed,
-                    &key,
-                    format!("{size} bytes, more than the {max}-byte limit"),
-                );
+            Err(e) => {
+                f.add(Kind::SegmentMalformed, &key, object_problem(e)?);
                 continue;
             }
-            Err(e) => return Err(e),
         };
         let leaf = log::leaf_hash(&bytes);
         let prev = leaves.get(&(seq - 1)).copied();
@@ -300,7 +326,7 @@ pub fn verify(
 
     // Phase: checkpoint.
     f.phase = "checkpoint";
-    report.checkpoint = check_checkpoint(store, &root, &leaves, log_len, &mut f)?;
+    report.checkpoint = check_checkpoint(checkpoint, &root, &leaves, log_len, &mut f);
 
     // Phase: packs.
     f.phase = "packs";
@@ -322,7 +348,7 @@ pub fn verify(
         }
     }
     report.packs = referenced.len() as u64;
-    let mut usable: HashSet<Blake3Id> = HashSet::new();
+    let mut usable: HashMap<Blake3Id, u64> = HashMap::new();
     for (id, refs) in &referenced {
         let key = layout::pack_path(id);
         let Some(&size) = stored_packs.get(id) else {
@@ -334,7 +360,7 @@ pub fn verify(
             continue;
         };
         if opts.quick {
-            usable.insert(*id);
+            usable.insert(*id, size);
             continue;
         }
         if size > MAX_PACK_BYTES {
@@ -351,15 +377,10 @@ pub fn verify(
                 f.add(Kind::PackMissing, &key, "listed but gone when read");
                 continue;
             }
-            Err(StoreError::TooLarge { size, max, .. }) => {
-                f.add(
-                    Kind::PackMalformed,
-                    &key,
-                    format!("{size} bytes, more than the {max}-byte limit"),
-                );
+            Err(e) => {
+                f.add(Kind::PackMalformed, &key, object_problem(e)?);
                 continue;
             }
-            Err(e) => return Err(e),
         };
         if !bytes.starts_with(PACK_MAGIC) {
             f.add(
@@ -377,7 +398,7 @@ pub fn verify(
             );
         }
         progress.bytes(0);
-        usable.insert(*id);
+        usable.insert(*id, size);
     }
     let segments_damaged = f
         .list
@@ -407,6 +428,19 @@ pub fn verify(
     Ok(report)
 }
 
+/// What is wrong with one object that could not be read, as a finding's
+/// message; `Err` when the store itself failed (verify cannot run).
+fn object_problem(e: StoreError) -> Result<String, StoreError> {
+    match e {
+        StoreError::TooLarge { size, max, .. } => {
+            Ok(format!("{size} bytes, more than the {max}-byte limit"))
+        }
+        StoreError::NotRegular { what, .. } => Ok(format!("not a regular file ({what})")),
+        StoreError::Backend { source, .. } => Ok(format!("unreadable: {source}")),
+        e @ StoreError::Location { .. } => Err(e),
+    }
+}
+
 fn check_genesis_phase(
     store: &Store,
     opts: &Options,
@@ -425,15 +459,10 @@ fn check_genesis_phase(
             f.add(Kind::GenesisMissing, &key, what);
             return Ok(None);
         }
-        Err(StoreError::TooLarge { size, .. }) => {
-            f.add(
-                Kind::GenesisInvalid,
-                &key,
-                format!("{size} bytes, too large"),
-            );
+        Err(e) => {
+            f.add(Kind::GenesisInvalid, &key, object_problem(e)?);
             return Ok(None);
         }
-        Err(e) => return Err(e),
     };
     let leaf = log::leaf_hash(&bytes);
     if let Some(pinned) = opts.vault_id {
@@ -455,39 +484,34 @@ fn check_genesis_phase(
 }
 
 fn check_checkpoint(
-    store: &Store,
+    read: Result<Option<bytes::Bytes>, String>,
     root: &Root,
     leaves: &BTreeMap<u64, Sha256Digest>,
     log_len: u64,
     f: &mut Findings,
-) -> Result<Option<CheckpointInfo>, StoreError> {
+) -> Option<CheckpointInfo> {
     let key = layout::CHECKPOINT;
-    let bytes = match store.get(key, log::MAX_CHECKPOINT_BYTES) {
+    let bytes = match read {
         Ok(Some(b)) => b,
         Ok(None) => {
             f.add(Kind::CheckpointMissing, key, "there is no checkpoint");
-            return Ok(None);
+            return None;
         }
-        Err(StoreError::TooLarge { size, max, .. }) => {
-            f.add(
-                Kind::CheckpointMalformed,
-                key,
-                format!("{size} bytes, more than the {max}-byte limit"),
-            );
-            return Ok(None);
+        Err(why) => {
+            f.add(Kind::CheckpointMalformed, key, why);
+            return None;
         }
-        Err(e) => return Err(e),
     };
     let keys: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
     let cp = match log::open_checkpoint(&bytes, &root.genesis.origin, &keys) {
         Ok(cp) => cp,
         Err(e @ CheckpointError::Signature(_)) => {
             f.add(Kind::CheckpointBadSignature, key, e.to_string());
-            return Ok(None);
+            return None;
         }
         Err(e) => {
             f.add(Kind::CheckpointMalformed, key, e.to_string());
-            return Ok(None);
+            return None;
         }
     };
     let stored = log_len;
@@ -528,17 +552,17 @@ fn check_checkpoint(
             );
         }
     }
-    Ok(Some(CheckpointInfo {
+    Some(CheckpointInfo {
         size: cp.size,
         root: cp.root,
-    }))
+    })
 }
 
 /// Re-hashes every artifact from its chunks, on all cores.
 fn check_content(
     store: &Store,
     artifacts: &[(u64, Artifact)],
-    usable: &HashSet<Blake3Id>,
+    usable: &HashMap<Blake3Id, u64>,
     f: &mut Findings,
     progress: &dyn Progress,
 ) -> Result<(u64, u64), StoreError> {
@@ -592,7 +616,7 @@ fn check_artifact(
     store: &Store,
     seq: u64,
     a: &Artifact,
-    usable: &HashSet<Blake3Id>,
+    usable: &HashMap<Blake3Id, u64>,
     reader: &mut ChunkReader,
     shared: &Mutex<Shared>,
     progress: &dyn Progress,
@@ -602,11 +626,24 @@ fn check_artifact(
     let mut total = 0u64;
     let mut complete = true;
     for c in &a.chunks {
-        if !usable.contains(&c.pack) {
+        let Some(&pack_len) = usable.get(&c.pack) else {
             complete = false;
             continue;
-        }
-        let (kind, object, why) = match reader.read(store, c) {
+        };
+        let within = c
+            .offset
+            .checked_add(u64::from(c.stored))
+            .is_some_and(|end| end <= pack_len);
+        let read = if within {
+            reader.read(store, c)
+        } else {
+            Err(ChunkError::Corrupt {
+                id: c.id.to_string(),
+                object: format!("{}@{}", layout::pack_path(&c.pack), c.offset),
+                why: format!("lies beyond the end of its {pack_len}-byte pack"),
+            })
+        };
+        let (kind, object, why) = match read {
             Ok(plain) => {
                 sha.update(plain);
                 b3.update(plain);
@@ -617,7 +654,11 @@ fn check_artifact(
                 s.bytes += plain.len() as u64;
                 continue;
             }
-            Err(ChunkError::Store(e)) => return Err(e),
+            Err(ChunkError::Store(e)) => (
+                Kind::ChunkCorrupt,
+                format!("{}@{}", layout::pack_path(&c.pack), c.offset),
+                format!("unreadable: {e}"),
+            ),
             Err(ChunkError::Corrupt { object, why, .. }) => (Kind::ChunkCorrupt, object, why),
             Err(ChunkError::HashMismatch { actual, object, .. }) => (
                 Kind::ChunkHashMismatch,

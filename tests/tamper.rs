@@ -334,3 +334,50 @@ fn writers_refuse_a_log_that_disagrees_with_its_checkpoint() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("signed checkpoint says"));
     assert_finding(&d, "checkpoint_root_mismatch");
 }
+
+/// Planted links, FIFOs and odd names are findings: verify neither follows
+/// nor blocks on them, and writers stop with an error instead of hanging.
+#[test]
+fn planted_links_and_fifos_are_findings_not_hangs() {
+    let v = vault_with_evidence();
+    let d = v.copy("t-fifo");
+    std::fs::remove_file(d.join("checkpoint")).unwrap();
+    nix::unistd::mkfifo(&d.join("checkpoint"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let seg1 = d.join(custody::layout::segment_path(1));
+    let saved = v.tmp.path().join("saved-seg1");
+    std::fs::rename(&seg1, &saved).unwrap();
+    std::os::unix::fs::symlink(&saved, &seg1).unwrap();
+    std::fs::write(
+        d.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"odd\xffname")),
+        b"x",
+    )
+    .unwrap();
+    let r = assert_finding(&d, "checkpoint_malformed");
+    let k = kinds(&r);
+    assert!(k.contains(&"segment_malformed".to_string()), "{k:?}");
+    assert!(k.contains(&"unexpected_object".to_string()), "{k:?}");
+    let o = crate::common::custody()
+        .args([
+            "declare",
+            "INC-9",
+            "--title",
+            "t",
+            "--quiet",
+            "--path",
+            v.data.to_str().unwrap(),
+            "--key",
+        ])
+        .arg(&v.key)
+        .arg("--vault")
+        .arg(&d)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a regular file"));
+}
