@@ -332,6 +332,7 @@ fn build(nonce: &str, tweak: impl FnOnce(&mut Evidence)) -> Result<Built> {
                 ],
                 exclude: vec![],
                 argv: vec![],
+                timeout_secs: None,
             }],
         }),
     ];

@@ -124,6 +124,9 @@ struct DeclareArgs {
     /// A command whose standard output is preserved, e.g. 'journalctl -o export'; repeatable
     #[arg(long = "command", value_name = "CMD ARGS")]
     commands: Vec<String>,
+    /// Seconds each --command may run before it is killed and recorded as failed [default: 3600]
+    #[arg(long, value_name = "SECS")]
+    command_timeout: Option<u64>,
     /// Exclude glob for --path (matched against the full path and the file name); repeatable
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
@@ -513,6 +516,7 @@ fn cli_sources(a: &DeclareArgs) -> Result<Vec<SourceSpec>> {
             paths,
             exclude: a.exclude.clone(),
             argv: vec![],
+            timeout_secs: None,
         });
     } else if !a.exclude.is_empty() {
         bail!("--exclude applies to --path, and no --path was given");
@@ -526,6 +530,7 @@ fn cli_sources(a: &DeclareArgs) -> Result<Vec<SourceSpec>> {
             paths: vec![],
             exclude: vec![],
             argv,
+            timeout_secs: a.command_timeout,
         });
     }
     for s in &out {

@@ -123,8 +123,11 @@ pub fn check_source(s: &SourceSpec) -> Result<(), String> {
             if s.paths.is_empty() {
                 return Err(format!("a `{}` source needs `paths`", s.kind.as_str()));
             }
-            if !s.argv.is_empty() {
-                return Err(format!("a `{}` source takes no `argv`", s.kind.as_str()));
+            if !s.argv.is_empty() || s.timeout_secs.is_some() {
+                return Err(format!(
+                    "a `{}` source takes no `argv` or `timeout_secs`",
+                    s.kind.as_str()
+                ));
             }
             for g in &s.exclude {
                 globset::Glob::new(g).map_err(|e| format!("exclude {g:?}: {e}"))?;
@@ -133,6 +136,9 @@ pub fn check_source(s: &SourceSpec) -> Result<(), String> {
         SourceKind::Command => {
             if s.argv.is_empty() || s.argv[0].is_empty() {
                 return Err("a `command` source needs a non-empty `argv`".into());
+            }
+            if s.timeout_secs == Some(0) {
+                return Err("`timeout_secs` must be at least 1".into());
             }
             if !s.paths.is_empty() || !s.exclude.is_empty() {
                 return Err("a `command` source takes no `paths` or `exclude`".into());

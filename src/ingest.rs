@@ -25,8 +25,8 @@ use sha2::Digest as _;
 
 use crate::hash::{Blake3Id, Sha256Digest};
 use crate::layout;
-use crate::segment::ChunkRef;
-use crate::store::{Store, StoreError};
+use crate::segment::{ChunkRef, MAX_ARTIFACT_CHUNKS};
+use crate::store::{Put, Store, StoreError};
 
 /// The first bytes of every pack.
 pub const PACK_MAGIC: &[u8; 16] = b"custody-pack-v1\n";
@@ -75,6 +75,8 @@ pub struct Captured {
     pub chunks: Vec<(Blake3Id, u32)>,
     /// The read error that ended the capture early, if any.
     pub error: Option<std::io::Error>,
+    /// Whether reading stopped at [`MAX_ARTIFACT_CHUNKS`] with more to come.
+    pub truncated: bool,
 }
 
 /// The pipeline stopped: its pack writer failed (for example, the disk is
@@ -82,6 +84,16 @@ pub struct Captured {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct PipelineError(pub String);
+
+#[derive(Debug, thiserror::Error)]
+enum PackError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "{0} already exists with other bytes than its name promises: the vault storage was tampered with; run `custody verify`"
+    )]
+    Planted(String),
+}
 
 enum ToPacker {
     Chunk {
@@ -190,7 +202,12 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         let mut chunks = Vec::new();
         let mut size = 0u64;
         let mut error = None;
+        let mut truncated = false;
         for chunk in fastcdc::v2020::StreamCDC::new(r, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX) {
+            if chunks.len() == MAX_ARTIFACT_CHUNKS {
+                truncated = true;
+                break;
+            }
             match chunk {
                 Ok(c) => {
                     sha.update(&c.data);
@@ -211,6 +228,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             sha256: Sha256Digest(sha.finalize().into()),
             chunks,
             error,
+            truncated,
         })
     }
 
@@ -332,7 +350,7 @@ fn packer(
     let mut buf = PackBuf::new();
     let mut received = 0u64;
     let mut pending: Option<(u64, Sender<Result<(), String>>)> = None;
-    let write = |buf: &mut PackBuf| -> Result<(), StoreError> {
+    let write = |buf: &mut PackBuf| -> Result<(), PackError> {
         if buf.entries.is_empty() {
             return Ok(());
         }
@@ -340,7 +358,16 @@ fn packer(
         let id = Blake3Id::of(&full.bytes);
         let len = full.bytes.len() as u64;
         // Durable before any segment can name it (FORMAT.md §Ordering).
-        store.put_once(&layout::pack_path(&id), Bytes::from(full.bytes))?;
+        let key = layout::pack_path(&id);
+        let bytes = Bytes::from(full.bytes);
+        if store.put_once(&key, bytes.clone())? == Put::AlreadyExists {
+            // Same name, so the same bytes, unless someone planted an object
+            // under a name they predicted: check before relying on it.
+            let existing = store.get(&key, MAX_PACK_BYTES)?;
+            if existing.as_deref() != Some(&bytes[..]) {
+                return Err(PackError::Planted(key));
+            }
+        }
         let mut placed = placed.lock().expect("not poisoned");
         for (chunk, offset, stored, size) in full.entries {
             placed.insert(

@@ -40,6 +40,7 @@
 //!         paths: vec![dir.path().join("auth.log").to_string_lossy().into_owned()],
 //!         exclude: vec![],
 //!         argv: vec![],
+//!         timeout_secs: None,
 //!     }],
 //!     refuse: vec![],
 //! }, &Silent)?;

@@ -182,7 +182,23 @@ pub fn declare(
         collector: d.collector.clone(),
         refuse: d.refuse.clone(),
     };
-    let known = vault.index().chunks.clone();
+    // Deduplicate only against chunks whose pack is still there: a pack
+    // deleted from the store must not swallow new copies of its chunks.
+    let present: std::collections::HashSet<_> = vault
+        .store()
+        .list(crate::layout::PACKS_DIR)
+        .map_err(VaultError::from)?
+        .iter()
+        .filter(|o| o.irregular.is_none())
+        .filter_map(|o| crate::layout::parse_pack_path(&o.key))
+        .collect();
+    let known: std::collections::HashMap<_, _> = vault
+        .index()
+        .chunks
+        .iter()
+        .filter(|(_, c)| present.contains(&c.pack))
+        .map(|(id, c)| (*id, *c))
+        .collect();
     let store = vault.store().clone();
     let mut counts = [0u64; 3];
     let mut problems = Vec::new();
@@ -210,13 +226,19 @@ pub fn declare(
                         .unwrap_or_default(),
                 });
             }
-            pending_bytes += 600 + a.path.len() + p.chunks.len() * 220;
+            let size = entry_estimate(&p);
+            // A large entry goes into a segment of its own rather than
+            // pushing a batch past the segment size limit.
+            if !pending.is_empty() && pending_bytes + size > SEAL_BYTES {
+                let a = seal_pending(pipe, vault, signer, &mut pending)?;
+                segments.push(note(a, &mut warnings).seq);
+                pending_bytes = 0;
+            }
+            pending_bytes += size;
             pending.push(p);
             if pending_bytes >= SEAL_BYTES {
-                // Packs first, then the segment that names them.
-                pipe.flush()?;
-                let entries = resolve(pipe, std::mem::take(&mut pending))?;
-                segments.push(note(vault.append(signer, entries, Time::now)?, &mut warnings).seq);
+                let a = seal_pending(pipe, vault, signer, &mut pending)?;
+                segments.push(note(a, &mut warnings).seq);
                 pending_bytes = 0;
             }
             Ok(())
@@ -260,6 +282,33 @@ pub fn declare(
     })
 }
 
+/// Seals the pending artifacts: packs first, then the segment that names
+/// them (FORMAT.md §Ordering).
+fn seal_pending(
+    pipe: &mut Pipeline<'_, '_>,
+    vault: &mut Vault,
+    signer: &VaultSigner,
+    pending: &mut Vec<Pending>,
+) -> Result<Appended, DeclareError> {
+    pipe.flush()?;
+    let entries = resolve(pipe, std::mem::take(pending))?;
+    Ok(vault.append(signer, entries, Time::now)?)
+}
+
+/// A generous estimate of an artifact entry's bytes in a segment envelope
+/// (JSON, then base64 in the envelope).
+fn entry_estimate(p: &Pending) -> usize {
+    let a = &p.artifact;
+    let text = a.path.len()
+        + a.reason.as_ref().map_or(0, String::len)
+        + a.error.as_ref().map_or(0, String::len)
+        + a.link_target.as_ref().map_or(0, String::len)
+        + a.command.as_ref().map_or(0, |c| {
+            c.stderr.len() * 6 + c.argv.iter().map(String::len).sum::<usize>()
+        });
+    (1200 + text * 2 + p.chunks.len() * 230) * 4 / 3
+}
+
 /// Fills in chunk locations; every chunk must be in the vault or in a pack
 /// flushed by this run.
 fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Pending>) -> Result<Vec<Entry>, DeclareError> {
@@ -288,5 +337,87 @@ fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Pending>) -> Result<Vec<Entry>,
 impl From<PipelineError> for DeclareError {
     fn from(e: PipelineError) -> Self {
         Self::Pipeline(e.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::{Blake3Id, Sha256Digest};
+    use crate::segment::{
+        ChunkRef, CommandOutcome, ItemKind, MAX_ARTIFACT_CHUNKS, MAX_SEGMENT_BYTES,
+        SEGMENT_PAYLOAD_TYPE, Segment, SourceKind,
+    };
+
+    /// The largest artifact the writer allows, with a full stderr, fits one
+    /// segment, and the writer's estimate is not below what it takes.
+    #[test]
+    fn the_largest_artifact_fits_one_segment() {
+        let chunks: Vec<_> = (0..MAX_ARTIFACT_CHUNKS)
+            .map(|i| ChunkRef {
+                id: Blake3Id::of(&i.to_le_bytes()),
+                pack: Blake3Id::of(&(i / 16).to_le_bytes()),
+                offset: u64::MAX,
+                stored: u32::MAX,
+                size: u32::MAX,
+            })
+            .collect();
+        let stderr = "\u{1}".repeat(crate::sources::STDERR_KEEP);
+        let artifact = crate::segment::Artifact {
+            incident: "I".repeat(128),
+            run: "0".repeat(32),
+            source: "s".into(),
+            source_kind: SourceKind::Command,
+            kind: ItemKind::Command,
+            path: "p".repeat(4096),
+            status: Status::Failed,
+            reason: None,
+            error: Some("e".repeat(200)),
+            size: u64::MAX,
+            blake3: Blake3Id([0; 32]),
+            sha256: Sha256Digest([0; 32]),
+            chunks: Vec::new(),
+            link_target: None,
+            file: None,
+            command: Some(CommandOutcome {
+                argv: vec!["a".repeat(4096)],
+                exit_code: Some(1),
+                signal: None,
+                stderr,
+                stderr_bytes: u64::MAX,
+            }),
+            host: "h".into(),
+            collector: "c".into(),
+            tool: Tool::this(),
+            started_at: Time::from_unix(0),
+            ended_at: Time::from_unix(0),
+        };
+        let pending = Pending {
+            artifact: artifact.clone(),
+            chunks: chunks.iter().map(|c| (c.id, c.size)).collect(),
+        };
+        let mut full = artifact;
+        full.chunks = chunks;
+        let seg = Segment {
+            format: 1,
+            vault: Some(Sha256Digest([1; 32])),
+            seq: u64::MAX,
+            prev: Some(Sha256Digest([2; 32])),
+            sealed_at: Time::from_unix(0),
+            entries: vec![Entry::Artifact(Box::new(full))],
+        };
+        let signer = VaultSigner::from_seed("o", [1; 32]);
+        let bytes = crate::dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[&signer]);
+        assert!(
+            (bytes.len() as u64) < MAX_SEGMENT_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
+        assert!(
+            entry_estimate(&pending) >= bytes.len(),
+            "estimate {} < {}",
+            entry_estimate(&pending),
+            bytes.len()
+        );
     }
 }

@@ -18,6 +18,10 @@ pub const SEGMENT_PAYLOAD_TYPE: &str = "application/vnd.custody.segment.v1+json"
 pub const FORMAT_VERSION: u32 = 1;
 /// Largest segment envelope a reader accepts, in bytes.
 pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
+/// Most chunks one artifact may list, so that its entry fits a segment
+/// (about 300 envelope bytes per chunk; about 146 GiB at the average chunk
+/// size). A longer item is preserved up to here and recorded `partial`.
+pub const MAX_ARTIFACT_CHUNKS: usize = 150_000;
 
 /// A segment's signed payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +194,9 @@ pub struct SourceSpec {
     /// The argv (`command`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
+    /// Seconds a `command` may run before it is killed (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 /// Kinds of source.

@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -23,6 +24,9 @@ use crate::segment::{
     Artifact, CommandOutcome, FileMeta, ItemKind, SourceKind, SourceSpec, Status, Tool,
 };
 use crate::time::Time;
+
+/// How long a command source may run when its source sets no `timeout_secs`.
+pub const DEFAULT_COMMAND_TIMEOUT_SECS: u64 = 3600;
 
 /// Bytes of a command's standard error kept in the log.
 pub const STDERR_KEEP: usize = 64 << 10;
@@ -58,6 +62,7 @@ fn empty_capture() -> Captured {
         sha256: Sha256Digest::of(b""),
         chunks: Vec::new(),
         error: None,
+        truncated: false,
     }
 }
 
@@ -71,9 +76,18 @@ impl Item<'_> {
     fn artifact(&self, kind: ItemKind, path: String, cap: Captured) -> Pending {
         let status = if cap.error.is_some() {
             Status::Failed
+        } else if cap.truncated {
+            Status::Partial
         } else {
             Status::Complete
         };
+        let reason = cap.truncated.then(|| {
+            format!(
+                "stopped at the format-1 limit of {} chunks per artifact: the first {} bytes are preserved",
+                crate::segment::MAX_ARTIFACT_CHUNKS,
+                cap.size
+            )
+        });
         let error = cap
             .error
             .as_ref()
@@ -87,7 +101,7 @@ impl Item<'_> {
                 kind,
                 path,
                 status,
-                reason: None,
+                reason,
                 error,
                 size: cap.size,
                 blake3: cap.blake3,
@@ -458,11 +472,14 @@ fn capture_command(
 ) -> Result<Pending, PipelineError> {
     let argv = &item.spec.argv;
     let line = command_line(argv);
+    // Its own process group, so that a timeout ends the command and
+    // everything it started.
     let child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn();
     let mut child = match child {
         Ok(c) => c,
@@ -499,9 +516,35 @@ fn capture_command(
         }
         (kept, total)
     });
+    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let kill_group = move || {
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    };
+    let limit = std::time::Duration::from_secs(
+        item.spec
+            .timeout_secs
+            .unwrap_or(DEFAULT_COMMAND_TIMEOUT_SECS),
+    );
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let watchdog = std::thread::spawn(move || {
+        let timed_out = matches!(
+            done_rx.recv_timeout(limit),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+        );
+        if timed_out {
+            kill_group();
+        }
+        timed_out
+    });
     let stdout = child.stdout.take().expect("piped");
     let cap = pipe.capture(stdout, |n| progress.bytes(n));
+    if cap.as_ref().map_or(true, |c| c.truncated) {
+        // Nobody reads its output any more.
+        kill_group();
+    }
     let status = child.wait();
+    let _ = done_tx.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
     let (kept, total) = err_thread.join().unwrap_or_default();
     let cap = cap?;
     let mut p = item.artifact(ItemKind::Command, line, cap);
@@ -518,6 +561,10 @@ fn capture_command(
     });
     if p.artifact.status == Status::Complete {
         let failure = match (&status, code, signal) {
+            _ if timed_out => Some(format!(
+                "timed out after {} s and was killed; the output up to then is preserved",
+                limit.as_secs()
+            )),
             (Err(e), _, _) => Some(format!("couldn't wait for the command: {e}")),
             (_, Some(0), _) => None,
             (_, Some(c), _) => Some(format!("exited with status {c}")),

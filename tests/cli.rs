@@ -540,3 +540,69 @@ fn a_full_disk_is_one_clear_error_and_the_vault_still_verifies() {
     let (code, report) = TestVault::verify_dir(&roomy, &[]);
     assert_eq!(code, 0, "{report:#}");
 }
+
+#[test]
+fn a_command_that_hangs_is_killed_at_its_timeout_and_recorded() {
+    let v = TestVault::new();
+    let started = std::time::Instant::now();
+    let o = v.declare(
+        "INC-T",
+        &[
+            "--json",
+            "--command-timeout",
+            "1",
+            "--command",
+            "sh -c 'echo started; sleep 300 & sleep 300'",
+        ],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the timeout ended the command group"
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        s["problems"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1 s"),
+        "{s:#}"
+    );
+    let path = s["problems"][0]["path"].as_str().unwrap().to_owned();
+    let cat = v.cmd(&["cat", "INC-T", &path]).output().unwrap();
+    assert_eq!(
+        cat.stdout, b"started\n",
+        "output up to the timeout is preserved"
+    );
+    v.assert_intact();
+}
+
+#[test]
+fn a_deleted_pack_is_not_trusted_for_deduplication() {
+    let v = TestVault::new();
+    v.write("a.bin", &noise(2 << 20, 5));
+    v.declare_data("INC-1");
+    let (code, _) = v.verify();
+    assert_eq!(code, 0);
+    for p in crate::common::walk(&v.vault.join("packs")) {
+        std::fs::remove_file(p).unwrap();
+    }
+    let (code, report) = v.verify();
+    assert_eq!(code, 1);
+    assert!(kinds(&report).contains(&"pack_missing".to_string()));
+    let again = v.declare_data("INC-2");
+    assert!(
+        again["packs"].as_u64().unwrap() >= 1,
+        "the content is stored again: {again:#}"
+    );
+    // Same chunks in the same order make the same pack, under the same name:
+    // storing them again also repairs the first run's evidence.
+    v.assert_intact();
+    let path = v.data.join("a.bin");
+    let cat = v
+        .cmd(&["cat", "INC-2", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(cat.status.success());
+    assert_eq!(cat.stdout, std::fs::read(&path).unwrap());
+}
