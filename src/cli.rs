@@ -557,10 +557,18 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
     }
     let mut vault = Vault::open(store)?;
     let (signer, key_path) = resolve_key(a.key.clone(), &cfg, &vault.root().genesis.origin)?;
-    let key_inode = std::fs::metadata(&key_path).map(|m| {
-        use std::os::unix::fs::MetadataExt as _;
-        (m.dev(), m.ino())
-    })?;
+    let inode = |p: &Path| {
+        std::fs::metadata(p).map(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            (m.dev(), m.ino())
+        })
+    };
+    let key_inode = inode(&key_path)?;
+    let vault_root = vault.store().local_root().map(Path::to_path_buf);
+    let vault_inode = match vault_root {
+        Some(root) => inode(&root)?,
+        None => (u64::MAX, u64::MAX),
+    };
     vault.check_signer(&signer)?;
     let d = Declaration {
         incident: a.incident.clone(),
@@ -575,7 +583,7 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             .or(cfg.collector.clone())
             .unwrap_or_else(host_name),
         sources,
-        refuse: vec![key_inode],
+        refuse: vec![key_inode, vault_inode],
     };
     let bar = Bar::new(!a.quiet && !a.json, "preserving");
     let started = Instant::now();

@@ -157,7 +157,7 @@ pub fn preserve_source<E: From<PipelineError>>(
             for pattern in &spec.paths {
                 let mut found = 0usize;
                 let mut paths = Vec::new();
-                expand(pattern, &excludes, &mut paths);
+                expand(pattern, &excludes, &ctx.refuse, &mut paths);
                 for entry in paths {
                     found += 1;
                     let item = Item {
@@ -244,12 +244,23 @@ type Expanded = Result<PathBuf, (PathBuf, String)>;
 
 /// Expands one path, directory or glob into items (files, links, errors), in
 /// a stable order.
-fn expand(pattern: &str, excludes: &Excludes, out: &mut Vec<Expanded>) {
-    if !is_glob(pattern) {
+fn expand(pattern: &str, excludes: &Excludes, refuse: &[(u64, u64)], out: &mut Vec<Expanded>) {
+    // A path that exists is taken literally, even with glob characters in
+    // its name (`app[1].log`).
+    let literal = std::fs::symlink_metadata(pattern);
+    if !is_glob(pattern) || literal.is_ok() {
         let p = PathBuf::from(pattern);
-        match std::fs::symlink_metadata(&p) {
+        match literal {
             Err(e) => out.push(Err((p, format!("couldn't read: {e}")))),
-            Ok(m) if m.is_dir() => walk(&p, excludes, None, out),
+            Ok(m) if m.is_dir() => walk(&p, excludes, refuse, None, out),
+            // A link named explicitly as a source root is followed (the
+            // responder asked for what it points to); links inside are not.
+            Ok(m)
+                if m.file_type().is_symlink()
+                    && std::fs::metadata(&p).is_ok_and(|t| t.is_dir()) =>
+            {
+                walk(&p, excludes, refuse, None, out);
+            }
             Ok(_) => out.push(Ok(p)),
         }
         return;
@@ -269,12 +280,13 @@ fn expand(pattern: &str, excludes: &Excludes, out: &mut Vec<Expanded>) {
             return;
         }
     };
-    walk(&base, excludes, Some(&glob), out);
+    walk(&base, excludes, refuse, Some(&glob), out);
 }
 
 fn walk(
     root: &Path,
     excludes: &Excludes,
+    refuse: &[(u64, u64)],
     glob: Option<&globset::GlobMatcher>,
     out: &mut Vec<Expanded>,
 ) {
@@ -283,22 +295,33 @@ fn walk(
         .follow_links(false)
         .sort_by_file_name()
         .into_iter();
-    let it = it.filter_entry(|e| !(e.depth() > 0 && excludes.matches(e.path())));
-    for entry in it {
+    let mut it = it.filter_entry(|e| !(e.depth() > 0 && excludes.matches(e.path())));
+    while let Some(entry) = it.next() {
         match entry {
             Err(e) => {
                 let path = e.path().map_or_else(|| root.to_owned(), Path::to_path_buf);
-                out.push(Err((
-                    path,
-                    format!(
-                        "couldn't read: {}",
-                        e.io_error()
-                            .map_or_else(|| e.to_string(), ToString::to_string)
-                    ),
-                )));
+                let why = e
+                    .io_error()
+                    .map_or_else(|| e.to_string(), ToString::to_string);
+                out.push(Err((path, format!("couldn't read: {why}"))));
+            }
+            Ok(e) if e.depth() == 0 && e.path_is_symlink() => {
+                // The followed root link itself: its contents follow.
             }
             Ok(e) => {
                 let p = e.path();
+                if e.file_type().is_dir() {
+                    // Never the vault itself: it would preserve its own packs.
+                    let id = e.metadata().map(|m| (m.dev(), m.ino()));
+                    if id.is_ok_and(|id| refuse.contains(&id)) {
+                        out.push(Err((
+                            p.to_owned(),
+                            "refused: this directory is the vault itself".into(),
+                        )));
+                        it.skip_current_dir();
+                        continue;
+                    }
+                }
                 let inside_matched = matched_dirs.iter().any(|d| p.starts_with(d));
                 let selected = match glob {
                     None => true,
@@ -587,7 +610,7 @@ mod tests {
         let ex =
             build_excludes(&exclude.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let mut out = Vec::new();
-        expand(pattern, &ex, &mut out);
+        expand(pattern, &ex, &[], &mut out);
         out.into_iter()
             .map(|r| match r {
                 Ok(p) => p.to_string_lossy().into_owned(),

@@ -606,3 +606,49 @@ fn a_deleted_pack_is_not_trusted_for_deduplication() {
     assert!(cat.status.success());
     assert_eq!(cat.stdout, std::fs::read(&path).unwrap());
 }
+
+#[test]
+fn a_source_that_contains_the_vault_skips_it() {
+    let v = TestVault::new();
+    // The vault lives under the directory being preserved.
+    let tmp = v.tmp.path().to_str().unwrap().to_owned();
+    v.write("x.log", b"x\n");
+    let o = v.declare("INC-S", &["--json", "--path", &tmp, "--exclude", "*.key"]);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let refused: Vec<_> = s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["detail"].as_str().unwrap().contains("the vault itself"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{s:#}");
+    assert_eq!(refused[0]["path"], v.vault.to_str().unwrap());
+    v.assert_intact();
+}
+
+#[test]
+fn a_linked_root_is_followed_and_literal_names_with_brackets_work() {
+    let v = TestVault::new();
+    v.write("real/a.log", b"a\n");
+    let odd = v.write("app[1].log", b"odd\n");
+    std::os::unix::fs::symlink(v.data.join("real"), v.tmp.path().join("logs")).unwrap();
+    let logs = v.tmp.path().join("logs");
+    let o = v.declare(
+        "INC-L",
+        &[
+            "--json",
+            "--path",
+            logs.to_str().unwrap(),
+            "--path",
+            odd.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["complete"], 2, "{s:#}");
+    let cat = v
+        .cmd(&["cat", "INC-L", logs.join("a.log").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(cat.stdout, b"a\n");
+}
