@@ -322,7 +322,11 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         std::path::absolute(&dir).with_context(|| format!("couldn't resolve {}", dir.display()))?;
     if dir.exists() {
         let store = Store::open(&loc)?;
-        let objects = store.list("")?;
+        let objects: Vec<_> = store
+            .list("")?
+            .into_iter()
+            .filter(|o| o.key != "checkpoint.lock")
+            .collect();
         if let Some(first) = objects.first() {
             let what = if objects.iter().any(|o| o.key.starts_with("segments/")) {
                 "a custody vault".into()
@@ -676,6 +680,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     if a.json {
         let mut v = serde_json::to_value(&report)?;
         v["ok"] = serde_json::Value::Bool(!report.damaged());
+        v["conclusion"] = report.conclusion().into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_report(&report);
@@ -721,31 +726,32 @@ fn print_report(r: &verify::Report) {
             format!("{} stored, {} artifacts", r.segments, r.artifacts)
         )
     );
-    let cp = r.checkpoint.as_ref().map_or_else(
-        || "none valid".into(),
-        |c| format!("size {} root {}", c.size, c.root),
-    );
-    let _ = writeln!(out, "{}", phase_line("checkpoint", cp));
-    let _ = writeln!(
-        out,
-        "{}",
-        phase_line("packs", format!("{} referenced", r.packs))
-    );
-    if r.content_checked {
+    if r.vault_id.is_none() {
+        let _ = writeln!(
+            out,
+            "checkpoint, packs, content: not checked (no valid genesis segment)"
+        );
+    } else {
+        let cp = r.checkpoint.as_ref().map_or_else(
+            || "none valid".into(),
+            |c| format!("size {} root {}", c.size, c.root),
+        );
+        let _ = writeln!(out, "{}", phase_line("checkpoint", cp));
         let _ = writeln!(
             out,
             "{}",
-            phase_line(
-                "content",
-                format!(
-                    "{} chunks, {} re-hashed",
-                    r.chunks_checked,
-                    human(r.bytes_checked)
-                )
-            )
+            phase_line("packs", format!("{} referenced", r.packs))
         );
-    } else {
-        let _ = writeln!(out, "content    skipped (--quick)");
+        if r.content_checked {
+            let detail = format!(
+                "{} chunks, {} re-hashed",
+                r.chunks_checked,
+                human(r.bytes_checked)
+            );
+            let _ = writeln!(out, "{}", phase_line("content", detail));
+        } else {
+            let _ = writeln!(out, "content    skipped (--quick)");
+        }
     }
     if !r.findings.is_empty() {
         let _ = writeln!(out, "\nfindings:");
@@ -764,27 +770,7 @@ fn print_report(r: &verify::Report) {
         }
     }
     let _ = writeln!(out);
-    if r.damaged() {
-        let n = r
-            .findings
-            .iter()
-            .filter(|f| f.severity == Severity::Damage)
-            .count();
-        let _ = writeln!(
-            out,
-            "result: DAMAGED ({n} finding(s)); the evidence or its proof is not intact"
-        );
-    } else if r.pinned {
-        let _ = writeln!(
-            out,
-            "result: OK; the vault matches the pinned vault id and is intact up to the latest checkpoint"
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "result: OK (self-consistent); pass --vault-id to prove this is the vault you recorded"
-        );
-    }
+    let _ = writeln!(out, "result: {}", r.conclusion());
 }
 
 fn entry_line(e: &Entry) -> String {
@@ -797,7 +783,7 @@ fn entry_line(e: &Entry) -> String {
         Entry::PreservationStarted(p) => format!(
             "preservation_started {} run {} ({} sources)",
             p.incident,
-            &p.run[..8.min(p.run.len())],
+            p.run.get(..8).unwrap_or(&p.run),
             p.sources.len()
         ),
         Entry::Artifact(a) => format!(
@@ -810,7 +796,7 @@ fn entry_line(e: &Entry) -> String {
         Entry::PreservationFinished(p) => format!(
             "preservation_finished {} run {}: {} complete, {} partial, {} failed",
             p.incident,
-            &p.run[..8.min(p.run.len())],
+            p.run.get(..8).unwrap_or(&p.run),
             p.complete,
             p.partial,
             p.failed

@@ -60,14 +60,16 @@ impl Config {
             path: path.to_owned(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if meta.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::Invalid {
-                path: path.into(),
-                message: "larger than 1 MiB".into(),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        };
+        let (_, bytes) =
+            crate::localfile::read_small(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+                crate::localfile::SmallFileError::Io(e) => io(e),
+                e => invalid(e.to_string()),
+            })?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, &base).map_err(|message| ConfigError::Invalid {
             path: path.into(),

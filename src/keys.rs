@@ -238,6 +238,15 @@ impl VaultSigner {
         f.write_all(self.encode().as_bytes())
             .map_err(|e| io("write", e))?;
         f.sync_all().map_err(|e| io("sync", e))?;
+        // The directory entry too: the key must survive a power loss that
+        // the genesis naming it survives (FORMAT.md §Ordering).
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("sync the directory of", e))?;
         Ok(())
     }
 
@@ -251,7 +260,18 @@ impl VaultSigner {
             path: path.to_owned(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(|e| io("read", e))?;
+        let (meta, bytes) = crate::localfile::read_small(path, 4096).map_err(|e| match e {
+            crate::localfile::SmallFileError::Io(e) => io("read", e),
+            crate::localfile::SmallFileError::NotRegular => KeyError::Malformed {
+                path: path.to_owned(),
+                why: "not a regular file",
+            },
+            crate::localfile::SmallFileError::TooLarge(_) => KeyError::Malformed {
+                path: path.to_owned(),
+                why: "file too large",
+            },
+        })?;
+        // The mode of the file actually read, not of whatever the path names now.
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions {
@@ -259,13 +279,10 @@ impl VaultSigner {
                 mode,
             });
         }
-        if meta.len() > 4096 {
-            return Err(KeyError::Malformed {
-                path: path.to_owned(),
-                why: "file too large",
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| io("read", e))?;
+        let text = String::from_utf8(bytes).map_err(|_| KeyError::Malformed {
+            path: path.to_owned(),
+            why: "not text",
+        })?;
         Self::decode(text.trim_end()).map_err(|why| KeyError::Malformed {
             path: path.to_owned(),
             why,

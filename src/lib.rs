@@ -60,6 +60,7 @@ pub mod hash;
 pub mod ingest;
 pub mod keys;
 pub mod layout;
+mod localfile;
 pub mod log;
 pub mod preserve;
 pub mod progress;

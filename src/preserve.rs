@@ -137,6 +137,10 @@ pub fn declare(
     progress: &dyn Progress,
 ) -> Result<Summary, DeclareError> {
     check_incident_id(&d.incident).map_err(DeclareError::Invalid)?;
+    for spec in &d.sources {
+        crate::config::check_source(spec)
+            .map_err(|m| DeclareError::Invalid(format!("source {:?}: {m}", spec.name)))?;
+    }
     vault.check_signer(signer)?;
     let run = random_hex16();
     let newly_declared = !vault.index().incidents.contains_key(&d.incident);

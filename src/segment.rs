@@ -73,7 +73,48 @@ impl Segment {
                 seg.format
             )));
         }
+        seg.check_ids()?;
         Ok(seg)
+    }
+}
+
+fn is_hex32(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Segment {
+    /// Identifiers have one form: run ids and nonces 32 lowercase hex
+    /// digits, incident ids as `declare` accepts them (FORMAT.md §Entries).
+    fn check_ids(&self) -> Result<(), DecodeError> {
+        let bad = |what: &str, v: &str| {
+            let shown: String = v.chars().take(64).collect();
+            Err(DecodeError(format!(
+                "{what} {shown:?} is not in its required form"
+            )))
+        };
+        for e in &self.entries {
+            let (incident, run) = match e {
+                Entry::Genesis(g) => {
+                    if !is_hex32(&g.nonce) {
+                        return bad("genesis nonce", &g.nonce);
+                    }
+                    continue;
+                }
+                Entry::IncidentDeclared(d) => (&d.incident, None),
+                Entry::PreservationStarted(p) => (&p.incident, Some(&p.run)),
+                Entry::Artifact(a) => (&a.incident, Some(&a.run)),
+                Entry::PreservationFinished(p) => (&p.incident, Some(&p.run)),
+            };
+            if crate::preserve::check_incident_id(incident).is_err() {
+                return bad("incident id", incident);
+            }
+            if let Some(run) = run.filter(|r| !is_hex32(r)) {
+                return bad("run id", run);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -467,6 +508,8 @@ mod tests {
             text.replacen("\"format\":1", "\"format\":2", 1),
             text.replacen("\"type\":\"genesis\"", "\"type\":\"unknown\"", 1),
             text.replacen(",\"prev\":null", "", 1),
+            text.replacen(&"0".repeat(32), &"0".repeat(31), 1),
+            text.replacen(&"0".repeat(32), &"A".repeat(32), 1),
         ];
         for bad in cases {
             assert!(Segment::decode(bad.as_bytes()).is_err(), "{bad}");

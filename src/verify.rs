@@ -156,6 +156,34 @@ impl Report {
         self.findings.iter().any(|f| f.severity == Severity::Damage)
     }
 
+    /// What the report proves, in one sentence for a person.
+    pub fn conclusion(&self) -> String {
+        let damage = self
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Damage)
+            .count();
+        if damage > 0 {
+            return format!(
+                "DAMAGED ({damage} finding(s)): the evidence or its proof is not intact"
+            );
+        }
+        let what = if self.content_checked {
+            "every segment, checkpoint, pack and artifact checks out"
+        } else {
+            "every segment and the checkpoint check out and every pack exists (content not re-read: --quick)"
+        };
+        let cp = self.checkpoint.as_ref().map_or(0, |c| c.size);
+        let scope = if self.pinned {
+            "the log descends from the pinned vault id"
+        } else {
+            "self-consistency only: pass --vault-id to prove this is the vault you recorded"
+        };
+        format!(
+            "OK: {what}, up to checkpoint size {cp}; {scope}. Removal of the newest segments together with a roll-back of the checkpoint is only detectable against a checkpoint recorded elsewhere"
+        )
+    }
+
     /// Whether a finding of `kind` was made.
     pub fn has(&self, kind: Kind) -> bool {
         self.findings.iter().any(|f| f.kind == kind)
