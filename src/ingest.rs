@@ -42,6 +42,8 @@ pub const CHUNK_AVG: u32 = 1 << 20;
 pub const CHUNK_MAX: u32 = 4 << 20;
 /// zstd level for chunks.
 pub const ZSTD_LEVEL: i32 = 3;
+/// Bytes read from an item at a time, then cut into chunks in place.
+const READ_WINDOW: usize = 16 << 20;
 /// Chunks waiting per pipeline stage.
 const QUEUE_DEPTH: usize = 4;
 
@@ -120,6 +122,7 @@ pub struct Pipeline<'scope, 'env> {
     submitted: u64,
     stats: Stats,
     failure: Option<String>,
+    window: Vec<u8>,
 }
 
 impl<'scope, 'env> Pipeline<'scope, 'env> {
@@ -160,6 +163,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             submitted: 0,
             stats: Stats::default(),
             failure: None,
+            window: Vec::new(),
         }
     }
 
@@ -194,7 +198,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// [`Captured::error`] with what was read before them.
     pub fn capture(
         &mut self,
-        r: impl Read,
+        mut r: impl Read,
         mut on_bytes: impl FnMut(u64),
     ) -> Result<Captured, PipelineError> {
         let mut sha = sha2::Sha256::new();
@@ -203,25 +207,56 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         let mut size = 0u64;
         let mut error = None;
         let mut truncated = false;
-        for chunk in fastcdc::v2020::StreamCDC::new(r, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX) {
-            if chunks.len() == MAX_ARTIFACT_CHUNKS {
-                truncated = true;
+        // A large reusable window, cut in place: bytes are moved only when
+        // a window is refilled (at most one maximal chunk's worth), not per
+        // chunk as a small streaming buffer would.
+        let mut window = std::mem::take(&mut self.window);
+        window.resize(READ_WINDOW, 0);
+        let mut len = 0usize;
+        let mut eof = false;
+        'fill: loop {
+            while !eof && len < window.len() {
+                match r.read(&mut window[len..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => len += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        error = Some(e);
+                        eof = true;
+                    }
+                }
+            }
+            let cdc = fastcdc::v2020::FastCDC::new(&window[..len], CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
+            let mut pos = 0usize;
+            // Cut only where a whole maximal chunk is visible, or at the end:
+            // the same cut points as reading the item in one piece.
+            while pos < len && (eof || len - pos >= CHUNK_MAX as usize) {
+                if chunks.len() == MAX_ARTIFACT_CHUNKS {
+                    truncated = true;
+                    break 'fill;
+                }
+                let (_, end) = cdc.cut(pos, len - pos);
+                let data = window[pos..end].to_vec();
+                sha.update(&data);
+                b3.update(&data);
+                size += data.len() as u64;
+                on_bytes(data.len() as u64);
+                match self.add_chunk(data) {
+                    Ok(c) => chunks.push(c),
+                    Err(e) => {
+                        self.window = window;
+                        return Err(e);
+                    }
+                }
+                pos = end;
+            }
+            if eof {
                 break;
             }
-            match chunk {
-                Ok(c) => {
-                    sha.update(&c.data);
-                    b3.update(&c.data);
-                    size += c.data.len() as u64;
-                    on_bytes(c.data.len() as u64);
-                    chunks.push(self.add_chunk(c.data)?);
-                }
-                Err(e) => {
-                    error = Some(std::io::Error::from(e));
-                    break;
-                }
-            }
+            window.copy_within(pos..len, 0);
+            len -= pos;
         }
+        self.window = window;
         Ok(Captured {
             size,
             blake3: b3.finalize().into(),
@@ -432,6 +467,45 @@ mod tests {
                 (x >> 24) as u8
             })
             .collect()
+    }
+
+    /// Cutting in a large window gives exactly the cut points of reading the
+    /// item as one stream, across window refills and short reads.
+    #[test]
+    fn window_cuts_match_the_streaming_chunker() {
+        struct Dribble<'a>(&'a [u8]);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(777_777);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let known = HashMap::new();
+        for (n, seed) in [
+            (0, 1),
+            (1000, 2),
+            (CHUNK_MAX as usize + 5, 3),
+            (READ_WINDOW * 2 + 12_345, 4),
+        ] {
+            let data = pseudo_random(n, seed);
+            let expected: Vec<usize> =
+                fastcdc::v2020::StreamCDC::new(&data[..], CHUNK_MIN, CHUNK_AVG, CHUNK_MAX)
+                    .map(|c| c.unwrap().length)
+                    .collect();
+            let got = std::thread::scope(|s| {
+                let mut p = Pipeline::start(s, store.clone(), &known);
+                let c = p.capture(Dribble(&data), |_| {}).unwrap();
+                p.finish().unwrap();
+                c
+            });
+            let sizes: Vec<usize> = got.chunks.iter().map(|(_, s)| *s as usize).collect();
+            assert_eq!(sizes, expected, "{n} bytes");
+            assert_eq!(got.sha256, Sha256Digest::of(&data));
+        }
     }
 
     #[test]
