@@ -1,4 +1,4 @@
-//! DSSE envelopes (FORMAT.md §Segment envelope): the signed wrapper of every
+//! DSSE envelopes (FORMAT.md §7 (segment envelope)): the signed wrapper of every
 //! segment. Pure: no I/O.
 //!
 //! Signatures cover PAE(payloadType, payload) over the exact payload bytes, so

@@ -1,6 +1,6 @@
 //! Digest newtypes: [`Blake3Id`] names content (chunks, packs, artifacts),
 //! [`Sha256Digest`] is the artifact digest standard forensic tools check and
-//! the hash of the RFC 6962 log (FORMAT.md §Hashes).
+//! the hash of the RFC 6962 log (FORMAT.md §3 (hashes)).
 //!
 //! Both display and serialise as lowercase hex. Parsing rejects anything but
 //! exactly 64 lowercase hex digits, so one digest has one encoding.

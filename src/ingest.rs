@@ -1,4 +1,4 @@
-//! The streaming data path (FORMAT.md §Packs): content-defined chunking,
+//! The streaming data path (FORMAT.md §6 (packs)): content-defined chunking,
 //! hashing, deduplication, parallel compression and pack writing.
 //!
 //! Shape: the caller's thread reads each item, cuts it with FastCDC, hashes
@@ -392,7 +392,7 @@ fn packer(
         let full = std::mem::replace(buf, PackBuf::new());
         let id = Blake3Id::of(&full.bytes);
         let len = full.bytes.len() as u64;
-        // Durable before any segment can name it (FORMAT.md §Ordering).
+        // Durable before any segment can name it (FORMAT.md §11 (write ordering)).
         let key = layout::pack_path(&id);
         let bytes = Bytes::from(full.bytes);
         if store.put_once(&key, bytes.clone())? == Put::AlreadyExists {

@@ -1,4 +1,4 @@
-//! The vault's Ed25519 keys (FORMAT.md §Keys): the signing key file, public
+//! The vault's Ed25519 keys (FORMAT.md §5 (keys)): the signing key file, public
 //! keys as recorded in the log, key ids, and the keyring verification judges
 //! signatures with.
 //!
@@ -239,7 +239,7 @@ impl VaultSigner {
             .map_err(|e| io("write", e))?;
         f.sync_all().map_err(|e| io("sync", e))?;
         // The directory entry too: the key must survive a power loss that
-        // the genesis naming it survives (FORMAT.md §Ordering).
+        // the genesis naming it survives (FORMAT.md §11 (write ordering)).
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())

@@ -1,5 +1,5 @@
 //! Every object key in a vault, and the parsers that map keys back to what
-//! they name (FORMAT.md §Layout). Pure: no I/O.
+//! they name (FORMAT.md §4 (layout)). Pure: no I/O.
 //!
 //! ```text
 //! segments/00000000000000000000      segment 0 (genesis), a DSSE envelope

@@ -1,5 +1,5 @@
-//! The RFC 6962 log over segments and its checkpoints (FORMAT.md §Log,
-//! §Checkpoint), on the C2SP crates `tlog_tiles` and `signed_note`. Pure: no
+//! The RFC 6962 log over segments and its checkpoints (FORMAT.md §10), on
+//! the C2SP crates `tlog_tiles` and `signed_note`. Pure: no
 //! I/O.
 //!
 //! A leaf is a segment's stored bytes: leaf hash = SHA-256(0x00 || bytes). A

@@ -1,5 +1,5 @@
 //! `declare`: record an incident and preserve its sources (FORMAT.md
-//! §Ordering, "Declare writes").
+//! §11 (write ordering), "Declare writes").
 //!
 //! 1. One segment with `incident_declared` (when the incident is new) and
 //!    `preservation_started`: the declaration is on record before any
@@ -287,7 +287,7 @@ pub fn declare(
 }
 
 /// Seals the pending artifacts: packs first, then the segment that names
-/// them (FORMAT.md §Ordering).
+/// them (FORMAT.md §11 (write ordering)).
 fn seal_pending(
     pipe: &mut Pipeline<'_, '_>,
     vault: &mut Vault,

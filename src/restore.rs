@@ -1,5 +1,5 @@
 //! Reading evidence back: one chunk at a time, each checked against its id
-//! on the way out (FORMAT.md §Read rules). Used by `custody cat` and by the
+//! on the way out (FORMAT.md §12 (read rules)). Used by `custody cat` and by the
 //! content phase of `verify`.
 
 use std::io::Write;
@@ -103,7 +103,7 @@ impl ChunkReader {
             }
             Err(e) => return Err(e.into()),
         };
-        // Exactly one frame (FORMAT.md §Read rules).
+        // Exactly one frame (FORMAT.md §12 (read rules)).
         if zstd::zstd_safe::find_frame_compressed_size(&frame[..]).ok() != Some(frame.len()) {
             return Err(corrupt("is not exactly one zstd frame".into()));
         }

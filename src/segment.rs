@@ -1,4 +1,4 @@
-//! Segment payloads and the entries they carry (FORMAT.md §Segment, §Entries).
+//! Segment payloads and the entries they carry (FORMAT.md §8 (segment payload), §9 (entries)).
 //! Pure: encode and decode only, no I/O, no signing (see `dsse`).
 //!
 //! A segment is the unit of append, of signing and of the chain: it names its
@@ -86,7 +86,7 @@ fn is_hex32(s: &str) -> bool {
 
 impl Segment {
     /// Identifiers have one form: run ids and nonces 32 lowercase hex
-    /// digits, incident ids as `declare` accepts them (FORMAT.md §Entries).
+    /// digits, incident ids as `declare` accepts them (FORMAT.md §9 (entries)).
     fn check_ids(&self) -> Result<(), DecodeError> {
         let bad = |what: &str, v: &str| {
             let shown: String = v.chars().take(64).collect();

@@ -1,4 +1,4 @@
-//! Reading sources into artifacts (FORMAT.md §Entries/artifact): files,
+//! Reading sources into artifacts (FORMAT.md §9 (entries)): files,
 //! directories and globs; command output; key files (preserved as files in
 //! format 1).
 //!
@@ -305,14 +305,17 @@ fn walk(
                     .map_or_else(|| e.to_string(), ToString::to_string);
                 out.push(Err((path, format!("couldn't read: {why}"))));
             }
-            Ok(e) if e.depth() == 0 && e.path_is_symlink() => {
-                // The followed root link itself: its contents follow.
-            }
             Ok(e) => {
                 let p = e.path();
-                if e.file_type().is_dir() {
+                let followed_root = e.depth() == 0 && e.path_is_symlink();
+                if e.file_type().is_dir() || followed_root {
                     // Never the vault itself: it would preserve its own packs.
-                    let id = e.metadata().map(|m| (m.dev(), m.ino()));
+                    let meta = if followed_root {
+                        std::fs::metadata(p)
+                    } else {
+                        e.metadata().map_err(Into::into)
+                    };
+                    let id = meta.map(|m| (m.dev(), m.ino()));
                     if id.is_ok_and(|id| refuse.contains(&id)) {
                         out.push(Err((
                             p.to_owned(),
@@ -321,6 +324,10 @@ fn walk(
                         it.skip_current_dir();
                         continue;
                     }
+                }
+                if followed_root {
+                    // The root link itself: what it points to follows.
+                    continue;
                 }
                 let inside_matched = matched_dirs.iter().any(|d| p.starts_with(d));
                 let selected = match glob {

@@ -1,4 +1,4 @@
-//! The vault's object store (FORMAT.md §Layout, §Ordering): a small,
+//! The vault's object store (FORMAT.md §4 (layout), §11 (write ordering)): a small,
 //! synchronous face over `object_store`, so that `file://` today and `s3://`
 //! later share one code path.
 //!

@@ -1,5 +1,5 @@
 //! Timestamps in entries: RFC 3339 with an explicit UTC offset (FORMAT.md
-//! §Times). The writer records the host's local offset so a reader sees the
+//! §3 (times)). The writer records the host's local offset so a reader sees the
 //! wall clock the collector saw; readers compare instants.
 
 use std::fmt;

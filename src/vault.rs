@@ -1,5 +1,5 @@
 //! Opening a vault, reading its log, and the append path (FORMAT.md
-//! §Ordering). This is the only module that orders durable writes.
+//! §11 (write ordering)). This is the only module that orders durable writes.
 //!
 //! The append path, and what recovery does if the process dies at each step:
 //! 1. Packs are created (conditional create, fsynced) before any segment that
@@ -557,7 +557,7 @@ impl Vault {
 
     /// Seals `entries` into the next segment, signed by `signer`, then
     /// updates the checkpoint. Every pack the entries reference must already
-    /// be durable (FORMAT.md §Ordering).
+    /// be durable (FORMAT.md §11 (write ordering)).
     ///
     /// # Errors
     /// Storage failures, a damaged log found while catching up with other

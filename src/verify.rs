@@ -1,5 +1,5 @@
 //! `custody verify`: checks a vault in named phases and reports every
-//! finding, not just the first (FORMAT.md §Verification). A damaged vault is
+//! finding, not just the first (FORMAT.md §13 (verification)). A damaged vault is
 //! a [`Report`] with findings, never an `Err`; `Err` means the check could not
 //! run at all.
 //!

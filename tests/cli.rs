@@ -623,6 +623,22 @@ fn a_source_that_contains_the_vault_skips_it() {
         .collect();
     assert_eq!(refused.len(), 1, "{s:#}");
     assert_eq!(refused[0]["path"], v.vault.to_str().unwrap());
+    // Also when the source names a link to the vault.
+    let link = v.tmp.path().join("vault-link");
+    std::os::unix::fs::symlink(&v.vault, &link).unwrap();
+    let o = v.declare("INC-S", &["--json", "--path", link.to_str().unwrap()]);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (s["complete"].as_u64(), s["failed"].as_u64()),
+        (Some(0), Some(1)),
+        "{s:#}"
+    );
+    assert!(
+        s["problems"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the vault itself")
+    );
     v.assert_intact();
 }
 

@@ -1,5 +1,5 @@
 //! A declare killed in the middle leaves a vault that verifies, and the next
-//! declare completes (FORMAT.md §Ordering, crash consequences).
+//! declare completes (FORMAT.md §11 (write ordering), crash consequences).
 
 use std::os::unix::process::CommandExt as _;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! One tamper per check of `verify`, on a real vault made by the binary,
-//! each asserting the specific finding (FORMAT.md §Verification).
+//! each asserting the specific finding (FORMAT.md §13 (verification)).
 
 use std::path::{Path, PathBuf};
 
