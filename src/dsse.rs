@@ -214,6 +214,16 @@ mod tests {
 
     proptest! {
         #[test]
+        fn open_never_panics_on_junk(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let ring = Keyring::new(vec![VaultSigner::from_seed("t", [1; 32]).public()]);
+            let _ = open(&bytes, T, &ring);
+            let mut framed = b"{\"payload\":\"".to_vec();
+            framed.extend_from_slice(&bytes);
+            framed.extend_from_slice(b"\"}");
+            let _ = open(&framed, T, &ring);
+        }
+
+        #[test]
         fn sign_open_round_trip(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
             let signer = VaultSigner::from_seed("test", [1; 32]);
             let ring = Keyring::new(vec![signer.public()]);

@@ -367,6 +367,22 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn key_encode_decode_round_trip(seed in any::<[u8; 32]>(), name in "[a-z0-9./_-]{1,40}") {
+            let k = VaultSigner::from_seed(&name, seed);
+            let back = VaultSigner::decode(k.encode().trim_end()).unwrap();
+            prop_assert_eq!(back.key_id(), k.key_id());
+            prop_assert_eq!(back.name(), k.name());
+        }
+
+        #[test]
+        fn key_decoder_never_panics(s in ".{0,120}") {
+            let _ = VaultSigner::decode(&s);
+        }
+    }
 
     #[test]
     fn key_file_round_trip_and_permissions() {

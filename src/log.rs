@@ -190,6 +190,22 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn checkpoint_sign_open_round_trip(size in any::<u64>(), root in any::<[u8; 32]>(), seed in any::<[u8; 32]>()) {
+            let k = VaultSigner::from_seed("prop.example/vault", seed);
+            let bytes = sign_checkpoint(&k, size, Sha256Digest(root));
+            let cp = open_checkpoint(&bytes, "prop.example/vault", &[k.verifying_key()]).unwrap();
+            prop_assert_eq!((cp.size, cp.root), (size, Sha256Digest(root)));
+        }
+
+        #[test]
+        fn checkpoint_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let k = VaultSigner::from_seed("prop.example/vault", [1; 32]);
+            let _ = open_checkpoint(&bytes, "prop.example/vault", &[k.verifying_key()]);
+        }
+    }
+
     #[test]
     fn checkpoint_round_trip_and_rejections() {
         let k = VaultSigner::from_seed("example.org/vault", [2; 32]);

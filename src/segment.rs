@@ -518,6 +518,11 @@ mod tests {
 
     proptest! {
         #[test]
+        fn decode_never_panics_on_junk(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Segment::decode(&bytes);
+        }
+
+        #[test]
         fn segment_round_trip(seq in 1u64.., n in 0u32..50, prev in any::<[u8; 32]>()) {
             let seg = Segment {
                 format: 1,

@@ -132,6 +132,25 @@ impl<'de> Deserialize<'de> for Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn display_parse_round_trip(secs in -62_000_000_000i64..250_000_000_000, nanos in 0i32..1_000_000_000, off_min in -1080i32..=1080) {
+            let ts = jiff::Timestamp::new(secs, nanos).unwrap();
+            let offset = jiff::tz::Offset::from_seconds(off_min * 60).unwrap();
+            let text = ts.display_with_offset(offset).to_string();
+            let t = Time::parse(&text).unwrap();
+            prop_assert_eq!(t.timestamp(), ts);
+            let json = serde_json::to_string(&t).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Time>(&json).unwrap(), t);
+        }
+
+        #[test]
+        fn parser_never_panics(s in ".{0,40}") {
+            let _ = Time::parse(&s);
+        }
+    }
 
     #[test]
     fn keeps_offset_and_compares_instants() {
