@@ -668,3 +668,53 @@ fn a_linked_root_is_followed_and_literal_names_with_brackets_work() {
         .unwrap();
     assert_eq!(cat.stdout, b"a\n");
 }
+
+#[test]
+fn concurrent_declares_on_one_vault_both_land() {
+    let v = TestVault::new();
+    for i in 0..4 {
+        v.write(&format!("d{i}/big.log"), &log_text(3 << 20, i));
+        for j in 0..200 {
+            v.write(
+                &format!("d{i}/small-{j}.log"),
+                format!("{i} {j}\n").as_bytes(),
+            );
+        }
+    }
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("custody"))
+                .args([
+                    "declare",
+                    &format!("INC-C{i}"),
+                    "--title",
+                    "race",
+                    "--quiet",
+                    "--json",
+                    "--path",
+                ])
+                .arg(v.data.join(format!("d{i}")))
+                .arg("--vault")
+                .arg(&v.vault)
+                .arg("--key")
+                .arg(&v.key)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(s["complete"], 201);
+    }
+    let (code, report) = v.verify();
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["artifacts"], 4 * 201);
+    assert!(
+        !kinds(&report).contains(&"log_beyond_checkpoint".to_string()),
+        "the checkpoint covers every segment: {report:#}"
+    );
+}
