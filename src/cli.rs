@@ -44,6 +44,23 @@ enum Command {
     /// Create a vault: genesis segment, first checkpoint, and a signing key kept outside it.
     Init(InitArgs),
     /// Declare an incident and preserve every configured source into the vault.
+    #[command(after_help = "\
+Examples:
+  custody declare INC-2026-001 --title 'Forged login tokens' --severity sev1 \\
+      --path /var/log/nginx/ --path '/var/log/auth.log*' \\
+      --command 'journalctl -o export --since -30d'
+  custody declare INC-2026-001 --title 'Forged login tokens' --config /etc/custody/custody.toml
+
+The declaration is sealed into the vault before any source is read. Every item
+becomes an artifact: complete, partial (it changed while read; the reason is
+recorded) or failed (with the error); nothing is skipped silently. Declaring a
+known incident again preserves again under it. Symbolic links are recorded as
+links; the vault itself and its signing key are never preserved.
+
+Exit status:
+  0  every artifact complete
+  1  some artifacts partial or failed, or a checkpoint update failed (all recorded)
+  2  could not run (no vault, bad key or config, storage failure)")]
     Declare(Box<DeclareArgs>),
     /// Check the whole vault and report every finding.
     #[command(after_help = "\
