@@ -9,6 +9,7 @@
 //! expect: <finding kind of FORMAT.md §13, or ok>
 //! about: <one line: what was done to the base vault>
 //! pin: <64 hex>                          optional: verify with this vault id pinned
+//! trusted: <base64>                      optional: verify against this saved checkpoint
 //! object <key> <base64 of the object's bytes>
 //! object <key> <base64 ...>               one line per object, sorted by key
 //! ```
@@ -96,6 +97,7 @@ struct Vector {
     expect: &'static str,
     about: &'static str,
     pin: Option<Sha256Digest>,
+    trusted: Option<Vec<u8>>,
     objects: Objects,
 }
 
@@ -111,6 +113,7 @@ impl Vector {
             expect,
             about,
             pin: None,
+            trusted: None,
             objects,
         }
     }
@@ -120,6 +123,9 @@ impl Vector {
         let mut s = format!("expect: {}\nabout: {}\n", self.expect, self.about);
         if let Some(pin) = self.pin {
             s.push_str(&format!("pin: {pin}\n"));
+        }
+        if let Some(trusted) = &self.trusted {
+            s.push_str(&format!("trusted: {}\n", B64.encode(trusted)));
         }
         for (key, bytes) in &self.objects {
             s.push_str(&format!("object {key} {}\n", B64.encode(bytes)));
@@ -515,6 +521,7 @@ fn vectors() -> Result<Vec<Vector>> {
     out.extend(genesis_vectors(&base.objects, other.vault_id));
     out.extend(segment_vectors(&base.objects, &other.objects)?);
     out.extend(checkpoint_vectors(&base.objects)?);
+    out.extend(trusted_vectors(&base.objects)?);
     out.extend(pack_vectors(&base.objects)?);
     out.extend(content_vectors()?);
     Ok(out)
@@ -817,6 +824,73 @@ fn segment_vectors(base: &Objects, other: &Objects) -> Result<Vec<Vector>> {
 }
 
 /// The checkpoint (FORMAT.md §10, §13).
+/// A saved checkpoint (`verify --trusted`) against a vault that moved on,
+/// was cut back, or was rewritten (FORMAT.md §13, §14).
+fn trusted_vectors(base: &Objects) -> Result<Vec<Vector>> {
+    let mut out = Vec::new();
+    let full = log_tree(base);
+    let n = full.size();
+    let saved = get(base, layout::CHECKPOINT).to_vec();
+    let older = log::sign_checkpoint(&vault_key(), n - 1, full.root_at(n - 1));
+    let with = |name, expect, about, objects: Objects, trusted: Vec<u8>| {
+        let mut v = Vector::new(name, expect, about, objects);
+        v.trusted = Some(trusted);
+        v
+    };
+
+    out.push(with(
+        "trusted_ok",
+        "ok",
+        "the base vault verified against a checkpoint saved when it held one segment less",
+        base.clone(),
+        older.clone(),
+    ));
+
+    let mut o = base.clone();
+    o.remove(&seg(n - 1));
+    o.insert(layout::CHECKPOINT.into(), older.clone());
+    out.push(with(
+        "log_truncated",
+        "log_truncated",
+        "the last segment deleted and the checkpoint rolled back to the older valid one; the full checkpoint was saved",
+        o,
+        saved.clone(),
+    ));
+
+    let mut o = base.clone();
+    let mut last = payload(get(&o, &seg(n - 1)));
+    last.sealed_at = t(999);
+    o.insert(seg(n - 1), seal(&last, &vault_key()));
+    recheckpoint(&mut o);
+    out.push(with(
+        "log_rewritten",
+        "log_rewritten",
+        "the last segment re-sealed with another time by a holder of the vault key, and re-checkpointed",
+        o,
+        saved.clone(),
+    ));
+
+    let mut o = base.clone();
+    o.insert(layout::CHECKPOINT.into(), older);
+    out.push(with(
+        "checkpoint_rolled_back",
+        "checkpoint_rolled_back",
+        "the checkpoint pointer rolled back to the older valid checkpoint, segments intact",
+        o,
+        saved,
+    ));
+
+    let stranger = VaultSigner::from_seed(ORIGIN, OTHER_SEED);
+    out.push(with(
+        "trusted_checkpoint_invalid",
+        "trusted_checkpoint_invalid",
+        "the saved checkpoint is signed by a key the vault does not know",
+        base.clone(),
+        log::sign_checkpoint(&stranger, n, full.root()),
+    ));
+    Ok(out)
+}
+
 fn checkpoint_vectors(base: &Objects) -> Result<Vec<Vector>> {
     let k = vault_key();
     let mut out = Vec::new();

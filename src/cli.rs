@@ -75,6 +75,13 @@ Exit status:
   1  damage found: every finding is listed
   2  verification could not run")]
     Verify(VerifyArgs),
+    /// Print the latest signed checkpoint (a C2SP signed note), to save and pin later.
+    #[command(after_help = "\
+Save it outside the vault, then prove later that nothing it covers was removed
+or rewritten:
+  custody checkpoint --vault V > pinned.checkpoint
+  custody verify --vault V --vault-id ID --trusted pinned.checkpoint")]
+    Checkpoint(CheckpointArgs),
     /// List segments and their entries, oldest first.
     Log(LogArgs),
     /// Show an incident: declaration, preservation runs, artifacts with digests and status.
@@ -166,14 +173,27 @@ struct VerifyArgs {
     #[arg(long)]
     json: bool,
     /// Skip re-reading content: check signatures, chain, checkpoint and that packs exist
-    #[arg(long)]
+    #[arg(long, alias = "no-read-data")]
     quick: bool,
     /// The vault id you recorded at init: verify fails unless the genesis matches it
     #[arg(long, value_name = "HEX")]
     vault_id: Option<String>,
+    /// A checkpoint you saved earlier (`custody checkpoint > FILE`): verify fails unless the
+    /// log is an append-only extension of it (nothing it covered removed or rewritten)
+    #[arg(long, value_name = "FILE")]
+    trusted: Option<PathBuf>,
     /// No progress display
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct CheckpointArgs {
+    #[command(flatten)]
+    v: VaultArg,
+    /// Print size, root and the note as JSON
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +235,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init(a) => init(a),
         Command::Declare(a) => declare(*a),
         Command::Verify(a) => verify_cmd(a),
+        Command::Checkpoint(a) => checkpoint_cmd(a),
         Command::Log(a) => log_cmd(a),
         Command::Show(a) => show(a),
         Command::Cat(a) => cat(a),
@@ -687,9 +708,14 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         .map(Sha256Digest::parse)
         .transpose()
         .map_err(|e| anyhow!("--vault-id: {e}"))?;
+    let trusted = match &a.trusted {
+        Some(p) => Some(read_checkpoint_file(p)?),
+        None => None,
+    };
     let opts = verify::Options {
         quick: a.quick,
         vault_id,
+        trusted,
     };
     let bar = Bar::new(!a.quiet && !a.json, "verifying");
     let report = verify::verify(&store, &opts, &bar)?;
@@ -707,6 +733,48 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Reads a saved checkpoint (a few hundred bytes; at most 64 KiB).
+fn read_checkpoint_file(p: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(p).with_context(|| format!("couldn't open {}", p.display()))?;
+    if !f.metadata()?.is_file() {
+        bail!("{} is not a regular file", p.display());
+    }
+    let mut bytes = Vec::new();
+    f.take(custody::log::MAX_CHECKPOINT_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > custody::log::MAX_CHECKPOINT_BYTES {
+        bail!("{} is larger than a checkpoint can be", p.display());
+    }
+    Ok(bytes)
+}
+
+fn checkpoint_cmd(a: CheckpointArgs) -> Result<ExitCode> {
+    let (store, _) = open_store(&a.v)?;
+    // Opening checks the log against the checkpoint: only a checkpoint the
+    // log agrees with is handed out for pinning.
+    let vault = Vault::open(store)?;
+    let bytes = vault
+        .store()
+        .get(
+            custody::layout::CHECKPOINT,
+            custody::log::MAX_CHECKPOINT_BYTES,
+        )?
+        .ok_or_else(|| anyhow!("the vault has no checkpoint yet; the next declare writes one"))?;
+    if a.json {
+        let keys: Vec<_> = vault.root().keyring.keys().map(|(_, k)| *k).collect();
+        let cp = custody::log::open_checkpoint(&bytes, &vault.root().genesis.origin, &keys)?;
+        let out = serde_json::json!({
+            "vault_id": vault.id(), "origin": cp.origin, "size": cp.size, "root": cp.root,
+            "note": String::from_utf8_lossy(&bytes),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        std::io::stdout().write_all(&bytes)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(r: &verify::Report) {
@@ -754,6 +822,13 @@ fn print_report(r: &verify::Report) {
             |c| format!("size {} root {}", c.size, c.root),
         );
         let _ = writeln!(out, "{}", phase_line("checkpoint", cp));
+        if let Some(t) = &r.trusted {
+            let _ = writeln!(
+                out,
+                "{:<25}pinned checkpoint: size {} root {}",
+                "", t.size, t.root
+            );
+        }
         let _ = writeln!(
             out,
             "{}",

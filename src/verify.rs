@@ -61,6 +61,10 @@ kinds! {
     CheckpointRootMismatch = "checkpoint_root_mismatch", Damage;
     CheckpointBeyondLog = "checkpoint_beyond_log", Damage;
     LogBeyondCheckpoint = "log_beyond_checkpoint", Information;
+    TrustedCheckpointInvalid = "trusted_checkpoint_invalid", Damage;
+    LogTruncated = "log_truncated", Damage;
+    LogRewritten = "log_rewritten", Damage;
+    CheckpointRolledBack = "checkpoint_rolled_back", Damage;
     GenesisMissing = "genesis_missing", Damage;
     GenesisInvalid = "genesis_invalid", Damage;
     VaultIdMismatch = "vault_id_mismatch", Damage;
@@ -110,6 +114,9 @@ pub struct Options {
     pub quick: bool,
     /// The vault id the caller trusts, recorded out of band.
     pub vault_id: Option<Sha256Digest>,
+    /// A checkpoint the caller saved earlier (signed note bytes): the log
+    /// must be an append-only extension of it.
+    pub trusted: Option<Vec<u8>>,
 }
 
 /// The checkpoint verification found, if its signature held.
@@ -134,6 +141,8 @@ pub struct Report {
     pub origin: Option<String>,
     /// The latest checkpoint, when its signature held.
     pub checkpoint: Option<CheckpointInfo>,
+    /// The pinned checkpoint, when one was given and its signature held.
+    pub trusted: Option<CheckpointInfo>,
     /// Segments stored.
     pub segments: u64,
     /// Artifacts in valid segments.
@@ -179,9 +188,14 @@ impl Report {
         } else {
             "self-consistency only: pass --vault-id to prove this is the vault you recorded"
         };
-        format!(
-            "OK: {what}, up to checkpoint size {cp}; {scope}. Removal of the newest segments together with a roll-back of the checkpoint is only detectable against a checkpoint recorded elsewhere"
-        )
+        let tail = match &self.trusted {
+            Some(t) => format!(
+                "the log is an append-only extension of the pinned checkpoint (size {}): nothing it covers was removed or rewritten",
+                t.size
+            ),
+            None => "removal of the newest segments together with a roll-back of the checkpoint is only detectable against a saved checkpoint (--trusted)".to_owned(),
+        };
+        format!("OK: {what}, up to checkpoint size {cp}; {scope}; {tail}")
     }
 
     /// Whether a finding of `kind` was made.
@@ -238,6 +252,7 @@ pub fn verify(
         pinned: opts.vault_id.is_some(),
         origin: None,
         checkpoint: None,
+        trusted: None,
         segments: 0,
         artifacts: 0,
         packs: 0,
@@ -355,6 +370,16 @@ pub fn verify(
     // Phase: checkpoint.
     f.phase = "checkpoint";
     report.checkpoint = check_checkpoint(checkpoint, &root, &leaves, log_len, &mut f);
+    if let Some(trusted) = &opts.trusted {
+        report.trusted = check_trusted(
+            trusted,
+            report.checkpoint.as_ref(),
+            &root,
+            &leaves,
+            log_len,
+            &mut f,
+        );
+    }
 
     // Phase: packs.
     f.phase = "packs";
@@ -509,6 +534,109 @@ fn check_genesis_phase(
             Ok(None)
         }
     }
+}
+
+/// The tree over the leading run of stored segments (up to the first gap).
+fn prefix_tree(leaves: &BTreeMap<u64, Sha256Digest>) -> Tree {
+    let mut tree = Tree::new();
+    for (i, (seq, leaf)) in leaves.iter().enumerate() {
+        if *seq != i as u64 {
+            break;
+        }
+        tree.push(*leaf);
+    }
+    tree
+}
+
+/// Checks that the log is an append-only extension of a checkpoint the
+/// caller saved: the log holds at least its segments, their root is its
+/// root, and an RFC 6962 consistency proof from it to the vault's current
+/// checkpoint verifies.
+fn check_trusted(
+    bytes: &[u8],
+    current: Option<&CheckpointInfo>,
+    root: &Root,
+    leaves: &BTreeMap<u64, Sha256Digest>,
+    log_len: u64,
+    f: &mut Findings,
+) -> Option<CheckpointInfo> {
+    const KEY: &str = "trusted checkpoint";
+    let keys: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
+    let pinned = match log::open_checkpoint(bytes, &root.genesis.origin, &keys) {
+        Ok(cp) => cp,
+        Err(e) => {
+            f.add(
+                Kind::TrustedCheckpointInvalid,
+                KEY,
+                format!("{e} (is it a checkpoint of this vault?)"),
+            );
+            return None;
+        }
+    };
+    let info = CheckpointInfo {
+        size: pinned.size,
+        root: pinned.root,
+    };
+    if pinned.size > log_len {
+        f.add(
+            Kind::LogTruncated,
+            KEY,
+            format!(
+                "the pinned checkpoint covers {} segments but the vault holds {log_len}: segments were removed",
+                pinned.size
+            ),
+        );
+        return Some(info);
+    }
+    let tree = prefix_tree(leaves);
+    if tree.size() >= pinned.size {
+        let actual = tree.root_at(pinned.size);
+        if actual != pinned.root {
+            f.add(
+                Kind::LogRewritten,
+                KEY,
+                format!(
+                    "the vault's first {} segments hash to {actual}, the pinned checkpoint says {}: history was rewritten",
+                    pinned.size, pinned.root
+                ),
+            );
+            return Some(info);
+        }
+    }
+    if let Some(cur) = current {
+        if cur.size < pinned.size {
+            f.add(
+                Kind::CheckpointRolledBack,
+                layout::CHECKPOINT,
+                format!(
+                    "the vault's checkpoint (size {}) is older than the pinned one (size {})",
+                    cur.size, pinned.size
+                ),
+            );
+        } else if tree.size() >= cur.size {
+            // The proof an auditor holding only the two checkpoints would
+            // be given (RFC 6962 §2.1.2), checked as such.
+            let proof = tlog_tiles::prove_tree(cur.size, pinned.size, &tree);
+            let ok = proof.is_ok_and(|p| {
+                tlog_tiles::check_tree(
+                    &p,
+                    cur.size,
+                    tlog_tiles::Hash(cur.root.0),
+                    pinned.size,
+                    tlog_tiles::Hash(pinned.root.0),
+                )
+                .is_ok()
+            });
+            if !ok {
+                f.add(
+                    Kind::LogRewritten,
+                    KEY,
+                    format!("no consistency proof from the pinned checkpoint (size {}) to the vault's (size {})", pinned.size, cur.size),
+                );
+            }
+        }
+    }
+    Some(info)
 }
 
 fn check_checkpoint(

@@ -381,3 +381,66 @@ fn planted_links_and_fifos_are_findings_not_hangs() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a regular file"));
 }
+
+/// An auditor saves a checkpoint; later the tail is cut and the pointer
+/// rolled back to an older valid checkpoint. Alone, the vault looks fine;
+/// against the saved checkpoint, the truncation is a finding.
+#[test]
+fn a_saved_checkpoint_catches_tail_truncation_with_rollback() {
+    let v = TestVault::new();
+    v.write("a.log", &log_text(200_000, 1));
+    v.declare_data("INC-1");
+    let older = v.cmd(&["checkpoint"]).output().unwrap();
+    assert!(older.status.success());
+    v.write("b.log", &log_text(200_000, 2));
+    v.declare_data("INC-2");
+    let saved = v.tmp.path().join("saved.checkpoint");
+    let o = v.cmd(&["checkpoint"]).output().unwrap();
+    std::fs::write(&saved, &o.stdout).unwrap();
+    let saved_s = saved.to_str().unwrap();
+    let (code, report) =
+        TestVault::verify_dir(&v.vault, &["--vault-id", &v.vault_id, "--trusted", saved_s]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        report["conclusion"]
+            .as_str()
+            .unwrap()
+            .contains("append-only extension")
+    );
+
+    // Cut INC-2's segments and put the older checkpoint back.
+    let d = v.copy("t-cut");
+    let s = segments(&d);
+    let older_size: usize = String::from_utf8_lossy(&older.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    for seg in &s[older_size..] {
+        std::fs::remove_file(seg).unwrap();
+    }
+    std::fs::write(d.join("checkpoint"), &older.stdout).unwrap();
+    let (code, report) = TestVault::verify_dir(&d, &["--vault-id", &v.vault_id]);
+    assert_eq!(
+        code, 0,
+        "without a saved checkpoint this is indistinguishable from an older vault: {report:#}"
+    );
+    let (code, report) =
+        TestVault::verify_dir(&d, &["--vault-id", &v.vault_id, "--trusted", saved_s]);
+    assert_eq!(code, 1);
+    assert!(
+        kinds(&report).contains(&"log_truncated".to_string()),
+        "{report:#}"
+    );
+
+    // Only the pointer rolled back.
+    let d = v.copy("t-rollback");
+    std::fs::write(d.join("checkpoint"), &older.stdout).unwrap();
+    let (code, report) = TestVault::verify_dir(&d, &["--trusted", saved_s]);
+    assert_eq!(code, 1);
+    assert!(
+        kinds(&report).contains(&"checkpoint_rolled_back".to_string()),
+        "{report:#}"
+    );
+}

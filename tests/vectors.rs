@@ -36,6 +36,8 @@ struct Vector {
     expect: Expect,
     /// The vault id to pin, if any.
     pin: Option<Sha256Digest>,
+    /// A saved checkpoint to verify against, if any.
+    trusted: Option<Vec<u8>>,
     /// Object key to bytes.
     objects: BTreeMap<String, Vec<u8>>,
 }
@@ -108,6 +110,13 @@ fn parse(name: &str, text: &str) -> Result<Vector, String> {
         }
         None => None,
     };
+    let trusted = match lines.next_if(|l| l.starts_with("trusted: ")) {
+        Some(l) => Some(
+            B64.decode(&l["trusted: ".len()..])
+                .map_err(|e| format!("bad `trusted:`: {e}"))?,
+        ),
+        None => None,
+    };
     let mut objects = BTreeMap::new();
     let mut last: Option<&str> = None;
     for (i, line) in lines.enumerate() {
@@ -137,6 +146,7 @@ fn parse(name: &str, text: &str) -> Result<Vector, String> {
         name: name.to_owned(),
         expect,
         pin,
+        trusted,
         objects,
     })
 }
@@ -188,6 +198,7 @@ fn verify_vector(v: &Vector) -> Report {
     let opts = Options {
         quick: false,
         vault_id: v.pin,
+        trusted: v.trusted.clone(),
     };
     verify::verify(&store, &opts, &custody::progress::Silent)
         .unwrap_or_else(|e| panic!("{}: verification could not run: {e}", v.name))
