@@ -82,6 +82,21 @@ or rewritten:
   custody checkpoint --vault V > pinned.checkpoint
   custody verify --vault V --vault-id ID --trusted pinned.checkpoint")]
     Checkpoint(CheckpointArgs),
+    /// Write a proof that an incident's segments are in the log at the current checkpoint.
+    #[command(after_help = "\
+The proof is a JSON document (FORMAT.md §13a): the genesis segment, the signed
+checkpoint, and for each segment its bytes, leaf index and RFC 6962 audit path.
+Anyone can check it offline:
+  custody prove INC-1 /var/log/auth.log --out auth.proof.json
+  custody verify-proof auth.proof.json --vault-id <the id init printed>")]
+    Prove(ProveArgs),
+    /// Check an inclusion proof offline, against the vault id or the vault's public key.
+    #[command(after_help = "\
+Exit status:
+  0  the proof checks out: the segments are in the vault's log at the signed checkpoint
+  1  it does not (the reason is printed)
+  2  could not run (unreadable file, bad arguments)")]
+    VerifyProof(VerifyProofArgs),
     /// List segments and their entries, oldest first.
     Log(LogArgs),
     /// Show an incident: declaration, preservation runs, artifacts with digests and status.
@@ -197,6 +212,34 @@ struct CheckpointArgs {
 }
 
 #[derive(Debug, Args)]
+struct ProveArgs {
+    /// Incident id
+    incident: String,
+    /// Only the segments holding this artifact path [default: every segment of the incident]
+    path: Option<String>,
+    /// Write the proof here [default: standard output]
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    v: VaultArg,
+}
+
+#[derive(Debug, Args)]
+struct VerifyProofArgs {
+    /// The proof file written by `custody prove`
+    proof: PathBuf,
+    /// The vault id recorded at init
+    #[arg(long, value_name = "HEX")]
+    vault_id: Option<String>,
+    /// The vault's public key as a C2SP note verifier key (origin+hash+base64)
+    #[arg(long, value_name = "KEY")]
+    pubkey: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct LogArgs {
     #[command(flatten)]
     v: VaultArg,
@@ -236,6 +279,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Declare(a) => declare(*a),
         Command::Verify(a) => verify_cmd(a),
         Command::Checkpoint(a) => checkpoint_cmd(a),
+        Command::Prove(a) => prove_cmd(a),
+        Command::VerifyProof(a) => verify_proof_cmd(a),
         Command::Log(a) => log_cmd(a),
         Command::Show(a) => show(a),
         Command::Cat(a) => cat(a),
@@ -442,6 +487,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         let out = serde_json::json!({
             "vault": dir, "vault_id": vault.id(), "origin": signer.name(), "key": key_abs,
             "key_id": signer.key_id(), "key_created": created_key,
+            "verifier_key": custody::keys::PublicKey::note_verifier_key(&signer.verifying_key(), signer.name()),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -458,6 +504,10 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         );
         println!("  key id   {}", signer.key_id());
         println!("  vault id {}", vault.id());
+        println!(
+            "  verifier {}",
+            custody::keys::PublicKey::note_verifier_key(&signer.verifying_key(), signer.name())
+        );
         println!();
         println!("Record the vault id somewhere outside this vault (a ticket, a printed note, an");
         println!(
@@ -933,6 +983,8 @@ fn log_cmd(a: LogArgs) -> Result<ExitCode> {
 #[derive(Default)]
 struct IncidentView {
     declared: Option<custody::segment::IncidentDeclared>,
+    /// Every segment holding an entry of the incident.
+    segments: std::collections::BTreeSet<u64>,
     runs: Vec<serde_json::Value>,
     artifacts: Vec<(u64, Artifact)>,
 }
@@ -941,6 +993,16 @@ fn collect_incident(store: Store, incident: &str) -> Result<(Vault, IncidentView
     let mut view = IncidentView::default();
     let vault = Vault::open_with(store, |seq, seg| {
         for e in &seg.entries {
+            let mine = match e {
+                Entry::Genesis(_) => false,
+                Entry::IncidentDeclared(d) => d.incident == incident,
+                Entry::PreservationStarted(p) => p.incident == incident,
+                Entry::Artifact(a) => a.incident == incident,
+                Entry::PreservationFinished(p) => p.incident == incident,
+            };
+            if mine {
+                view.segments.insert(seq);
+            }
             match e {
                 Entry::IncidentDeclared(d) if d.incident == incident && view.declared.is_none() => {
                     view.declared = Some(d.clone())
@@ -970,6 +1032,119 @@ fn collect_incident(store: Store, incident: &str) -> Result<(Vault, IncidentView
         bail!("no incident {incident:?} in this vault ({hint})");
     }
     Ok((vault, view))
+}
+
+fn prove_cmd(a: ProveArgs) -> Result<ExitCode> {
+    let (store, _) = open_store(&a.v)?;
+    let (vault, view) = collect_incident(store, &a.incident)?;
+    let seqs: Vec<u64> = match &a.path {
+        Some(path) => {
+            let s: std::collections::BTreeSet<u64> = view
+                .artifacts
+                .iter()
+                .filter(|(_, art)| &art.path == path)
+                .map(|(seq, _)| *seq)
+                .collect();
+            if s.is_empty() {
+                bail!(
+                    "incident {} has no artifact with path {path:?}; `custody show {}` lists them",
+                    a.incident,
+                    a.incident
+                );
+            }
+            s.into_iter().collect()
+        }
+        None => view.segments.iter().copied().collect(),
+    };
+    let proof = custody::proof::prove(&vault, &seqs)?;
+    let json = serde_json::to_vec_pretty(&proof)?;
+    match &a.out {
+        Some(out) => {
+            std::fs::write(out, &json)
+                .with_context(|| format!("couldn't write {}", out.display()))?;
+            eprintln!(
+                "wrote a proof of {} segment(s) at checkpoint {} to {}",
+                seqs.len(),
+                proof.checkpoint.lines().nth(1).unwrap_or("?"),
+                out.display()
+            );
+        }
+        None => {
+            std::io::stdout().write_all(&json)?;
+            println!();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
+    use std::io::Read as _;
+    let anchor = match (&a.vault_id, &a.pubkey) {
+        (Some(id), None) => custody::proof::Anchor::VaultId(
+            Sha256Digest::parse(id).map_err(|e| anyhow!("--vault-id: {e}"))?,
+        ),
+        (None, Some(k)) => custody::proof::Anchor::NoteKey(k.clone()),
+        _ => {
+            bail!("give exactly one of --vault-id (recorded at init) or --pubkey (origin+hash+key)")
+        }
+    };
+    let f = std::fs::File::open(&a.proof)
+        .with_context(|| format!("couldn't open {}", a.proof.display()))?;
+    let mut bytes = Vec::new();
+    f.take(custody::proof::MAX_PROOF_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    let verified = match custody::proof::verify_proof(&bytes, &anchor) {
+        Ok(v) => v,
+        Err(e) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string()})
+                );
+            } else {
+                println!("proof does NOT check out: {e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let artifacts: Vec<&Artifact> = verified
+        .segments
+        .iter()
+        .flat_map(|(_, seg)| seg.entries.iter())
+        .filter_map(|e| match e {
+            Entry::Artifact(a) => Some(&**a),
+            _ => None,
+        })
+        .collect();
+    if a.json {
+        let out = serde_json::json!({
+            "ok": true, "vault_id": verified.vault_id,
+            "checkpoint": {"size": verified.checkpoint.size, "root": verified.checkpoint.root},
+            "segments": verified.segments.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+            "artifacts": artifacts.iter().map(|a| serde_json::json!({
+                "incident": a.incident, "path": a.path, "status": a.status, "size": a.size,
+                "sha256": a.sha256, "blake3": a.blake3})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "OK: {} segment(s) are in the log of vault {} at checkpoint size {} root {}",
+            verified.segments.len(),
+            verified.vault_id,
+            verified.checkpoint.size,
+            verified.checkpoint.root
+        );
+        for art in artifacts {
+            println!(
+                "  {:<8} {:>10}  {}  sha256 {}",
+                art.status.as_str(),
+                human(art.size),
+                art.path,
+                art.sha256
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn show(a: ShowArgs) -> Result<ExitCode> {

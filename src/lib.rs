@@ -64,6 +64,7 @@ mod localfile;
 pub mod log;
 pub mod preserve;
 pub mod progress;
+pub mod proof;
 pub mod restore;
 pub mod segment;
 pub mod sources;

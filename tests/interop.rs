@@ -183,3 +183,104 @@ fn securesystemslib_verifies_segment_envelopes() {
         .unwrap();
     assert!(!out.status.success(), "a forged envelope must not verify");
 }
+
+const GO_PROOF_CHECKER: &str = r#"
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+type leaf struct {
+	Index     int64    `json:"index"`
+	Segment   string   `json:"segment"`
+	AuditPath []string `json:"audit_path"`
+}
+
+type proof struct {
+	Checkpoint string `json:"checkpoint"`
+	Leaves     []leaf `json:"leaves"`
+}
+
+func main() {
+	raw, err := os.ReadFile(os.Args[1])
+	if err != nil { panic(err) }
+	var p proof
+	if err := json.Unmarshal(raw, &p); err != nil { panic(err) }
+	v, err := note.NewVerifier(os.Args[2])
+	if err != nil { panic(err) }
+	n, err := note.Open([]byte(p.Checkpoint), note.VerifierList(v))
+	if err != nil { fmt.Println("note:", err); os.Exit(1) }
+	lines := strings.Split(n.Text, "\n")
+	size, _ := strconv.ParseInt(lines[1], 10, 64)
+	rootBytes, _ := base64.StdEncoding.DecodeString(lines[2])
+	var root tlog.Hash
+	copy(root[:], rootBytes)
+	for _, l := range p.Leaves {
+		seg, _ := base64.StdEncoding.DecodeString(l.Segment)
+		var rp tlog.RecordProof
+		for _, h := range l.AuditPath {
+			b, _ := base64.StdEncoding.DecodeString(h)
+			var x tlog.Hash
+			copy(x[:], b)
+			rp = append(rp, x)
+		}
+		if err := tlog.CheckRecord(rp, size, root, l.Index, tlog.RecordHash(seg)); err != nil {
+			fmt.Println("record", l.Index, err)
+			os.Exit(1)
+		}
+	}
+	fmt.Println(len(p.Leaves), size)
+}
+"#;
+
+#[test]
+fn go_sumdb_verifies_an_inclusion_proof() {
+    if !require_tool("go") {
+        return;
+    }
+    let v = TestVault::new();
+    v.write("a.log", &log_text(50_000, 3));
+    v.declare_data("INC-GO");
+    v.write("b.log", b"b\n");
+    v.declare_data("INC-GO2");
+    let proof = v.tmp.path().join("p.json");
+    let o = v
+        .cmd(&["prove", "INC-GO", "--out", proof.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let key = custody::keys::VaultSigner::load(&v.key).unwrap();
+    let vkey = custody::keys::PublicKey::note_verifier_key(&key.verifying_key(), key.name());
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("proof.go");
+    std::fs::write(&src, GO_PROOF_CHECKER).unwrap();
+    let out = Command::new("go")
+        .arg("run")
+        .arg(&src)
+        .arg(&proof)
+        .arg(&vkey)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
+    let n = doc["leaves"].as_array().unwrap().len();
+    assert!(n >= 2, "the declaration and the artifact segments");
+    assert!(text.starts_with(&format!("{n} ")), "{text}");
+}

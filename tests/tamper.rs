@@ -444,3 +444,97 @@ fn a_saved_checkpoint_catches_tail_truncation_with_rollback() {
         "{report:#}"
     );
 }
+
+#[test]
+fn inclusion_proofs_check_offline_and_fail_when_touched() {
+    let v = TestVault::new();
+    v.write("auth.log", &log_text(300_000, 9));
+    v.write("other.log", b"other\n");
+    v.declare_data("INC-P");
+    v.write("later.log", b"later\n");
+    v.declare_data("INC-Q");
+    let auth = v.data.join("auth.log");
+    let proof = v.tmp.path().join("auth.proof.json");
+    let o = v
+        .cmd(&[
+            "prove",
+            "INC-P",
+            auth.to_str().unwrap(),
+            "--out",
+            proof.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let check = |file: &Path, anchor: &[&str]| {
+        crate::common::custody()
+            .args(["verify-proof", "--json"])
+            .arg(file)
+            .args(anchor)
+            .output()
+            .unwrap()
+    };
+    let o = check(&proof, &["--vault-id", &v.vault_id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sha = crate::common::custody()
+        .args(["show", "INC-P", "--json", "--vault"])
+        .arg(&v.vault)
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&sha.stdout).unwrap();
+    let recorded = shown["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == auth.to_str().unwrap())
+        .unwrap()["sha256"]
+        .clone();
+    assert!(
+        r["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["sha256"] == recorded),
+        "{r:#}"
+    );
+
+    let key = VaultSigner::load(&v.key).unwrap();
+    let vkey = custody::keys::PublicKey::note_verifier_key(&key.verifying_key(), key.name());
+    assert!(check(&proof, &["--pubkey", &vkey]).status.success());
+
+    // Another vault's id.
+    let other = TestVault::new();
+    let o = check(&proof, &["--vault-id", &other.vault_id]);
+    assert_eq!(o.status.code(), Some(1));
+    // A touched segment, a touched path, a touched checkpoint.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    let mut seg = doc.clone();
+    let mut bytes = b64
+        .decode(seg["leaves"][0]["segment"].as_str().unwrap())
+        .unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    seg["leaves"][0]["segment"] = b64.encode(bytes).into();
+    let mut path = doc.clone();
+    path["leaves"][0]["audit_path"][0] = b64.encode([7u8; 32]).into();
+    let mut cp = doc.clone();
+    cp["checkpoint"] = cp["checkpoint"]
+        .as_str()
+        .unwrap()
+        .replacen("\n", "\n1", 1)
+        .into();
+    for (name, bad) in [("segment", seg), ("path", path), ("checkpoint", cp)] {
+        let f = v.tmp.path().join(format!("bad-{name}.json"));
+        std::fs::write(&f, serde_json::to_vec(&bad).unwrap()).unwrap();
+        let o = check(&f, &["--vault-id", &v.vault_id]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "a touched {name} must not verify: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}
