@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod crash;
 mod faults;
+mod fixture;
 mod interop;
 mod tamper;
 mod vectors;
