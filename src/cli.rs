@@ -774,6 +774,11 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         let mut v = serde_json::to_value(&report)?;
         v["ok"] = serde_json::Value::Bool(!report.damaged());
         v["conclusion"] = report.conclusion().into();
+        if let Some(list) = v["findings"].as_array_mut() {
+            for (f, finding) in list.iter_mut().zip(&report.findings) {
+                f["advice"] = finding_advice(finding.kind).into();
+            }
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_report(&report);
@@ -783,6 +788,67 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One line of advice per kind of finding.
+fn finding_advice(kind: verify::Kind) -> &'static str {
+    use verify::Kind as K;
+    match kind {
+        K::CheckpointMissing => {
+            "if this vault had a checkpoint it was deleted; compare with a saved one (--trusted); the next declare writes a new one"
+        }
+        K::CheckpointMalformed | K::CheckpointBadSignature => {
+            "restore `checkpoint` from a backup or a saved copy; do not re-sign it before finding out who changed it"
+        }
+        K::CheckpointRootMismatch => {
+            "segments the checkpoint covers were replaced: restore them from a replica and treat the vault as tampered"
+        }
+        K::CheckpointBeyondLog => {
+            "segments at the end were deleted: restore them from a replica; writers refuse this vault until then"
+        }
+        K::LogBeyondCheckpoint => {
+            "normal after an interrupted write; the next declare re-checkpoints"
+        }
+        K::TrustedCheckpointInvalid => {
+            "the saved checkpoint is not one of this vault's, or it was altered"
+        }
+        K::LogTruncated => {
+            "segments the saved checkpoint covers are gone: restore them from a replica"
+        }
+        K::LogRewritten => {
+            "history the saved checkpoint covers was rewritten, which needs a vault key: treat the key as compromised"
+        }
+        K::CheckpointRolledBack => {
+            "the checkpoint was replaced by an older one: restore the newest from a backup"
+        }
+        K::GenesisMissing => "not a vault, or its genesis segment was deleted: check --vault",
+        K::GenesisInvalid => {
+            "the genesis segment was altered: nothing in this vault can be trusted"
+        }
+        K::VaultIdMismatch => "this is not the vault whose id you recorded",
+        K::SegmentMissing => "restore the segment from a replica; writers never fill a gap",
+        K::SegmentMalformed
+        | K::SegmentUnknownKey
+        | K::SegmentBadSignature
+        | K::SegmentWrongVault
+        | K::SegmentMisplaced
+        | K::ChainBroken => {
+            "the segment was altered, forged, copied or moved: restore the original from a replica"
+        }
+        K::UnexpectedObject => "not evidence: find out who put it there, then remove it",
+        K::PackMissing => {
+            "restore the pack from a replica: the artifacts it holds cannot be read until then"
+        }
+        K::PackMalformed | K::PackHashMismatch | K::ChunkCorrupt | K::ChunkHashMismatch => {
+            "the stored bytes were altered: restore the pack from a replica"
+        }
+        K::PackUnreferenced => {
+            "left by an interrupted run (or named by a damaged segment); it is not evidence by itself"
+        }
+        K::ArtifactSizeMismatch | K::ArtifactHashMismatch => {
+            "restore the packs of this artifact from a replica"
+        }
+    }
 }
 
 /// Reads a saved checkpoint (a few hundred bytes; at most 64 KiB).
@@ -895,20 +961,20 @@ fn print_report(r: &verify::Report) {
             let _ = writeln!(out, "content    skipped (--quick)");
         }
     }
-    if !r.findings.is_empty() {
-        let _ = writeln!(out, "\nfindings:");
-        for f in &r.findings {
+    for phase in ["segments", "checkpoint", "packs", "content"] {
+        let found: Vec<_> = r.findings.iter().filter(|f| f.phase == phase).collect();
+        if found.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{phase}:");
+        for f in found {
             let sev = match f.severity {
                 Severity::Damage => "DAMAGE",
                 Severity::Information => "info",
             };
-            let _ = writeln!(
-                out,
-                "  {sev:<6} {:<24} {}: {}",
-                f.kind.as_str(),
-                f.object,
-                f.message
-            );
+            let _ = writeln!(out, "  {sev:<6} {}  {}", f.kind.as_str(), f.object);
+            let _ = writeln!(out, "         {}", f.message);
+            let _ = writeln!(out, "         advice: {}", finding_advice(f.kind));
         }
     }
     let _ = writeln!(out);
