@@ -9,6 +9,8 @@
 #   verify       custody verify (full) of that vault
 #   verify-quick custody verify --quick
 #   tar-zstd     tar -cf - -C CORPUS . | zstd -3 -T2 | b3sum
+#   zstd-d-b3sum zstd -d < CORPUS.tar.zst | b3sum (made once, untimed): the
+#                physical reference for verify
 #   b3sum        find CORPUS -type f -print0 | xargs -0 cat | b3sum
 #   sha256sum    find CORPUS -type f -print0 | xargs -0 cat | sha256sum
 #
@@ -97,6 +99,9 @@ measure() {
 	log "$(printf '%-14s run %d: %7.2f s  %8.1f MiB peak RSS' "$task" "$run" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')")"
 }
 
+log "compressing the corpus once for the zstd -d reference"
+tar -cf - -C "$C" . | zstd -3 -T2 -q -o "$T/corpus.tar.zst"
+
 VAULT_BYTES=0
 for ((run = 1; run <= RUNS; run++)); do
 	rm -rf -- "$V" "$K"
@@ -109,6 +114,9 @@ for ((run = 1; run <= RUNS; run++)); do
 	# shellcheck disable=SC2016 # $1 expands inside bash -c
 	measure tar-zstd-b3sum "$run" bash -c \
 		'set -o pipefail; tar -cf - -C "$1" . | zstd -3 -T2 -q | b3sum' _ "$C"
+	# shellcheck disable=SC2016 # $1 expands inside bash -c
+	measure zstd-d-b3sum "$run" bash -c \
+		'set -o pipefail; zstd -d -q -c "$1" | b3sum' _ "$T/corpus.tar.zst"
 	# shellcheck disable=SC2016 # $1 expands inside bash -c
 	measure b3sum "$run" bash -c \
 		'set -o pipefail; find "$1" -type f -print0 | xargs -0 cat | b3sum' _ "$C"
@@ -131,12 +139,13 @@ import json, statistics, sys, time
 nbytes, files, small, seed, runs, vault_bytes = map(int, (nbytes, files, small, seed, runs, vault_bytes))
 mib = nbytes / (1024 * 1024)
 
-order = ["declare", "verify", "verify-quick", "tar-zstd-b3sum", "b3sum", "sha256sum"]
+order = ["declare", "verify", "verify-quick", "tar-zstd-b3sum", "zstd-d-b3sum", "b3sum", "sha256sum"]
 commands = {
     "declare": "custody declare ID --path CORPUS (fresh vault)",
     "verify": "custody verify",
     "verify-quick": "custody verify --quick",
     "tar-zstd-b3sum": "tar -cf - -C CORPUS . | zstd -3 -T2 | b3sum",
+    "zstd-d-b3sum": "zstd -d < CORPUS.tar.zst | b3sum",
     "b3sum": "find CORPUS -type f -print0 | xargs -0 cat | b3sum",
     "sha256sum": "find CORPUS -type f -print0 | xargs -0 cat | sha256sum",
 }
@@ -168,6 +177,9 @@ ratio = None
 if "declare" in by and "tar-zstd-b3sum" in by and by["declare"]["median_s"] > 0:
     ratio = by["tar-zstd-b3sum"]["median_s"] / by["declare"]["median_s"]
 declare_rss = by["declare"]["peak_rss_mib"] if "declare" in by else None
+verify_ratio = None
+if "verify" in by and "zstd-d-b3sum" in by and by["verify"]["median_s"] > 0:
+    verify_ratio = by["zstd-d-b3sum"]["median_s"] / by["verify"]["median_s"]
 
 print()
 print(f"corpus: {mib:.1f} MiB in {files} files ({small} small), {runs} runs per task, warm page cache")
@@ -185,6 +197,8 @@ if vault_bytes:
           f"({nbytes / vault_bytes:.1f}x smaller than the corpus)")
 if ratio is not None:
     print(f"custody declare / (tar | zstd -3 -T2 | b3sum) throughput: {ratio:.2f}x")
+if verify_ratio is not None:
+    print(f"custody verify / (zstd -d | b3sum) throughput: {verify_ratio:.2f}x")
 if declare_rss is not None:
     verdict = "yes" if declare_rss < 256 else "NO"
     print(f"declare peak RSS < 256 MiB: {verdict} ({declare_rss:.1f} MiB)")
@@ -200,6 +214,7 @@ doc = {
     "tasks": tasks,
     "vault_bytes_after_declare": vault_bytes,
     "declare_vs_tar_zstd_b3sum_throughput": None if ratio is None else round(ratio, 3),
+    "verify_vs_zstd_d_b3sum_throughput": None if verify_ratio is None else round(verify_ratio, 3),
     "declare_peak_rss_mib": declare_rss,
     "declare_peak_rss_under_256_mib": None if declare_rss is None else declare_rss < 256,
 }
@@ -208,3 +223,10 @@ with open(out_json, "w") as f:
     f.write("\n")
 print(f"\nresults written to {out_json}")
 PY
+
+# verify-proof on a synthetic log of one million segments (criterion).
+log "criterion: verify_proof on a 1M-segment log"
+cargo bench --locked --bench proof 2>/dev/null | grep -E "^verify_proof|time:" || {
+	echo "bench: the criterion benchmark failed" >&2
+	exit 1
+}
