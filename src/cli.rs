@@ -97,6 +97,28 @@ Exit status:
   1  it does not (the reason is printed)
   2  could not run (unreadable file, bad arguments)")]
     VerifyProof(VerifyProofArgs),
+    /// Write a self-contained bundle of an incident for an auditor (tar).
+    #[command(after_help = "\
+The bundle holds an inclusion proof of the incident's segments (with the vault's
+genesis and signed checkpoint), the stored chunks of its artifacts, and a
+README. Every chunk is checked before it is written. The auditor needs only
+the bundle and the vault id, given to them separately:
+  custody export INC-1 --out inc-1.tar
+  custody verify-bundle inc-1.tar --vault-id <ID> --extract inc-1/")]
+    Export(ExportArgs),
+    /// Check an auditor's bundle offline and optionally extract its artifacts.
+    #[command(after_help = "\
+Nothing but the bundle and the vault id (or the verifier key) is needed. With
+--extract DIR every artifact that checks out is written to DIR with SHA256SUMS
+and B3SUMS, so `sha256sum -c SHA256SUMS` confirms the files independently.
+Hostile archives (paths with .., absolute paths, links, oversized entries)
+are refused.
+
+Exit status:
+  0  every artifact in the bundle checks out
+  1  the proof or an artifact does not (the reason is printed)
+  2  could not run (unreadable file, bad arguments)")]
+    VerifyBundle(VerifyBundleArgs),
     /// List segments and their entries, oldest first.
     Log(LogArgs),
     /// Show an incident: declaration, preservation runs, artifacts with digests and status.
@@ -240,6 +262,35 @@ struct VerifyProofArgs {
 }
 
 #[derive(Debug, Args)]
+struct ExportArgs {
+    /// Incident id
+    incident: String,
+    /// The bundle to write (a tar file; refused if it exists)
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    v: VaultArg,
+}
+
+#[derive(Debug, Args)]
+struct VerifyBundleArgs {
+    /// The bundle written by `custody export`
+    bundle: PathBuf,
+    /// The vault id, as given to you separately
+    #[arg(long, value_name = "HEX")]
+    vault_id: Option<String>,
+    /// The vault's public key as a C2SP note verifier key (origin+hash+base64)
+    #[arg(long, value_name = "KEY")]
+    pubkey: Option<String>,
+    /// Write the artifacts that check out here, with SHA256SUMS and B3SUMS
+    #[arg(long, value_name = "DIR")]
+    extract: Option<PathBuf>,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct LogArgs {
     #[command(flatten)]
     v: VaultArg,
@@ -281,6 +332,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Checkpoint(a) => checkpoint_cmd(a),
         Command::Prove(a) => prove_cmd(a),
         Command::VerifyProof(a) => verify_proof_cmd(a),
+        Command::Export(a) => export_cmd(a),
+        Command::VerifyBundle(a) => verify_bundle_cmd(a),
         Command::Log(a) => log_cmd(a),
         Command::Show(a) => show(a),
         Command::Cat(a) => cat(a),
@@ -1143,9 +1196,8 @@ fn prove_cmd(a: ProveArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
-    use std::io::Read as _;
-    let anchor = match (&a.vault_id, &a.pubkey) {
+fn anchor(vault_id: &Option<String>, pubkey: &Option<String>) -> Result<custody::proof::Anchor> {
+    Ok(match (vault_id, pubkey) {
         (Some(id), None) => custody::proof::Anchor::VaultId(
             Sha256Digest::parse(id).map_err(|e| anyhow!("--vault-id: {e}"))?,
         ),
@@ -1153,7 +1205,117 @@ fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
         _ => {
             bail!("give exactly one of --vault-id (recorded at init) or --pubkey (origin+hash+key)")
         }
+    })
+}
+
+fn export_cmd(a: ExportArgs) -> Result<ExitCode> {
+    let (store, _) = open_store(&a.v)?;
+    let (vault, view) = collect_incident(store, &a.incident)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&a.out)
+        .with_context(|| format!("couldn't create {}", a.out.display()))?;
+    let seqs: Vec<u64> = view.segments.iter().copied().collect();
+    let artifacts: Vec<Artifact> = view.artifacts.into_iter().map(|(_, art)| art).collect();
+    let result = custody::bundle::export(
+        &vault,
+        &seqs,
+        &artifacts,
+        &a.incident,
+        std::io::BufWriter::new(&file),
+    )
+    .and_then(|n| Ok((n, file.sync_all()?)));
+    match result {
+        Ok((chunks, ())) => {
+            println!(
+                "wrote {}: {} segment(s), {} artifact(s), {chunks} chunk(s); the auditor checks it with\n  custody verify-bundle {} --vault-id {}",
+                a.out.display(),
+                seqs.len(),
+                artifacts.len(),
+                a.out.display(),
+                vault.id()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&a.out);
+            Err(e.into())
+        }
+    }
+}
+
+fn verify_bundle_cmd(a: VerifyBundleArgs) -> Result<ExitCode> {
+    let anchor = anchor(&a.vault_id, &a.pubkey)?;
+    let f = std::fs::File::open(&a.bundle)
+        .with_context(|| format!("couldn't open {}", a.bundle.display()))?;
+    let report = match custody::bundle::verify_bundle(
+        std::io::BufReader::new(f),
+        &anchor,
+        a.extract.as_deref(),
+    ) {
+        Ok(r) => r,
+        Err(custody::bundle::BundleError::Io(e)) => {
+            return Err(anyhow!("couldn't read {}: {e}", a.bundle.display()));
+        }
+        Err(e) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string()})
+                );
+            } else {
+                println!("bundle does NOT check out: {e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
     };
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["ok"] = report.ok().into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "vault {}: {} segment(s) proven at checkpoint size {}",
+            report.vault_id, report.segments, report.checkpoint_size
+        );
+        for c in &report.artifacts {
+            let state = if c.problem.is_none() { "ok" } else { "DAMAGED" };
+            println!(
+                "  {state:<8} {:<8} {:>10}  {}  sha256 {}",
+                c.status,
+                human(c.size),
+                c.path,
+                c.sha256
+            );
+            if let Some(p) = &c.problem {
+                println!("           {p}");
+            }
+            if let Some(x) = &c.extracted {
+                println!("           extracted as {x}");
+            }
+        }
+        let bad = report
+            .artifacts
+            .iter()
+            .filter(|c| c.problem.is_some())
+            .count();
+        if bad == 0 {
+            println!("result: OK; every artifact re-hashes to its recorded SHA-256 and BLAKE3");
+        } else {
+            println!("result: {bad} artifact(s) DAMAGED");
+        }
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
+    use std::io::Read as _;
+    let anchor = anchor(&a.vault_id, &a.pubkey)?;
     let f = std::fs::File::open(&a.proof)
         .with_context(|| format!("couldn't open {}", a.proof.display()))?;
     let mut bytes = Vec::new();

@@ -538,3 +538,193 @@ fn inclusion_proofs_check_offline_and_fail_when_touched() {
         );
     }
 }
+
+/// A tar entry: name, data, type.
+type TarEntry<'a> = (&'a str, &'a [u8], tar::EntryType);
+
+fn tar_with(entries: &[TarEntry<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data, kind) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_path("placeholder").unwrap();
+        // Write the raw name so that hostile names survive the builder.
+        let raw = &mut h.as_old_mut().name;
+        raw.fill(0);
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_entry_type(*kind);
+        if *kind == tar::EntryType::Symlink {
+            h.set_link_name("/etc/passwd").unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn bundles_verify_offline_and_refuse_hostile_archives() {
+    let v = TestVault::new();
+    let big = v.write("auth.log", &log_text(6 << 20, 11));
+    v.write("small.log", b"small\n");
+    std::os::unix::fs::symlink("small.log", v.data.join("link")).unwrap();
+    v.declare_data("INC-B");
+    v.write("other.log", b"another incident\n");
+    v.declare_data("INC-OTHER");
+    let bundle = v.tmp.path().join("inc-b.tar");
+    let o = v
+        .cmd(&["export", "INC-B", "--out", bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&bundle).unwrap();
+    assert!(
+        !bytes.windows(16).any(|w| w == b"another incident"),
+        "other incidents' evidence stays out"
+    );
+
+    let out = v.tmp.path().join("extracted");
+    let run = |file: &Path, extra: &[&str]| {
+        crate::common::custody()
+            .args(["verify-bundle", "--json", "--vault-id", &v.vault_id])
+            .arg(file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&bundle, &["--extract", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["artifacts"].as_array().unwrap().len(), 3);
+    // Independent tools agree with the recorded digests.
+    let sha = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    assert!(
+        sha.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sha.stdout)
+    );
+    if crate::common::require_tool("b3sum") {
+        let b3 = std::process::Command::new("b3sum")
+            .args(["-c", "B3SUMS"])
+            .current_dir(&out)
+            .output()
+            .unwrap();
+        assert!(
+            b3.status.success(),
+            "{}",
+            String::from_utf8_lossy(&b3.stdout)
+        );
+    }
+    let extracted = r["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == big.to_str().unwrap())
+        .unwrap();
+    let file = out.join(extracted["extracted"].as_str().unwrap());
+    assert_eq!(std::fs::read(file).unwrap(), std::fs::read(&big).unwrap());
+
+    // Another vault's id: refused.
+    let other = TestVault::new();
+    let o = crate::common::custody()
+        .args(["verify-bundle", "--vault-id", &other.vault_id])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+
+    // A chunk swapped for another valid frame: that artifact is damaged.
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let mut entries: Vec<(String, Vec<u8>)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect();
+    let chunk = entries
+        .iter()
+        .position(|(n, _)| n.starts_with("chunks/"))
+        .unwrap();
+    entries[chunk].1 = zstd::bulk::compress(b"forged content", 3).unwrap();
+    let rebuilt: Vec<TarEntry<'_>> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice(), tar::EntryType::Regular))
+        .collect();
+    let forged = v.tmp.path().join("forged.tar");
+    std::fs::write(&forged, tar_with(&rebuilt)).unwrap();
+    let o = run(&forged, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // Hostile archives are refused outright.
+    let proof = entries
+        .iter()
+        .find(|(n, _)| n == "proof.json")
+        .unwrap()
+        .1
+        .clone();
+    let hostile: &[(&str, Vec<TarEntry<'_>>)] = &[
+        (
+            "dot-dot",
+            vec![
+                ("proof.json", &proof, tar::EntryType::Regular),
+                ("../evil", b"x", tar::EntryType::Regular),
+            ],
+        ),
+        (
+            "absolute",
+            vec![
+                ("/etc/evil", b"x", tar::EntryType::Regular),
+                ("proof.json", &proof, tar::EntryType::Regular),
+            ],
+        ),
+        (
+            "link",
+            vec![
+                ("proof.json", &proof, tar::EntryType::Regular),
+                ("README.txt", b"", tar::EntryType::Symlink),
+            ],
+        ),
+        (
+            "unknown",
+            vec![
+                ("proof.json", &proof, tar::EntryType::Regular),
+                ("run.sh", b"x", tar::EntryType::Regular),
+            ],
+        ),
+        (
+            "no proof",
+            vec![("README.txt", b"hi", tar::EntryType::Regular)],
+        ),
+    ];
+    for (what, list) in hostile {
+        let f = v.tmp.path().join(format!("hostile-{what}.tar"));
+        std::fs::write(&f, tar_with(list)).unwrap();
+        let out = v.tmp.path().join(format!("out-{what}"));
+        let o = run(&f, &["--extract", out.to_str().unwrap()]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("refused") || *what == "no proof",
+            "{what}"
+        );
+        assert!(!v.tmp.path().join("evil").exists());
+    }
+}
