@@ -97,6 +97,12 @@ echo
 run cmp "$T/auth.log" sample/logs/auth.log
 echo "restored file is identical to the original"
 
+section "7. An auditor's bundle, checked offline against the vault id"
+VAULT_ID=$("$BIN" verify --vault "$T/vault" --json --quiet | python3 -c 'import json,sys; print(json.load(sys.stdin)["vault_id"])')
+custody export "$INCIDENT" --out "$T/bundle.tar" --vault "$T/vault"
+custody verify-bundle "$T/bundle.tar" --vault-id "$VAULT_ID" --extract "$T/extracted"
+run bash -c "cd '$T/extracted' && sha256sum -c SHA256SUMS"
+
 section "Done"
 if [[ "$KEEP" == 0 ]]; then
 	echo "temp dir $T will be removed (KEEP=0)"
