@@ -18,7 +18,7 @@ use crate::hash::{Blake3Id, Sha256Digest};
 use crate::ingest::CHUNK_MAX;
 use crate::proof::{self, Anchor, ProofError};
 use crate::restore::ChunkReader;
-use crate::segment::{Artifact, Entry, ItemKind};
+use crate::segment::{Artifact, ItemKind};
 use crate::vault::{Vault, VaultError};
 
 /// Name of the proof inside a bundle.
@@ -289,15 +289,7 @@ pub fn verify_bundle(
     let mut sums = (String::new(), String::new());
     let mut z = zstd::bulk::Decompressor::new()?;
     let mut buf = vec![0u8; CHUNK_MAX as usize];
-    let artifacts = verified
-        .segments
-        .iter()
-        .flat_map(|(_, s)| s.entries.iter())
-        .filter_map(|e| match e {
-            Entry::Artifact(a) => Some(&**a),
-            _ => None,
-        });
-    for (i, a) in artifacts.enumerate() {
+    for (i, a) in verified.artifacts().enumerate() {
         let mut checked = Checked {
             incident: a.incident.clone(),
             path: a.path.clone(),

@@ -1208,6 +1208,19 @@ fn anchor(vault_id: &Option<String>, pubkey: &Option<String>) -> Result<custody:
     })
 }
 
+/// Reports a proof or bundle that failed its check; exit status 1.
+fn does_not_check_out(json: bool, what: &str, e: &dyn std::fmt::Display) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": false, "error": e.to_string()})
+        );
+    } else {
+        println!("{what} does NOT check out: {e}");
+    }
+    ExitCode::from(1)
+}
+
 fn export_cmd(a: ExportArgs) -> Result<ExitCode> {
     let (store, _) = open_store(&a.v)?;
     let (vault, view) = collect_incident(store, &a.incident)?;
@@ -1258,17 +1271,7 @@ fn verify_bundle_cmd(a: VerifyBundleArgs) -> Result<ExitCode> {
         Err(custody::bundle::BundleError::Io(e)) => {
             return Err(anyhow!("couldn't read {}: {e}", a.bundle.display()));
         }
-        Err(e) => {
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "error": e.to_string()})
-                );
-            } else {
-                println!("bundle does NOT check out: {e}");
-            }
-            return Ok(ExitCode::from(1));
-        }
+        Err(e) => return Ok(does_not_check_out(a.json, "bundle", &e)),
     };
     if a.json {
         let mut v = serde_json::to_value(&report)?;
@@ -1323,27 +1326,9 @@ fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
         .read_to_end(&mut bytes)?;
     let verified = match custody::proof::verify_proof(&bytes, &anchor) {
         Ok(v) => v,
-        Err(e) => {
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "error": e.to_string()})
-                );
-            } else {
-                println!("proof does NOT check out: {e}");
-            }
-            return Ok(ExitCode::from(1));
-        }
+        Err(e) => return Ok(does_not_check_out(a.json, "proof", &e)),
     };
-    let artifacts: Vec<&Artifact> = verified
-        .segments
-        .iter()
-        .flat_map(|(_, seg)| seg.entries.iter())
-        .filter_map(|e| match e {
-            Entry::Artifact(a) => Some(&**a),
-            _ => None,
-        })
-        .collect();
+    let artifacts: Vec<&Artifact> = verified.artifacts().collect();
     if a.json {
         let out = serde_json::json!({
             "ok": true, "vault_id": verified.vault_id,

@@ -157,6 +157,19 @@ pub struct Verified {
     pub segments: Vec<(u64, Segment)>,
 }
 
+impl Verified {
+    /// The artifact entries of the proven segments, in log order.
+    pub fn artifacts(&self) -> impl Iterator<Item = &crate::segment::Artifact> {
+        self.segments
+            .iter()
+            .flat_map(|(_, s)| s.entries.iter())
+            .filter_map(|e| match e {
+                crate::segment::Entry::Artifact(a) => Some(&**a),
+                _ => None,
+            })
+    }
+}
+
 /// Checks a proof document against `anchor`, offline.
 ///
 /// # Errors

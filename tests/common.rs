@@ -122,6 +122,21 @@ impl TestVault {
         c.output().unwrap()
     }
 
+    /// `custody declare` with this vault's key into the vault at `dir` (a
+    /// tampered copy), over `data/`.
+    pub fn declare_into(&self, dir: &Path, incident: &str) -> Output {
+        custody()
+            .args(["declare", incident, "--title", "t", "--quiet", "--key"])
+            .arg(&self.key)
+            .arg("--path")
+            .arg(&self.data)
+            .arg("--vault")
+            .arg(dir)
+            .timeout(std::time::Duration::from_secs(120))
+            .output()
+            .unwrap()
+    }
+
     /// Declares over `data/` and asserts success.
     pub fn declare_data(&self, incident: &str) -> serde_json::Value {
         let data = self.data.to_str().unwrap().to_owned();

@@ -255,21 +255,7 @@ fn a_segment_numbered_near_u64_max_is_one_gap_not_a_long_count() {
     );
     assert!(kinds(&r).contains(&"segment_misplaced".to_string()));
     // Writers refuse to extend it rather than filling the gap.
-    let o = crate::common::custody()
-        .args([
-            "declare",
-            "INC-X",
-            "--title",
-            "t",
-            "--path",
-            v.data.to_str().unwrap(),
-            "--key",
-        ])
-        .arg(&v.key)
-        .arg("--vault")
-        .arg(&d)
-        .output()
-        .unwrap();
+    let o = v.declare_into(&d, "INC-X");
     assert_eq!(o.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("damaged"),
@@ -287,24 +273,7 @@ fn writers_refuse_a_log_that_disagrees_with_its_checkpoint() {
     let s = segments(&d);
     std::fs::remove_file(s.last().unwrap()).unwrap();
     std::fs::remove_file(&s[s.len() - 2]).unwrap();
-    let declare = |dir: &Path| {
-        crate::common::custody()
-            .args([
-                "declare",
-                "INC-9",
-                "--title",
-                "t",
-                "--quiet",
-                "--path",
-                v.data.to_str().unwrap(),
-                "--key",
-            ])
-            .arg(&v.key)
-            .arg("--vault")
-            .arg(dir)
-            .output()
-            .unwrap()
-    };
+    let declare = |dir: &Path| v.declare_into(dir, "INC-9");
     let o = declare(&d);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -356,23 +325,7 @@ fn planted_links_and_fifos_are_findings_not_hangs() {
     let k = kinds(&r);
     assert!(k.contains(&"segment_malformed".to_string()), "{k:?}");
     assert!(k.contains(&"unexpected_object".to_string()), "{k:?}");
-    let o = crate::common::custody()
-        .args([
-            "declare",
-            "INC-9",
-            "--title",
-            "t",
-            "--quiet",
-            "--path",
-            v.data.to_str().unwrap(),
-            "--key",
-        ])
-        .arg(&v.key)
-        .arg("--vault")
-        .arg(&d)
-        .timeout(std::time::Duration::from_secs(60))
-        .output()
-        .unwrap();
+    let o = v.declare_into(&d, "INC-9");
     assert_eq!(
         o.status.code(),
         Some(2),
