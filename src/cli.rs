@@ -643,18 +643,13 @@ fn resolve_key(
 fn cli_sources(a: &DeclareArgs) -> Result<Vec<SourceSpec>> {
     let mut out = Vec::new();
     if !a.paths.is_empty() {
-        let cwd = std::env::current_dir()?;
+        // Absolute, without `.` components: the path recorded is the one
+        // `custody cat` is later given.
         let paths = a
             .paths
             .iter()
-            .map(|p| {
-                if Path::new(p).is_absolute() {
-                    p.clone()
-                } else {
-                    cwd.join(p).to_string_lossy().into_owned()
-                }
-            })
-            .collect();
+            .map(|p| std::path::absolute(p).map(|a| a.to_string_lossy().into_owned()))
+            .collect::<std::io::Result<Vec<_>>>()?;
         out.push(SourceSpec {
             name: "cli-paths".into(),
             kind: SourceKind::Files,

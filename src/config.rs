@@ -97,7 +97,11 @@ impl Config {
             check_source(s).map_err(|m| format!("{at}: {m}"))?;
             for p in &mut s.paths {
                 if !Path::new(p).is_absolute() {
-                    *p = base.join(&*p).to_string_lossy().into_owned();
+                    let joined = base.join(&*p);
+                    *p = std::path::absolute(&joined)
+                        .unwrap_or(joined)
+                        .to_string_lossy()
+                        .into_owned();
                 }
             }
         }
