@@ -1445,12 +1445,17 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
 fn cat(a: CatArgs) -> Result<ExitCode> {
     let (store, _) = open_store(&a.v)?;
     let (vault, view) = collect_incident(store, &a.incident)?;
+    // A relative path names the file as `declare --path` recorded it.
+    let absolute = (!a.path.starts_with('/'))
+        .then(|| std::path::absolute(&a.path).ok())
+        .flatten()
+        .map(|p| p.to_string_lossy().into_owned());
     let mut matches: Vec<&Artifact> = view
         .artifacts
         .iter()
         .map(|(_, art)| art)
         .filter(|art| {
-            art.path == a.path
+            (art.path == a.path || Some(art.path.as_str()) == absolute.as_deref())
                 && a.run
                     .as_ref()
                     .is_none_or(|r| art.run.starts_with(r.as_str()))
