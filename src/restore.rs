@@ -69,6 +69,16 @@ impl ChunkReader {
     /// [`ChunkError`]; storage failures other than a short or missing range
     /// are [`ChunkError::Store`].
     pub fn read(&mut self, store: &Store, c: &ChunkRef) -> Result<&[u8], ChunkError> {
+        let frame = Self::fetch(store, c)?;
+        self.decode(c, &frame)
+    }
+
+    /// Reads the stored zstd frame of chunk `c` from its pack, checking where
+    /// it lies (not what it holds: see [`ChunkReader::decode`]).
+    ///
+    /// # Errors
+    /// As [`ChunkReader::read`].
+    pub fn fetch(store: &Store, c: &ChunkRef) -> Result<bytes::Bytes, ChunkError> {
         let object = format!("{}@{}", layout::pack_path(&c.pack), c.offset);
         let corrupt = |why: String| ChunkError::Corrupt {
             id: c.id.to_string(),
@@ -87,32 +97,47 @@ impl ChunkReader {
                 c.offset
             )));
         }
-        let size = c.size as usize;
         let end = c
             .offset
             .checked_add(u64::from(c.stored))
             .ok_or_else(|| corrupt("offset overflows".into()))?;
-        let frame = match store.get_range(&layout::pack_path(&c.pack), c.offset..end) {
-            Ok(b) if b.len() == c.stored as usize => b,
-            Ok(b) => {
-                return Err(corrupt(format!(
-                    "short read: {} of {} bytes",
-                    b.len(),
-                    c.stored
-                )));
-            }
-            Err(e) => return Err(e.into()),
+        match store.get_range(&layout::pack_path(&c.pack), c.offset..end) {
+            Ok(b) if b.len() == c.stored as usize => Ok(b),
+            Ok(b) => Err(corrupt(format!(
+                "short read: {} of {} bytes",
+                b.len(),
+                c.stored
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Decompresses `frame` as chunk `c` (exactly one zstd frame, exactly
+    /// `c.size` bytes, never more) and checks the plaintext against `c.id`.
+    ///
+    /// # Errors
+    /// [`ChunkError::Corrupt`] or [`ChunkError::HashMismatch`].
+    pub fn decode(&mut self, c: &ChunkRef, frame: &[u8]) -> Result<&[u8], ChunkError> {
+        let object = format!("{}@{}", layout::pack_path(&c.pack), c.offset);
+        let corrupt = |why: String| ChunkError::Corrupt {
+            id: c.id.to_string(),
+            object: object.clone(),
+            why,
         };
+        if c.size > CHUNK_MAX {
+            return Err(corrupt(format!(
+                "declares {} bytes, more than the {CHUNK_MAX}-byte limit",
+                c.size
+            )));
+        }
+        let size = c.size as usize;
         // Exactly one frame (FORMAT.md §12 (read rules)).
-        if zstd::zstd_safe::find_frame_compressed_size(&frame[..]).ok() != Some(frame.len()) {
+        if zstd::zstd_safe::find_frame_compressed_size(frame).ok() != Some(frame.len()) {
             return Err(corrupt("is not exactly one zstd frame".into()));
         }
         // The output is exactly the declared size: a frame that inflates
         // further is stopped there (a decompression bomb).
-        match self
-            .z
-            .decompress_to_buffer(&frame[..], &mut self.buf[..size])
-        {
+        match self.z.decompress_to_buffer(frame, &mut self.buf[..size]) {
             Ok(n) if n == size => {}
             Ok(n) => return Err(corrupt(format!("inflates to {n} bytes, declared {size}"))),
             Err(e) => {

@@ -595,9 +595,16 @@ fn a_deleted_pack_is_not_trusted_for_deduplication() {
         again["packs"].as_u64().unwrap() >= 1,
         "the content is stored again: {again:#}"
     );
-    // Same chunks in the same order make the same pack, under the same name:
-    // storing them again also repairs the first run's evidence.
-    v.assert_intact();
+    // The first run's pack may or may not come back under its old name (the
+    // order of frames in a pack follows the compression workers); whatever
+    // is still damaged is only that pack.
+    let (_, report) = v.verify();
+    assert!(
+        kinds(&report)
+            .iter()
+            .all(|k| k == "pack_missing" || k == "pack_unreferenced"),
+        "{report:#}"
+    );
     let path = v.data.join("a.bin");
     let cat = v
         .cmd(&["cat", "INC-2", path.to_str().unwrap()])
