@@ -55,16 +55,24 @@ fn document() -> (Vec<u8>, Sha256Digest) {
     }
     let checkpoint = log::sign_checkpoint(&key, SIZE, tree.root());
     let path = tlog_tiles::prove_record(SIZE, PROVEN, &tree).expect("leaf in tree");
+    let genesis_path = tlog_tiles::prove_record(SIZE, 0, &tree).expect("leaf in tree");
     let doc = InclusionProof {
         format: PROOF_FORMAT.into(),
         vault_id,
         genesis: B64.encode(&genesis),
         checkpoint: String::from_utf8(checkpoint).expect("text"),
-        leaves: vec![LeafProof {
-            index: PROVEN,
-            segment: B64.encode(&proven),
-            audit_path: path.iter().map(|h| B64.encode(h.0)).collect(),
-        }],
+        leaves: vec![
+            LeafProof {
+                index: 0,
+                segment: B64.encode(&genesis),
+                audit_path: genesis_path.iter().map(|h| B64.encode(h.0)).collect(),
+            },
+            LeafProof {
+                index: PROVEN,
+                segment: B64.encode(&proven),
+                audit_path: path.iter().map(|h| B64.encode(h.0)).collect(),
+            },
+        ],
     };
     (serde_json::to_vec(&doc).expect("serialises"), vault_id)
 }

@@ -18,7 +18,7 @@ use crate::hash::{Blake3Id, Sha256Digest};
 use crate::ingest::CHUNK_MAX;
 use crate::proof::{self, Anchor, ProofError};
 use crate::restore::ChunkReader;
-use crate::segment::{Artifact, ItemKind};
+use crate::segment::{Artifact, Entry, ItemKind};
 use crate::vault::{Vault, VaultError};
 
 /// Name of the proof inside a bundle.
@@ -29,8 +29,6 @@ pub const README_NAME: &str = "README.txt";
 pub const CHUNKS_DIR: &str = "chunks";
 /// Largest stored frame of one chunk (zstd never grows 4 MiB by more).
 const MAX_FRAME: u64 = CHUNK_MAX as u64 + (1 << 16);
-/// Most entries a bundle may hold.
-const MAX_ENTRIES: usize = 10_000_000;
 
 /// Why a bundle could not be written or did not check out.
 #[derive(Debug, thiserror::Error)]
@@ -75,11 +73,11 @@ pub fn export(
         h.set_entry_type(tar::EntryType::Regular);
         tar.append_data(&mut h, name, bytes)
     };
+    add(PROOF_NAME, &proof_json)?;
     add(
         README_NAME,
         readme(incident, &proof.vault_id, artifacts.len()).as_bytes(),
     )?;
-    add(PROOF_NAME, &proof_json)?;
     let mut reader = ChunkReader::new();
     let mut seen = BTreeSet::new();
     let mut count = 0u64;
@@ -88,17 +86,11 @@ pub fn export(
             if !seen.insert(c.id) {
                 continue;
             }
-            // Check the chunk before handing it out.
-            reader
-                .read(vault.store(), c)
-                .map_err(|e| BundleError::Damaged(format!("{} ({e})", a.path)))?;
-            let frame = vault
-                .store()
-                .get_range(
-                    &crate::layout::pack_path(&c.pack),
-                    c.offset..c.offset + u64::from(c.stored),
-                )
-                .map_err(VaultError::from)?;
+            // Check the chunk, then write exactly the bytes checked.
+            let damaged =
+                |e: crate::restore::ChunkError| BundleError::Damaged(format!("{} ({e})", a.path));
+            let frame = ChunkReader::fetch(vault.store(), c).map_err(damaged)?;
+            reader.decode(c, &frame).map_err(damaged)?;
             add(&format!("{CHUNKS_DIR}/{}", c.id), &frame)?;
             count += 1;
         }
@@ -155,16 +147,22 @@ pub struct BundleReport {
     pub vault_id: Sha256Digest,
     /// Checkpoint size of the proof.
     pub checkpoint_size: u64,
-    /// Segments proven.
-    pub segments: usize,
+    /// The segments proven.
+    pub segments: Vec<u64>,
+    /// The preservation runs the bundle holds, each checked for wholeness.
+    pub runs: Vec<RunCheck>,
     /// The artifacts, each re-hashed.
     pub artifacts: Vec<Checked>,
+    /// A problem with the bundle as a whole.
+    pub problem: Option<String>,
 }
 
 impl BundleReport {
-    /// Whether every artifact checked out.
+    /// Whether every artifact and run checked out.
     pub fn ok(&self) -> bool {
-        self.artifacts.iter().all(|a| a.problem.is_none())
+        self.problem.is_none()
+            && self.artifacts.iter().all(|a| a.problem.is_none())
+            && self.runs.iter().all(|r| r.problem.is_none())
     }
 }
 
@@ -208,29 +206,89 @@ fn safe_name(path: &Path) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// Checks a bundle read from `r` against `anchor`, with no vault. With
-/// `extract`, writes every artifact that checks out there, with
-/// `SHA256SUMS` and `B3SUMS`.
+/// What `verify_bundle` is asked to check beyond the proof.
+#[derive(Debug, Default, Clone)]
+pub struct BundleCheck {
+    /// The incident the auditor expects; artifacts of any other are refused.
+    pub incident: Option<String>,
+    /// Where to write the artifacts that check out (a new or empty
+    /// directory).
+    pub extract: Option<std::path::PathBuf>,
+}
+
+/// One preservation run in a bundle, compared with what it recorded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunCheck {
+    /// The incident.
+    pub incident: String,
+    /// The run id.
+    pub run: String,
+    /// Artifacts of the run in the bundle.
+    pub artifacts: u64,
+    /// What is wrong, if anything (a missing start or end, counts that
+    /// differ from what the run recorded).
+    pub problem: Option<String>,
+}
+
+fn read_entry(
+    entry: &mut impl Read,
+    size: u64,
+    limit: u64,
+    name: &str,
+) -> Result<Vec<u8>, BundleError> {
+    if size > limit {
+        return Err(BundleError::Refused(format!(
+            "entry {name} is {size} bytes, more than {limit}"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    entry.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 != size {
+        return Err(BundleError::Refused(format!(
+            "entry {name} holds {} bytes, its header says {size}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
+/// Checks a bundle read from `r` against `anchor`, with no vault.
+///
+/// `proof.json` must come first; then only chunks the proven artifacts name
+/// are accepted, so nothing unreferenced is ever stored. Every artifact is
+/// re-hashed; every preservation run in the bundle must be whole (its start
+/// and end entries present, its artifact counts as it recorded them).
 ///
 /// # Errors
 /// [`BundleError::Refused`] for hostile or malformed bundles; the proof's
-/// errors; I/O errors. Damaged artifacts are reported in the report.
+/// errors; I/O errors. Damaged artifacts and incomplete runs are reported in
+/// the report.
 pub fn verify_bundle(
     r: impl Read,
     anchor: &Anchor,
-    extract: Option<&Path>,
+    check: &BundleCheck,
 ) -> Result<BundleReport, BundleError> {
     let refuse = |why: String| BundleError::Refused(why);
+    let not_tar = |e: std::io::Error| BundleError::Refused(format!("not a valid tar archive: {e}"));
     let scratch = tempfile::tempdir()?;
-    let mut proof_bytes = None;
-    let mut chunk_files: BTreeMap<Blake3Id, std::path::PathBuf> = BTreeMap::new();
     let mut archive = tar::Archive::new(r);
-    for (n, entry) in archive.entries()?.enumerate() {
-        if n >= MAX_ENTRIES {
-            return Err(refuse(format!("more than {MAX_ENTRIES} entries")));
-        }
-        let mut entry = entry?;
-        let raw = entry.path()?.into_owned();
+    let entries = archive.entries().map_err(not_tar)?;
+    let mut verified = None;
+    let mut wanted: BTreeSet<Blake3Id> = BTreeSet::new();
+    let mut chunk_files: BTreeMap<Blake3Id, std::path::PathBuf> = BTreeMap::new();
+    let mut seen_readme = false;
+    for entry in entries {
+        let mut entry = entry.map_err(not_tar)?;
+        let raw = entry.path().map_err(not_tar)?.into_owned();
         let Some(name) = safe_name(&raw) else {
             return Err(refuse(format!(
                 "entry {:?} is not a plain relative path",
@@ -242,53 +300,66 @@ pub fn verify_bundle(
                 "entry {name} is not a regular file (links and devices are refused)"
             )));
         }
-        let size = entry.header().size()?;
-        let limit = if name == PROOF_NAME {
-            proof::MAX_PROOF_BYTES
-        } else if name == README_NAME {
-            1 << 20
-        } else {
-            MAX_FRAME
-        };
-        if size > limit {
-            return Err(refuse(format!(
-                "entry {name} is {size} bytes, more than {limit}"
-            )));
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        (&mut entry).take(limit + 1).read_to_end(&mut bytes)?;
-        if name == PROOF_NAME {
-            if proof_bytes.replace(bytes).is_some() {
-                return Err(refuse("two proof.json entries".into()));
+        let size = entry.header().size().map_err(not_tar)?;
+        match (&verified, name.as_str()) {
+            (None, PROOF_NAME) => {
+                let bytes = read_entry(&mut entry, size, proof::MAX_PROOF_BYTES, &name)?;
+                let v = proof::verify_proof(&bytes, anchor)?;
+                wanted.extend(v.artifacts().flat_map(|a| a.chunks.iter().map(|c| c.id)));
+                verified = Some(v);
             }
-        } else if name == README_NAME {
-        } else if let Some(id) = name
-            .strip_prefix("chunks/")
-            .and_then(|h| Blake3Id::parse(h).ok())
-        {
-            let file = scratch.path().join(id.to_hex());
-            if chunk_files.insert(id, file.clone()).is_some() {
-                return Err(refuse(format!("two entries for chunk {id}")));
+            (None, _) => {
+                return Err(refuse(format!(
+                    "{PROOF_NAME} must be the first entry, found {name}"
+                )));
             }
-            std::fs::write(file, bytes)?;
-        } else {
-            return Err(refuse(format!("unexpected entry {name}")));
+            (Some(_), README_NAME) if !seen_readme => {
+                read_entry(&mut entry, size, 1 << 20, &name)?;
+                seen_readme = true;
+            }
+            (Some(_), _) => {
+                let id = name
+                    .strip_prefix("chunks/")
+                    .and_then(|h| Blake3Id::parse(h).ok())
+                    .ok_or_else(|| refuse(format!("unexpected or repeated entry {name}")))?;
+                if !wanted.contains(&id) {
+                    return Err(refuse(format!(
+                        "chunk {id} is not named by any proven artifact"
+                    )));
+                }
+                let bytes = read_entry(&mut entry, size, MAX_FRAME, &name)?;
+                let file = scratch.path().join(id.to_hex());
+                if chunk_files.insert(id, file.clone()).is_some() {
+                    return Err(refuse(format!("two entries for chunk {id}")));
+                }
+                std::fs::write(file, bytes)?;
+            }
         }
     }
-    let proof_bytes = proof_bytes.ok_or_else(|| refuse("no proof.json".into()))?;
-    let verified = proof::verify_proof(&proof_bytes, anchor)?;
-    if let Some(dir) = extract {
-        std::fs::create_dir_all(dir)?;
+    let verified = verified.ok_or_else(|| refuse(format!("no {PROOF_NAME}")))?;
+    if let Some(dir) = &check.extract {
+        match std::fs::read_dir(dir).map(|mut d| d.next().is_some()) {
+            Ok(true) => {
+                return Err(BundleError::Io(std::io::Error::other(format!(
+                    "{} is not empty: extract into a new or empty directory",
+                    dir.display()
+                ))));
+            }
+            Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)?,
+            Err(e) => return Err(e.into()),
+        }
     }
     let mut report = BundleReport {
         vault_id: verified.vault_id,
         checkpoint_size: verified.checkpoint.size,
-        segments: verified.segments.len(),
+        segments: verified.segments.iter().map(|(i, _)| *i).collect(),
+        runs: runs(&verified),
         artifacts: Vec::new(),
+        problem: None,
     };
     let mut sums = (String::new(), String::new());
-    let mut z = zstd::bulk::Decompressor::new()?;
-    let mut buf = vec![0u8; CHUNK_MAX as usize];
+    let mut reader = ChunkReader::new();
     for (i, a) in verified.artifacts().enumerate() {
         let mut checked = Checked {
             incident: a.incident.clone(),
@@ -300,56 +371,52 @@ pub fn verify_bundle(
             extracted: None,
             problem: None,
         };
-        // Extracted content streams to a file, kept only if it checks out.
+        if let Some(expected) = check.incident.as_ref().filter(|e| **e != a.incident) {
+            checked.problem = Some(format!(
+                "belongs to incident {}, not {expected}",
+                a.incident
+            ));
+            report.artifacts.push(checked);
+            continue;
+        }
+        // Extracted content streams to a new file, kept only if it checks out.
         let name = extract_name(i, a);
-        let mut out = match (extract, &name) {
-            (Some(dir), Some(name)) => Some((
-                dir.join(format!("{name}.partial")),
-                std::io::BufWriter::new(std::fs::File::create(
-                    dir.join(format!("{name}.partial")),
-                )?),
-            )),
+        let mut out = match (&check.extract, &name) {
+            (Some(dir), Some(name)) => {
+                let partial = dir.join(format!("{name}.partial"));
+                Some((
+                    partial.clone(),
+                    std::io::BufWriter::new(create_new(&partial)?),
+                ))
+            }
             _ => None,
         };
         let mut sha = sha2::Sha256::new();
         let mut b3 = blake3::Hasher::new();
         let mut total = 0u64;
         for c in &a.chunks {
-            let problem = (|| -> Result<(), String> {
-                let file = chunk_files
-                    .get(&c.id)
-                    .ok_or_else(|| format!("chunk {} is not in the bundle", c.id.short()))?;
-                let frame = std::fs::read(file).map_err(|e| e.to_string())?;
-                if c.size > CHUNK_MAX {
-                    return Err(format!(
-                        "chunk {} declares more than {CHUNK_MAX} bytes",
-                        c.id.short()
-                    ));
+            let plain = match chunk_files.get(&c.id) {
+                None => Err(format!("chunk {} is not in the bundle", c.id.short())),
+                Some(file) => {
+                    let frame = std::fs::read(file)?;
+                    reader
+                        .decode(c, &frame)
+                        .map(<[u8]>::to_vec)
+                        .map_err(|e| e.to_string())
                 }
-                let n = z
-                    .decompress_to_buffer(&frame[..], &mut buf[..c.size as usize])
-                    .map_err(|e| {
-                        format!(
-                            "chunk {} does not decompress within {} bytes: {e}",
-                            c.id.short(),
-                            c.size
-                        )
-                    })?;
-                if n != c.size as usize || Blake3Id::of(&buf[..n]) != c.id {
-                    return Err(format!("chunk {} does not hash to its id", c.id.short()));
+            };
+            let plain = match plain {
+                Ok(p) => p,
+                Err(why) => {
+                    checked.problem = Some(why);
+                    break;
                 }
-                Ok(())
-            })();
-            if let Err(p) = problem {
-                checked.problem = Some(p);
-                break;
-            }
-            let plain = &buf[..c.size as usize];
-            sha.update(plain);
-            b3.update(plain);
+            };
+            sha.update(&plain);
+            b3.update(&plain);
             total += plain.len() as u64;
             if let Some((_, w)) = &mut out {
-                w.write_all(plain)?;
+                w.write_all(&plain)?;
             }
         }
         if checked.problem.is_none() {
@@ -362,22 +429,81 @@ pub fn verify_bundle(
                     Some("content does not match the recorded size and digests".into());
             }
         }
-        if let (Some((partial, w)), Some(name), Some(dir)) = (out, &name, extract) {
+        if let (Some((partial, w)), Some(name), Some(dir)) = (out, &name, &check.extract) {
             drop(w.into_inner().map_err(|e| e.into_error())?);
             if checked.problem.is_none() {
-                std::fs::rename(&partial, dir.join(name))?;
+                std::fs::hard_link(&partial, dir.join(name))?;
                 sums.0.push_str(&format!("{}  {name}\n", a.sha256));
                 sums.1.push_str(&format!("{}  {name}\n", a.blake3));
                 checked.extracted = Some(name.clone());
-            } else {
-                std::fs::remove_file(&partial)?;
             }
+            std::fs::remove_file(&partial)?;
         }
         report.artifacts.push(checked);
     }
-    if let Some(dir) = extract {
-        std::fs::write(dir.join("SHA256SUMS"), sums.0)?;
-        std::fs::write(dir.join("B3SUMS"), sums.1)?;
+    if report.artifacts.is_empty() {
+        report.problem = Some("the bundle proves no artifact".into());
+    }
+    if let Some(dir) = &check.extract {
+        create_new(&dir.join("SHA256SUMS"))?.write_all(sums.0.as_bytes())?;
+        create_new(&dir.join("B3SUMS"))?.write_all(sums.1.as_bytes())?;
     }
     Ok(report)
+}
+
+/// Every preservation run the proven segments mention, checked for
+/// wholeness against its own start and end entries.
+fn runs(v: &proof::Verified) -> Vec<RunCheck> {
+    use crate::segment::Status;
+    #[derive(Default)]
+    struct Seen {
+        incident: String,
+        started: bool,
+        finished: Option<[u64; 3]>,
+        counts: [u64; 3],
+    }
+    let mut runs: BTreeMap<String, Seen> = BTreeMap::new();
+    for (_, seg) in &v.segments {
+        for e in &seg.entries {
+            match e {
+                Entry::PreservationStarted(p) => {
+                    let r = runs.entry(p.run.clone()).or_default();
+                    r.incident.clone_from(&p.incident);
+                    r.started = true;
+                }
+                Entry::PreservationFinished(p) => {
+                    let r = runs.entry(p.run.clone()).or_default();
+                    r.incident.clone_from(&p.incident);
+                    r.finished = Some([p.complete, p.partial, p.failed]);
+                }
+                Entry::Artifact(a) => {
+                    let r = runs.entry(a.run.clone()).or_default();
+                    r.incident.clone_from(&a.incident);
+                    let i = match a.status {
+                        Status::Complete => 0,
+                        Status::Partial => 1,
+                        Status::Failed => 2,
+                    };
+                    r.counts[i] += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    runs.into_iter()
+        .map(|(run, r)| {
+            let problem = match (r.started, r.finished) {
+                (false, _) => Some("its preservation_started entry is not in the bundle".to_owned()),
+                (true, None) => {
+                    Some("its preservation_finished entry is not in the bundle (interrupted, or left out)".to_owned())
+                }
+                (true, Some(recorded)) if recorded != r.counts => Some(format!(
+                    "the run recorded {} complete, {} partial, {} failed; the bundle holds {} / {} / {}",
+                    recorded[0], recorded[1], recorded[2], r.counts[0], r.counts[1], r.counts[2]
+                )),
+                _ => None,
+            };
+            RunCheck { incident: r.incident, run, artifacts: r.counts.iter().sum(), problem }
+        })
+        .collect()
 }

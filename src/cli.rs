@@ -282,9 +282,13 @@ struct VerifyBundleArgs {
     /// The vault's public key as a C2SP note verifier key (origin+hash+base64)
     #[arg(long, value_name = "KEY")]
     pubkey: Option<String>,
-    /// Write the artifacts that check out here, with SHA256SUMS and B3SUMS
+    /// Write the artifacts that check out here (a new or empty directory), with SHA256SUMS
+    /// and B3SUMS
     #[arg(long, value_name = "DIR")]
     extract: Option<PathBuf>,
+    /// The incident you expect: artifacts of any other incident fail the check
+    #[arg(long)]
+    incident: Option<String>,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -1257,14 +1261,14 @@ fn verify_bundle_cmd(a: VerifyBundleArgs) -> Result<ExitCode> {
     let anchor = anchor(&a.vault_id, &a.pubkey)?;
     let f = std::fs::File::open(&a.bundle)
         .with_context(|| format!("couldn't open {}", a.bundle.display()))?;
-    let report = match custody::bundle::verify_bundle(
-        std::io::BufReader::new(f),
-        &anchor,
-        a.extract.as_deref(),
-    ) {
+    let check = custody::bundle::BundleCheck {
+        incident: a.incident.clone(),
+        extract: a.extract.clone(),
+    };
+    let report = match custody::bundle::verify_bundle(std::io::BufReader::new(f), &anchor, &check) {
         Ok(r) => r,
         Err(custody::bundle::BundleError::Io(e)) => {
-            return Err(anyhow!("couldn't read {}: {e}", a.bundle.display()));
+            return Err(anyhow!("{}: {e}", a.bundle.display()));
         }
         Err(e) => return Ok(does_not_check_out(a.json, "bundle", &e)),
     };
@@ -1273,16 +1277,34 @@ fn verify_bundle_cmd(a: VerifyBundleArgs) -> Result<ExitCode> {
         v["ok"] = report.ok().into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
+        let segs: Vec<String> = report.segments.iter().map(ToString::to_string).collect();
         println!(
-            "vault {}: {} segment(s) proven at checkpoint size {}",
-            report.vault_id, report.segments, report.checkpoint_size
+            "vault {}: segments {} proven at checkpoint size {}",
+            report.vault_id,
+            segs.join(", "),
+            report.checkpoint_size
         );
+        for r in &report.runs {
+            let state = if r.problem.is_none() {
+                "whole"
+            } else {
+                "INCOMPLETE"
+            };
+            println!(
+                "run {} of incident {}: {} artifact(s), {state}",
+                r.run, r.incident, r.artifacts
+            );
+            if let Some(p) = &r.problem {
+                println!("           {p}");
+            }
+        }
         for c in &report.artifacts {
             let state = if c.problem.is_none() { "ok" } else { "DAMAGED" };
             println!(
-                "  {state:<8} {:<8} {:>10}  {}  sha256 {}",
+                "  {state:<8} {:<8} {:>10}  [{}] {}  sha256 {}",
                 c.status,
                 human(c.size),
+                c.incident,
                 c.path,
                 c.sha256
             );
@@ -1293,15 +1315,15 @@ fn verify_bundle_cmd(a: VerifyBundleArgs) -> Result<ExitCode> {
                 println!("           extracted as {x}");
             }
         }
-        let bad = report
-            .artifacts
-            .iter()
-            .filter(|c| c.problem.is_some())
-            .count();
-        if bad == 0 {
-            println!("result: OK; every artifact re-hashes to its recorded SHA-256 and BLAKE3");
+        if let Some(p) = &report.problem {
+            println!("problem: {p}");
+        }
+        if report.ok() {
+            println!(
+                "result: OK; every artifact re-hashes to its recorded SHA-256 and BLAKE3 and every run in the bundle is whole (a run left out entirely cannot be seen from the bundle)"
+            );
         } else {
-            println!("result: {bad} artifact(s) DAMAGED");
+            println!("result: the bundle does NOT check out");
         }
     }
     Ok(if report.ok() {

@@ -105,10 +105,20 @@ pub fn prove(vault: &Vault, seqs: &[u64]) -> Result<InclusionProof, ProofError> 
     let note = read(layout::CHECKPOINT, log::MAX_CHECKPOINT_BYTES)?;
     let cp = open_note(&note, vault.root())?;
     let tree = &vault.index().tree;
-    // Vault::open checked that the log agrees with this checkpoint.
-    debug_assert_eq!(tree.root_at(cp.size.min(tree.size())), cp.root);
+    // Another writer may have moved the checkpoint since the vault was read.
+    if cp.size > tree.size() || tree.root_at(cp.size) != cp.root {
+        return Err(ProofError::Invalid(
+            "the vault changed while the proof was being made; run it again".into(),
+        ));
+    }
+    // Leaf 0 (genesis) is always proven too: it binds the checkpoint to this
+    // vault even where two vaults share a key and origin.
+    let mut wanted: Vec<u64> = seqs.to_vec();
+    wanted.push(0);
+    wanted.sort_unstable();
+    wanted.dedup();
     let mut leaves = Vec::new();
-    for &seq in seqs {
+    for seq in wanted {
         if seq >= cp.size {
             return Err(ProofError::NotCovered { seq, size: cp.size });
         }
@@ -198,16 +208,23 @@ pub fn verify_proof(bytes: &[u8], anchor: &Anchor) -> Result<Verified, ProofErro
         B64.decode(s)
             .map_err(|_| ProofError::Malformed(format!("{what} is not base64")))
     };
+    if p.genesis.len() as u64 > MAX_SEGMENT_BYTES * 4 / 3 + 4 {
+        return Err(ProofError::Malformed("genesis is too large".into()));
+    }
     let genesis = b64("genesis", &p.genesis)?;
-    let (root, _) =
-        vault::check_genesis(&genesis).map_err(|f| ProofError::Invalid(format!("genesis: {f}")))?;
-    match anchor {
-        Anchor::VaultId(id) if *id != root.vault_id => {
+    // The cheap check first: is this the pinned vault at all?
+    if let Anchor::VaultId(id) = anchor {
+        let found = log::leaf_hash(&genesis);
+        if found != *id {
             return Err(ProofError::WrongVault {
-                found: root.vault_id,
+                found,
                 expected: *id,
             });
         }
+    }
+    let (root, _) =
+        vault::check_genesis(&genesis).map_err(|f| ProofError::Invalid(format!("genesis: {f}")))?;
+    match anchor {
         Anchor::VaultId(_) => {}
         Anchor::NoteKey(k) => {
             let ours = PublicKey::note_verifier_key(
@@ -226,6 +243,16 @@ pub fn verify_proof(bytes: &[u8], anchor: &Anchor) -> Result<Verified, ProofErro
         }
     }
     let cp = open_note(p.checkpoint.as_bytes(), &root)?;
+    if !p.leaves.windows(2).all(|w| w[0].index < w[1].index) {
+        return Err(ProofError::Malformed(
+            "leaf indices must be strictly increasing".into(),
+        ));
+    }
+    if p.leaves[0].index != 0 || p.leaves[0].segment != p.genesis {
+        return Err(ProofError::Malformed(
+            "the first leaf must be the genesis segment (index 0)".into(),
+        ));
+    }
     let mut segments = Vec::new();
     for leaf in &p.leaves {
         let seg_bytes = b64("segment", &leaf.segment)?;

@@ -588,6 +588,16 @@ fn check_trusted(
         );
         return Some(info);
     }
+    if let Some(cur) = current.filter(|c| c.size == pinned.size && c.root != pinned.root) {
+        // Two validly signed checkpoints for one size with different roots: a
+        // fork, whatever the stored segments say.
+        f.add(
+            Kind::LogRewritten,
+            KEY,
+            format!("the vault's checkpoint and the pinned one both cover {} segments but differ: {} vs {}", cur.size, cur.root, pinned.root),
+        );
+        return Some(info);
+    }
     let tree = prefix_tree(leaves);
     if tree.size() >= pinned.size {
         let actual = tree.root_at(pinned.size);

@@ -681,3 +681,85 @@ fn bundles_verify_offline_and_refuse_hostile_archives() {
         assert!(!v.tmp.path().join("evil").exists());
     }
 }
+
+#[test]
+fn a_bundle_missing_part_of_a_run_or_of_another_incident_does_not_pass() {
+    let v = TestVault::new();
+    for i in 0..3 {
+        v.write(&format!("f{i}.log"), format!("file {i}\n").as_bytes());
+    }
+    v.declare_data("INC-R");
+    let bundle = v.tmp.path().join("r.tar");
+    assert!(
+        v.cmd(&["export", "INC-R", "--out", bundle.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let check = |file: &Path, extra: &[&str]| {
+        crate::common::custody()
+            .args(["verify-bundle", "--vault-id", &v.vault_id])
+            .arg(file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert!(check(&bundle, &["--incident", "INC-R"]).status.success());
+    let o = check(&bundle, &["--incident", "INC-OTHER"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "artifacts of another incident fail --incident"
+    );
+
+    // Drop the segment that ends the run: the run is no longer whole.
+    let mut archive = tar::Archive::new(std::fs::File::open(&bundle).unwrap());
+    let mut entries: Vec<(String, Vec<u8>)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect();
+    let mut doc: serde_json::Value = serde_json::from_slice(&entries[0].1).unwrap();
+    let leaves = doc["leaves"].as_array_mut().unwrap();
+    // Keep genesis and the segment with the declaration and the run's start.
+    leaves.retain(|l| l["index"].as_u64() <= Some(1));
+    entries[0].1 = serde_json::to_vec(&doc).unwrap();
+    let kept: Vec<TarEntry<'_>> = entries
+        .iter()
+        .filter(|(n, _)| !n.starts_with("chunks/"))
+        .map(|(n, d)| (n.as_str(), d.as_slice(), tar::EntryType::Regular))
+        .collect();
+    let cut = v.tmp.path().join("cut.tar");
+    std::fs::write(&cut, tar_with(&kept)).unwrap();
+    let o = check(&cut, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("no artifact")
+            || String::from_utf8_lossy(&o.stdout).contains("INCOMPLETE")
+    );
+
+    // Extraction never writes into a directory that already holds files.
+    let busy = v.tmp.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("SHA256SUMS"), b"mine").unwrap();
+    let o = check(&bundle, &["--extract", busy.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(busy.join("SHA256SUMS")).unwrap(), b"mine");
+}
