@@ -41,6 +41,19 @@ pub enum ChunkError {
     },
 }
 
+/// Where a chunk is, for messages: `packs/..@offset`.
+pub(crate) fn chunk_object(c: &ChunkRef) -> String {
+    format!("{}@{}", layout::pack_path(&c.pack), c.offset)
+}
+
+fn corrupt(c: &ChunkRef, why: String) -> ChunkError {
+    ChunkError::Corrupt {
+        id: c.id.to_string(),
+        object: chunk_object(c),
+        why,
+    }
+}
+
 /// A reusable chunk reader: one decompressor and one bounded buffer.
 pub struct ChunkReader {
     z: zstd::bulk::Decompressor<'static>,
@@ -79,18 +92,7 @@ impl ChunkReader {
     /// # Errors
     /// As [`ChunkReader::read`].
     pub fn fetch(store: &Store, c: &ChunkRef) -> Result<bytes::Bytes, ChunkError> {
-        let object = format!("{}@{}", layout::pack_path(&c.pack), c.offset);
-        let corrupt = |why: String| ChunkError::Corrupt {
-            id: c.id.to_string(),
-            object: object.clone(),
-            why,
-        };
-        if c.size > CHUNK_MAX {
-            return Err(corrupt(format!(
-                "declares {} bytes, more than the {CHUNK_MAX}-byte limit",
-                c.size
-            )));
-        }
+        let corrupt = |why: String| corrupt(c, why);
         if c.offset < PACK_MAGIC.len() as u64 {
             return Err(corrupt(format!(
                 "offset {} lies inside the pack magic",
@@ -118,12 +120,7 @@ impl ChunkReader {
     /// # Errors
     /// [`ChunkError::Corrupt`] or [`ChunkError::HashMismatch`].
     pub fn decode(&mut self, c: &ChunkRef, frame: &[u8]) -> Result<&[u8], ChunkError> {
-        let object = format!("{}@{}", layout::pack_path(&c.pack), c.offset);
-        let corrupt = |why: String| ChunkError::Corrupt {
-            id: c.id.to_string(),
-            object: object.clone(),
-            why,
-        };
+        let corrupt = |why: String| corrupt(c, why);
         if c.size > CHUNK_MAX {
             return Err(corrupt(format!(
                 "declares {} bytes, more than the {CHUNK_MAX}-byte limit",
@@ -152,7 +149,7 @@ impl ChunkReader {
             return Err(ChunkError::HashMismatch {
                 expected: c.id,
                 actual,
-                object,
+                object: chunk_object(c),
             });
         }
         Ok(plain)

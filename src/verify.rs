@@ -805,7 +805,7 @@ fn check_artifact(
         } else {
             Err(ChunkError::Corrupt {
                 id: c.id.to_string(),
-                object: format!("{}@{}", layout::pack_path(&c.pack), c.offset),
+                object: crate::restore::chunk_object(c),
                 why: format!("lies beyond the end of its {pack_len}-byte pack"),
             })
         };
@@ -822,7 +822,7 @@ fn check_artifact(
             }
             Err(ChunkError::Store(e)) => (
                 Kind::ChunkCorrupt,
-                format!("{}@{}", layout::pack_path(&c.pack), c.offset),
+                crate::restore::chunk_object(c),
                 format!("unreadable: {e}"),
             ),
             Err(ChunkError::Corrupt { object, why, .. }) => (Kind::ChunkCorrupt, object, why),

@@ -505,17 +505,20 @@ fn a_full_disk_is_one_clear_error_and_the_vault_still_verifies() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     v.write("noise.bin", &noise(40 << 20, 7));
-    let o = custody()
-        .args([
-            "declare", "INC-FULL", "--title", "full", "--quiet", "--path",
-        ])
-        .arg(&v.data)
-        .arg("--vault")
-        .arg(&vault)
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
+    let declare = |into: &std::path::Path| {
+        custody()
+            .args([
+                "declare", "INC-FULL", "--title", "full", "--quiet", "--path",
+            ])
+            .arg(&v.data)
+            .arg("--vault")
+            .arg(into)
+            .arg("--key")
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let o = declare(&vault);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = one_error(&o);
     assert!(err.contains("No space left on device"), "{err}");
@@ -525,17 +528,7 @@ fn a_full_disk_is_one_clear_error_and_the_vault_still_verifies() {
     // Moved to a disk with room, the same vault takes the evidence.
     let roomy = v.tmp.path().join("roomy");
     crate::common::copy_dir(&vault, &roomy);
-    let o = custody()
-        .args([
-            "declare", "INC-FULL", "--title", "full", "--quiet", "--path",
-        ])
-        .arg(&v.data)
-        .arg("--vault")
-        .arg(&roomy)
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
+    let o = declare(&roomy);
     assert!(o.status.success(), "{}", stderr(&o));
     let (code, report) = TestVault::verify_dir(&roomy, &[]);
     assert_eq!(code, 0, "{report:#}");

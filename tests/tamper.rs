@@ -495,6 +495,21 @@ fn inclusion_proofs_check_offline_and_fail_when_touched() {
 /// A tar entry: name, data, type.
 type TarEntry<'a> = (&'a str, &'a [u8], tar::EntryType);
 
+/// Every entry of a tar archive: name and bytes.
+fn untar(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    tar::Archive::new(bytes)
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
 fn tar_with(entries: &[TarEntry<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data, kind) in entries {
@@ -591,18 +606,7 @@ fn bundles_verify_offline_and_refuse_hostile_archives() {
     assert_eq!(o.status.code(), Some(1));
 
     // A chunk swapped for another valid frame: that artifact is damaged.
-    let mut archive = tar::Archive::new(&bytes[..]);
-    let mut entries: Vec<(String, Vec<u8>)> = archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().to_string_lossy().into_owned();
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-            (name, data)
-        })
-        .collect();
+    let mut entries = untar(&bytes);
     let chunk = entries
         .iter()
         .position(|(n, _)| n.starts_with("chunks/"))
@@ -714,18 +718,7 @@ fn a_bundle_missing_part_of_a_run_or_of_another_incident_does_not_pass() {
     );
 
     // Drop the segment that ends the run: the run is no longer whole.
-    let mut archive = tar::Archive::new(std::fs::File::open(&bundle).unwrap());
-    let mut entries: Vec<(String, Vec<u8>)> = archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().to_string_lossy().into_owned();
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-            (name, data)
-        })
-        .collect();
+    let mut entries = untar(&std::fs::read(&bundle).unwrap());
     let mut doc: serde_json::Value = serde_json::from_slice(&entries[0].1).unwrap();
     let leaves = doc["leaves"].as_array_mut().unwrap();
     // Keep genesis and the segment with the declaration and the run's start.
