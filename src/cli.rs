@@ -931,9 +931,14 @@ fn checkpoint_cmd(a: CheckpointArgs) -> Result<ExitCode> {
             custody::log::MAX_CHECKPOINT_BYTES,
         )?
         .ok_or_else(|| anyhow!("the vault has no checkpoint yet; the next declare writes one"))?;
+    // Read again after opening: check this very note against the log read.
+    let keys: Vec<_> = vault.root().keyring.keys().map(|(_, k)| *k).collect();
+    let cp = custody::log::open_checkpoint(&bytes, &vault.root().genesis.origin, &keys)?;
+    let tree = &vault.index().tree;
+    if cp.size > tree.size() || tree.root_at(cp.size) != cp.root {
+        bail!("the checkpoint changed while it was being read (another writer?); run it again");
+    }
     if a.json {
-        let keys: Vec<_> = vault.root().keyring.keys().map(|(_, k)| *k).collect();
-        let cp = custody::log::open_checkpoint(&bytes, &vault.root().genesis.origin, &keys)?;
         let out = serde_json::json!({
             "vault_id": vault.id(), "origin": cp.origin, "size": cp.size, "root": cp.root,
             "note": String::from_utf8_lossy(&bytes),
