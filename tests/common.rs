@@ -238,14 +238,20 @@ pub fn require_tool(name: &str) -> bool {
         .args(["-c", &format!("command -v {name}")])
         .output()
         .is_ok_and(|o| o.status.success());
+    available(found, name)
+}
+
+/// `found`, after failing the test when `what` is required here (CI, or
+/// CUSTODY_REQUIRE_INTEROP=1) and saying so when it is skipped.
+pub fn available(found: bool, what: &str) -> bool {
     if !found {
         let required = std::env::var("CI").is_ok_and(|v| v == "true")
             || std::env::var("CUSTODY_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
         assert!(
             !required,
-            "{name} is required here (scripts/test.sh installs it)"
+            "{what} is required here (scripts/test.sh installs it)"
         );
-        eprintln!("SKIPPED: {name} not installed; run scripts/test.sh to install it");
+        eprintln!("SKIPPED: {what} not installed; run scripts/test.sh to install it");
     }
     found
 }
