@@ -51,8 +51,10 @@ use custody::keys::VaultSigner;
 use custody::layout;
 use custody::log::{self, Tree};
 use custody::segment::{
-    Artifact, ChunkRef, Entry, FileMeta, Genesis, IncidentDeclared, ItemKind, PreservationFinished,
-    PreservationStarted, SEGMENT_PAYLOAD_TYPE, Segment, SourceKind, SourceSpec, Status, Tool,
+    Action, Actor, Artifact, CheckpointRef, ChunkRef, CustodyEvent, Entry, FactLearned, FileMeta,
+    Genesis, Hold, IncidentClosed, IncidentDeclared, ItemKind, ManifestSealed, Note,
+    PreservationFinished, PreservationOrder, PreservationStarted, ReportFiled,
+    SEGMENT_PAYLOAD_TYPE, Segment, SourceKind, SourceSpec, Status, Subject, Tool,
 };
 use custody::store::Store;
 use custody::time::Time;
@@ -320,6 +322,9 @@ fn build(nonce: &str, tweak: impl FnOnce(&mut Evidence)) -> Result<Built> {
             declared_by: "alice".into(),
             host: HOST.into(),
             tool: Tool::this(),
+            description: Some("Password spraying against sshd from one address".into()),
+            detection_source: Some("fail2ban alert".into()),
+            regimes: vec!["gdpr".into(), "kr-network-act".into()],
         }),
         Entry::PreservationStarted(PreservationStarted {
             incident: INCIDENT.into(),
@@ -485,6 +490,131 @@ fn lone_chunk_artifact(ev: &mut Evidence, path: &str, frame: &[u8], content: &[u
 }
 
 /// A segment 4 for the base vault, signed by `k`: right vault, seq and prev.
+/// One entry of every lifecycle and custody-event kind (FORMAT.md §9).
+fn lifecycle_entries(o: &Objects) -> Vec<Entry> {
+    let actor = |name: &str| Actor {
+        name: name.into(),
+        os_user: "alice".into(),
+        as_reason: (name != "alice").then(|| "on behalf of the DPO".into()),
+        host: HOST.into(),
+        tool: Tool::this(),
+    };
+    let tree = log_tree(o);
+    let checkpoint = CheckpointRef {
+        size: tree.size(),
+        root: tree.root(),
+    };
+    let artifact = payload(get(o, &seg(2)))
+        .entries
+        .into_iter()
+        .find_map(|e| match e {
+            Entry::Artifact(a) => Some(Subject {
+                path: a.path.clone(),
+                run: a.run.clone(),
+                sha256: a.sha256,
+            }),
+            _ => None,
+        })
+        .expect("the base vault has artifacts");
+    let event = |action, via: &str, at| CustodyEvent {
+        incident: Some(INCIDENT.into()),
+        action,
+        via: via.into(),
+        subjects: vec![artifact.clone()],
+        purpose: Some("root-cause analysis".into()),
+        recipient: None,
+        output: None,
+        from: None,
+        to: None,
+        result: None,
+        checkpoint,
+        at: t(at),
+        actor: actor("alice"),
+    };
+    let hold = |at| Hold {
+        incident: INCIDENT.into(),
+        hold: "litigation-1".into(),
+        reason: "expected litigation".into(),
+        authorisation: "general counsel".into(),
+        at: t(at),
+        actor: actor("alice"),
+    };
+    vec![
+        Entry::PreservationOrder(PreservationOrder {
+            incident: INCIDENT.into(),
+            authority: "Data Protection Authority".into(),
+            reference: "DPA-2027-17".into(),
+            received_at: t(31),
+            sources: vec!["web-1 auth logs".into()],
+            from: Some(t(-86_400)),
+            until: Some(t(0)),
+            at: t(31),
+            actor: actor("alice"),
+        }),
+        Entry::HoldPlaced(hold(32)),
+        Entry::ReportFiled(ReportFiled {
+            incident: INCIDENT.into(),
+            regime: "gdpr".into(),
+            kind: "notification".into(),
+            authority: "Data Protection Authority".into(),
+            filed_at: t(33),
+            reference: "N-1".into(),
+            channel: "portal".into(),
+            late_reason: None,
+            at: t(33),
+            actor: actor("dpo"),
+        }),
+        Entry::FactLearned(FactLearned {
+            incident: INCIDENT.into(),
+            learned_at: t(34),
+            text: "the attacker reached a second host".into(),
+            materiality: false,
+            at: t(34),
+            actor: actor("alice"),
+        }),
+        Entry::Note(Note {
+            incident: INCIDENT.into(),
+            text: "logs handed to the forensic lab".into(),
+            at: t(35),
+            actor: actor("alice"),
+        }),
+        Entry::CustodyEvent(event(Action::Accessed, "cat", 36)),
+        Entry::CustodyEvent(CustodyEvent {
+            recipient: Some("forensic lab".into()),
+            output: Some("inc.tar".into()),
+            ..event(Action::Exported, "export", 37)
+        }),
+        Entry::CustodyEvent(CustodyEvent {
+            from: Some("alice".into()),
+            to: Some("forensic lab".into()),
+            ..event(Action::Transferred, "incident transfer", 38)
+        }),
+        Entry::CustodyEvent(CustodyEvent {
+            incident: None,
+            subjects: vec![],
+            purpose: None,
+            result: Some("ok: no damage; 0 information finding(s)".into()),
+            ..event(Action::Verified, "verify", 39)
+        }),
+        Entry::ManifestSealed(ManifestSealed {
+            incident: INCIDENT.into(),
+            sha256: Sha256Digest::of(b"a manifest"),
+            previous: None,
+            subjects: 2,
+            checkpoint,
+            at: t(40),
+            actor: actor("alice"),
+        }),
+        Entry::HoldReleased(hold(41)),
+        Entry::IncidentClosed(IncidentClosed {
+            incident: INCIDENT.into(),
+            reason: "contained; no data left the host".into(),
+            at: t(42),
+            actor: actor("alice"),
+        }),
+    ]
+}
+
 fn next_segment(o: &Objects, entries: Vec<Entry>) -> Segment {
     Segment {
         seq: 4,
@@ -564,6 +694,18 @@ fn ok_vectors(base: &Objects) -> Result<Vec<Vector>> {
         "ok_checkpoint_cosigned",
         "ok",
         "the checkpoint signed by the vault key and by a key named witness.example/w1",
+        o,
+    ));
+
+    // FORMAT.md §9: every lifecycle entry and custody event kind.
+    let mut o = base.clone();
+    let lifecycle = next_segment(&o, lifecycle_entries(&o));
+    o.insert(seg(4), seal(&lifecycle, &k));
+    recheckpoint(&mut o);
+    out.push(Vector::new(
+        "ok_lifecycle",
+        "ok",
+        "segment 4 holds one entry of every lifecycle and custody-event kind, checkpoint re-signed",
         o,
     ));
 
@@ -745,6 +887,9 @@ fn segment_vectors(base: &Objects, other: &Objects) -> Result<Vec<Vector>> {
             declared_by: "mallory".into(),
             host: HOST.into(),
             tool: Tool::this(),
+            description: None,
+            detection_source: None,
+            regimes: vec![],
         })],
     );
     o.insert(seg(4), seal(&forged, &stranger));

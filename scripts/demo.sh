@@ -59,29 +59,46 @@ INCIDENT=INC-2026-001
 section "1. Create a vault"
 custody init --vault "$T/vault" --origin demo.custody.example/vault --key "$T/vault.key"
 
+# Every later command that writes (a lifecycle entry, a custody event) signs
+# with this key.
+export CUSTODY_KEY=$T/vault.key
+
 section "2. Declare incident $INCIDENT and preserve the sources of sample/custody.toml"
 custody declare "$INCIDENT" \
 	--title "Forged login tokens" \
 	--severity sev1 \
-	--discovered-at 2026-11-27T21:14:00Z \
+	--discovered-at 2025-11-17T16:00:00+09:00 \
+	--description "Login tokens signed with a stolen signing key" \
+	--detection-source "customer complaints" \
+	--regime kr-network-act --regime gdpr \
 	--by demo-responder \
 	--config sample/custody.toml \
-	--vault "$T/vault" \
-	--key "$T/vault.key"
+	--vault "$T/vault"
 
-section "3. Verify the whole vault (exit 0 = no findings)"
+section "3. The incident's lifecycle: an order, a hold, a late report, a fact"
+custody incident order "$INCIDENT" --authority "Personal Information Protection Commission" \
+	--reference PIPC-2025-118 --received-at 2025-11-20T10:00:00+09:00 \
+	--source "auth servers" --from 2025-04-01T00:00:00+09:00 --until 2025-11-20T00:00:00+09:00 \
+	--vault "$T/vault"
+custody incident hold "$INCIDENT" --name preservation-order --reason "order PIPC-2025-118" \
+	--authorisation "general counsel" --vault "$T/vault"
+custody incident report "$INCIDENT" --regime kr-network-act --kind report --authority KISA \
+	--filed-at 2025-11-19T21:35:00+09:00 --reference KISA-2025-7731 --channel portal --vault "$T/vault"
+custody incident status "$INCIDENT" --vault "$T/vault" --at 2025-11-20T12:00:00+09:00
+
+section "4. Verify the whole vault (exit 0 = no findings); the run is recorded"
 custody verify --vault "$T/vault"
 
-section "4. Show incident $INCIDENT"
-custody show "$INCIDENT" --vault "$T/vault"
+section "5. Show incident $INCIDENT (the access is recorded)"
+custody show "$INCIDENT" --vault "$T/vault" --purpose "demo walk-through"
 
-section "5. The log of segments and checkpoints"
+section "6. The log of segments and checkpoints"
 custody log --vault "$T/vault"
 
-section "6. Restore one artifact and compare it with the original"
+section "7. Restore one artifact (recorded) and compare it with the original"
 ARTIFACT=$ROOT/sample/logs/auth.log
-printf '%s > %s\n' "$(show_cmd custody cat "$INCIDENT" "$ARTIFACT" --vault "$T/vault")" "$T/auth.log"
-"$BIN" cat "$INCIDENT" "$ARTIFACT" --vault "$T/vault" >"$T/auth.log"
+printf '%s > %s\n' "$(show_cmd custody cat "$INCIDENT" "$ARTIFACT" --purpose "root-cause analysis" --vault "$T/vault")" "$T/auth.log"
+"$BIN" cat "$INCIDENT" "$ARTIFACT" --purpose "root-cause analysis" --vault "$T/vault" >"$T/auth.log"
 echo
 echo "SHA-256 (restored, then original):"
 run sha256sum "$T/auth.log" sample/logs/auth.log
@@ -97,11 +114,15 @@ echo
 run cmp "$T/auth.log" sample/logs/auth.log
 echo "restored file is identical to the original"
 
-section "7. An auditor's bundle, checked offline against the vault id"
-VAULT_ID=$("$BIN" verify --vault "$T/vault" --json --quiet | python3 -c 'import json,sys; print(json.load(sys.stdin)["vault_id"])')
-custody export "$INCIDENT" --out "$T/bundle.tar" --vault "$T/vault"
+section "8. An auditor's bundle (the export is recorded), checked offline against the vault id"
+VAULT_ID=$("$BIN" verify --vault "$T/vault" --json --quiet --no-record | python3 -c 'import json,sys; print(json.load(sys.stdin)["vault_id"])')
+custody export "$INCIDENT" --out "$T/bundle.tar" --to "external auditor" --purpose "annual audit" --vault "$T/vault"
 custody verify-bundle "$T/bundle.tar" --vault-id "$VAULT_ID" --extract "$T/extracted"
 run bash -c "cd '$T/extracted' && sha256sum -c SHA256SUMS"
+
+section "9. A signed manifest (in-toto statement in DSSE), checked offline"
+custody manifest "$INCIDENT" --out "$T/manifest.json" --vault "$T/vault"
+custody verify-manifest "$T/manifest.json" --vault-id "$VAULT_ID"
 
 section "Done"
 if [[ "$KEEP" == 0 ]]; then

@@ -45,6 +45,10 @@ pub struct Config {
     pub key: Option<PathBuf>,
     /// Name recorded on artifacts as their collector (default: host name).
     pub collector: Option<String>,
+    /// Regulatory regimes applied to every incident declared without
+    /// `--regime` (ids as `custody incident status` lists them).
+    #[serde(default)]
+    pub regimes: Vec<String>,
     /// Sources to preserve on `declare`.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSpec>,

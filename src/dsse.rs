@@ -99,19 +99,8 @@ pub struct Opened {
     pub signed_by: Vec<KeyId>,
 }
 
-/// Parses the envelope in `bytes`, checks its type, and verifies its
-/// signatures against `keyring`; only then returns the payload.
-///
-/// Every signature by a known key must verify; signatures by unknown keys
-/// are an error when no known key signed at all.
-///
-/// # Errors
-/// See [`DsseError`].
-pub fn open(
-    bytes: &[u8],
-    expected_type: &'static str,
-    keyring: &Keyring,
-) -> Result<Opened, DsseError> {
+/// Parses an envelope strictly and decodes its payload, checking the type.
+fn parse(bytes: &[u8], expected_type: &'static str) -> Result<(Envelope, Vec<u8>), DsseError> {
     if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
         return Err(DsseError::Malformed(
             "leading or trailing bytes around the JSON object".into(),
@@ -128,6 +117,33 @@ pub fn open(
     let payload = B64
         .decode(&env.payload)
         .map_err(|e| DsseError::Malformed(format!("payload is not base64: {e}")))?;
+    Ok((env, payload))
+}
+
+/// The payload of an envelope whose signatures are NOT checked: only for
+/// finding, inside a self-anchoring document, the proof of which key must
+/// have signed it. Anything else must go through [`open`].
+///
+/// # Errors
+/// A malformed envelope or another payload type.
+pub fn payload_unverified(bytes: &[u8], expected_type: &'static str) -> Result<Vec<u8>, DsseError> {
+    parse(bytes, expected_type).map(|(_, p)| p)
+}
+
+/// Parses the envelope in `bytes`, checks its type, and verifies its
+/// signatures against `keyring`; only then returns the payload.
+///
+/// Every signature by a known key must verify; signatures by unknown keys
+/// are an error when no known key signed at all.
+///
+/// # Errors
+/// See [`DsseError`].
+pub fn open(
+    bytes: &[u8],
+    expected_type: &'static str,
+    keyring: &Keyring,
+) -> Result<Opened, DsseError> {
+    let (env, payload) = parse(bytes, expected_type)?;
     if env.signatures.is_empty() {
         return Err(DsseError::Malformed("no signatures".into()));
     }

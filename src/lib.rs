@@ -55,14 +55,17 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod clocks;
 pub mod config;
 pub mod dsse;
 pub mod hash;
+pub mod incident;
 pub mod ingest;
 pub mod keys;
 pub mod layout;
 mod localfile;
 pub mod log;
+pub mod manifest;
 pub mod preserve;
 pub mod progress;
 pub mod proof;

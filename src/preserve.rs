@@ -33,6 +33,12 @@ pub struct Declaration {
     pub severity: Option<String>,
     /// When it was discovered.
     pub discovered_at: Option<Time>,
+    /// What happened, as known now.
+    pub description: Option<String>,
+    /// How it was detected.
+    pub detection_source: Option<String>,
+    /// Regulatory regimes whose clocks apply.
+    pub regimes: Vec<String>,
     /// Who declares.
     pub by: String,
     /// Host name.
@@ -156,6 +162,9 @@ pub fn declare(
             declared_by: d.by.clone(),
             host: d.host.clone(),
             tool: Tool::this(),
+            description: d.description.clone(),
+            detection_source: d.detection_source.clone(),
+            regimes: d.regimes.clone(),
         }));
     }
     first.push(Entry::PreservationStarted(PreservationStarted {

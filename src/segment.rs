@@ -95,19 +95,27 @@ impl Segment {
             )))
         };
         for e in &self.entries {
-            let (incident, run) = match e {
-                Entry::Genesis(g) => {
-                    if !is_hex32(&g.nonce) {
-                        return bad("genesis nonce", &g.nonce);
-                    }
-                    continue;
+            if let Entry::Genesis(g) = e {
+                if !is_hex32(&g.nonce) {
+                    return bad("genesis nonce", &g.nonce);
                 }
-                Entry::IncidentDeclared(d) => (&d.incident, None),
-                Entry::PreservationStarted(p) => (&p.incident, Some(&p.run)),
-                Entry::Artifact(a) => (&a.incident, Some(&a.run)),
-                Entry::PreservationFinished(p) => (&p.incident, Some(&p.run)),
+                continue;
+            }
+            let run = match e {
+                Entry::PreservationStarted(p) => Some(&p.run),
+                Entry::Artifact(a) => Some(&a.run),
+                Entry::PreservationFinished(p) => Some(&p.run),
+                Entry::CustodyEvent(c) => {
+                    if let Some(s) = c.subjects.iter().find(|s| !is_hex32(&s.run)) {
+                        return bad("run id", &s.run);
+                    }
+                    None
+                }
+                _ => None,
             };
-            if crate::preserve::check_incident_id(incident).is_err() {
+            if let Some(incident) = e.incident()
+                && crate::preserve::check_incident_id(incident).is_err()
+            {
                 return bad("incident id", incident);
             }
             if let Some(run) = run.filter(|r| !is_hex32(r)) {
@@ -152,6 +160,317 @@ pub enum Entry {
     Artifact(Box<Artifact>),
     /// A preservation run ended: totals.
     PreservationFinished(PreservationFinished),
+    /// A preservation order was received for an incident.
+    PreservationOrder(PreservationOrder),
+    /// A legal hold was placed on an incident's evidence.
+    HoldPlaced(Hold),
+    /// A legal hold was released.
+    HoldReleased(Hold),
+    /// A report was filed with an authority.
+    ReportFiled(ReportFiled),
+    /// A fact about the incident was learned after the declaration.
+    FactLearned(FactLearned),
+    /// A free-form note.
+    Note(Note),
+    /// The incident was closed.
+    IncidentClosed(IncidentClosed),
+    /// Someone accessed, exported, transferred or verified evidence.
+    CustodyEvent(CustodyEvent),
+    /// A signed manifest of an incident was issued.
+    ManifestSealed(ManifestSealed),
+}
+
+impl Entry {
+    /// The incident the entry belongs to; `None` for genesis and for
+    /// vault-wide custody events (a verification).
+    pub fn incident(&self) -> Option<&str> {
+        Some(match self {
+            Entry::Genesis(_) => return None,
+            Entry::IncidentDeclared(d) => &d.incident,
+            Entry::PreservationStarted(p) => &p.incident,
+            Entry::Artifact(a) => &a.incident,
+            Entry::PreservationFinished(p) => &p.incident,
+            Entry::PreservationOrder(o) => &o.incident,
+            Entry::HoldPlaced(h) | Entry::HoldReleased(h) => &h.incident,
+            Entry::ReportFiled(r) => &r.incident,
+            Entry::FactLearned(f) => &f.incident,
+            Entry::Note(n) => &n.incident,
+            Entry::IncidentClosed(c) => &c.incident,
+            Entry::CustodyEvent(e) => return e.incident.as_deref(),
+            Entry::ManifestSealed(m) => &m.incident,
+        })
+    }
+
+    /// The `type` tag, as in the log.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Entry::Genesis(_) => "genesis",
+            Entry::IncidentDeclared(_) => "incident_declared",
+            Entry::PreservationStarted(_) => "preservation_started",
+            Entry::Artifact(_) => "artifact",
+            Entry::PreservationFinished(_) => "preservation_finished",
+            Entry::PreservationOrder(_) => "preservation_order",
+            Entry::HoldPlaced(_) => "hold_placed",
+            Entry::HoldReleased(_) => "hold_released",
+            Entry::ReportFiled(_) => "report_filed",
+            Entry::FactLearned(_) => "fact_learned",
+            Entry::Note(_) => "note",
+            Entry::IncidentClosed(_) => "incident_closed",
+            Entry::CustodyEvent(_) => "custody_event",
+            Entry::ManifestSealed(_) => "manifest_sealed",
+        }
+    }
+}
+
+/// Who did something, where, with what (FORMAT.md §9 (actors)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actor {
+    /// The name the action is recorded under: the OS user, or the name given
+    /// with `--as`.
+    pub name: String,
+    /// The OS user that ran the tool, always.
+    pub os_user: String,
+    /// Why the action is recorded under another name than the OS user's;
+    /// required exactly when `name` differs from `os_user`.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub as_reason: Option<String>,
+    /// The host.
+    pub host: String,
+    /// The tool.
+    pub tool: Tool,
+}
+
+/// A preservation order (a legal or regulatory demand to keep evidence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreservationOrder {
+    /// The incident.
+    pub incident: String,
+    /// Who issued the order.
+    pub authority: String,
+    /// The order's reference (docket, letter number).
+    pub reference: String,
+    /// When it was received.
+    pub received_at: Time,
+    /// The sources it names (free text: hosts, systems, source names).
+    pub sources: Vec<String>,
+    /// Start of the time range it covers, if it names one.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub from: Option<Time>,
+    /// End of the time range it covers, if it names one.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub until: Option<Time>,
+    /// When it was recorded.
+    pub at: Time,
+    /// Who recorded it.
+    pub actor: Actor,
+}
+
+/// A legal hold placed or released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    /// The incident.
+    pub incident: String,
+    /// The hold's name, unique within the incident.
+    pub hold: String,
+    /// Why it is placed or released.
+    pub reason: String,
+    /// On whose authority (a person, an order reference).
+    pub authorisation: String,
+    /// When.
+    pub at: Time,
+    /// Who recorded it.
+    pub actor: Actor,
+}
+
+/// A report filed with an authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportFiled {
+    /// The incident.
+    pub incident: String,
+    /// The regime it was filed under (`gdpr`, `nis2`, ...; see `custody
+    /// incident status`), or `other`.
+    pub regime: String,
+    /// The kind of filing within the regime (`notification`, ...).
+    pub kind: String,
+    /// The authority it was filed with.
+    pub authority: String,
+    /// When it was filed.
+    pub filed_at: Time,
+    /// The authority's or the filer's reference.
+    pub reference: String,
+    /// How (portal, e-mail, letter, phone).
+    pub channel: String,
+    /// Why it was late, when it was.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub late_reason: Option<String>,
+    /// When it was recorded.
+    pub at: Time,
+    /// Who recorded it.
+    pub actor: Actor,
+}
+
+/// A fact learned after the declaration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactLearned {
+    /// The incident.
+    pub incident: String,
+    /// When it became known.
+    pub learned_at: Time,
+    /// What.
+    pub text: String,
+    /// Whether this is the determination that the incident is material
+    /// (the start of the SEC Form 8-K clock).
+    pub materiality: bool,
+    /// When it was recorded.
+    pub at: Time,
+    /// Who recorded it.
+    pub actor: Actor,
+}
+
+/// A free-form note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Note {
+    /// The incident.
+    pub incident: String,
+    /// The note.
+    pub text: String,
+    /// When.
+    pub at: Time,
+    /// Who.
+    pub actor: Actor,
+}
+
+/// The incident was closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentClosed {
+    /// The incident.
+    pub incident: String,
+    /// Why, or the outcome.
+    pub reason: String,
+    /// When.
+    pub at: Time,
+    /// Who.
+    pub actor: Actor,
+}
+
+/// What was done with evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Read through custody (`show`, `cat`).
+    Accessed,
+    /// Written out for someone (`export`, `manifest`, `report`, `export-case`).
+    Exported,
+    /// Handed from one custodian to another.
+    Transferred,
+    /// Checked by `custody verify`.
+    Verified,
+}
+
+impl Action {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accessed => "accessed",
+            Self::Exported => "exported",
+            Self::Transferred => "transferred",
+            Self::Verified => "verified",
+        }
+    }
+}
+
+/// An artifact named by a custody event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    /// Its path as recorded.
+    pub path: String,
+    /// Its run.
+    pub run: String,
+    /// Its SHA-256.
+    pub sha256: Sha256Digest,
+}
+
+/// A checkpoint, by size and root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRef {
+    /// Number of segments.
+    pub size: u64,
+    /// RFC 6962 root.
+    pub root: Sha256Digest,
+}
+
+/// One action on evidence (FORMAT.md §9 (custody events)). `collected` is
+/// not one of these: every artifact entry is the record of its collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustodyEvent {
+    /// The incident; `None` for a verification of the whole vault.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub incident: Option<String>,
+    /// What was done.
+    pub action: Action,
+    /// Which command did it (`cat`, `show`, `export`, ...).
+    pub via: String,
+    /// The artifacts it touched; empty when it touched the incident's record
+    /// as a whole.
+    pub subjects: Vec<Subject>,
+    /// Why (the purpose or the authorisation given).
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub purpose: Option<String>,
+    /// For `exported`: to whom.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub recipient: Option<String>,
+    /// For `exported`: what was written (file name) and its SHA-256, when
+    /// known.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub output: Option<String>,
+    /// For `transferred`: the custodian before.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub from: Option<String>,
+    /// For `transferred`: the custodian after.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub to: Option<String>,
+    /// For `verified`: `ok`, `damaged` or `findings`, with counts.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub result: Option<String>,
+    /// For `verified`: the checkpoint verified against; for the others, the
+    /// log as the actor saw it.
+    pub checkpoint: CheckpointRef,
+    /// When.
+    pub at: Time,
+    /// Who.
+    pub actor: Actor,
+}
+
+/// A manifest was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSealed {
+    /// The incident.
+    pub incident: String,
+    /// SHA-256 of the manifest's DSSE envelope, as written.
+    pub sha256: Sha256Digest,
+    /// SHA-256 of the previous manifest of this incident, if any: manifests
+    /// chain.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub previous: Option<Sha256Digest>,
+    /// How many subjects (artifacts) it lists.
+    pub subjects: u64,
+    /// The checkpoint it is anchored to.
+    pub checkpoint: CheckpointRef,
+    /// When.
+    pub at: Time,
+    /// Who.
+    pub actor: Actor,
 }
 
 /// The genesis entry.
@@ -196,6 +515,17 @@ pub struct IncidentDeclared {
     pub host: String,
     /// With what.
     pub tool: Tool,
+    /// What happened, as known at declaration (added in format 1.1: absent
+    /// in older segments, read as `null`).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// How it was detected (alert name, tool, person); format 1.1.
+    #[serde(default)]
+    pub detection_source: Option<String>,
+    /// Regulatory regimes whose clocks apply (`gdpr`, `nis2`, ...); format
+    /// 1.1, absent = none.
+    #[serde(default)]
+    pub regimes: Vec<String>,
 }
 
 /// What a preservation run was asked to preserve.

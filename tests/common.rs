@@ -105,12 +105,27 @@ impl TestVault {
         p
     }
 
-    /// `custody <args> --vault V` (and `--key K` for declare).
+    /// `custody <args> --vault V`, with the vault's key for every command
+    /// that writes (all but `verify`, which records only when asked here),
+    /// and a purpose (and recipient) where reading evidence needs one.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = custody();
         c.args(args).arg("--vault").arg(&self.vault);
-        if args.first() == Some(&"declare") {
-            c.arg("--key").arg(&self.key);
+        match args.first() {
+            Some(&"declare") => {
+                c.arg("--key").arg(&self.key);
+            }
+            Some(&"verify") => {}
+            Some(&"cat") => {
+                c.env("CUSTODY_KEY", &self.key).args(["--purpose", "test"]);
+            }
+            Some(&"export") => {
+                c.env("CUSTODY_KEY", &self.key)
+                    .args(["--purpose", "test", "--to", "auditor"]);
+            }
+            _ => {
+                c.env("CUSTODY_KEY", &self.key);
+            }
         }
         c
     }

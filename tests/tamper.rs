@@ -430,11 +430,7 @@ fn inclusion_proofs_check_offline_and_fail_when_touched() {
     let o = check(&proof, &["--vault-id", &v.vault_id]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let sha = crate::common::custody()
-        .args(["show", "INC-P", "--json", "--vault"])
-        .arg(&v.vault)
-        .output()
-        .unwrap();
+    let sha = v.cmd(&["show", "INC-P", "--json"]).output().unwrap();
     let shown: serde_json::Value = serde_json::from_slice(&sha.stdout).unwrap();
     let recorded = shown["artifacts"]
         .as_array()

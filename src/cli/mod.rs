@@ -20,6 +20,11 @@ use custody::time::Time;
 use custody::vault::{InitOptions, Vault, VaultError};
 use custody::verify::{self, Severity};
 
+mod incident;
+mod manifest;
+
+use incident::{ActorArgs, Session, subject};
+
 const EXIT_STATUS: &str = "\
 Exit status:
   0  success
@@ -130,6 +135,27 @@ Example:
 The digests printed by `custody show` must match. If any chunk or the whole
 fails its check, cat stops with exit status 1: the output is then not evidence.")]
     Cat(CatArgs),
+    /// Write a signed manifest of an incident (in-toto Statement v1 in a DSSE envelope).
+    #[command(after_help = "\
+The subjects are the incident's artifacts (name, sha256 and blake3 digests,
+size); the predicate holds the declaration, every lifecycle entry and custody
+event, per-source coverage, failures, the regulatory clocks, the checkpoint and
+an inclusion proof of every segment involved. Sealing appends a
+manifest_sealed entry, so an incident's manifests chain. Anyone checks it
+offline with `custody verify-manifest FILE --vault-id ID`, or with any DSSE
+implementation and sha256sum (see the README).")]
+    Manifest(manifest::ManifestArgs),
+    /// Check a manifest offline against the vault id or the vault's public key.
+    #[command(after_help = "\
+Exit status:
+  0  the manifest checks out: signed by the vault key, and its subjects and
+     record are exactly what the proven segments say
+  1  it does not (the reason is printed)
+  2  could not run (unreadable file, bad arguments)")]
+    VerifyManifest(manifest::VerifyManifestArgs),
+    /// Record an incident's lifecycle: orders, holds, filings, facts, notes, transfers, closure.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +200,16 @@ struct DeclareArgs {
     /// Who declares it [default: the OS user]
     #[arg(long, value_name = "NAME")]
     by: Option<String>,
+    /// What happened, as known now
+    #[arg(long, value_name = "TEXT")]
+    description: Option<String>,
+    /// How it was detected (alert, tool, person)
+    #[arg(long, value_name = "TEXT")]
+    detection_source: Option<String>,
+    /// A regulatory regime whose clocks apply (kr-network-act, gdpr, nis2, sec-8k, hipaa); repeatable
+    /// [default: `regimes` in custody.toml]
+    #[arg(long = "regime", value_name = "ID")]
+    regimes: Vec<String>,
     #[command(flatten)]
     v: VaultArg,
     /// Signing key file [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
@@ -219,6 +255,15 @@ struct VerifyArgs {
     /// log is an append-only extension of it (nothing it covered removed or rewritten)
     #[arg(long, value_name = "FILE")]
     trusted: Option<PathBuf>,
+    /// Signing key to record the verification as a custody event [default: from custody.toml,
+    /// else ~/.config/custody/keys/<origin>.key if it exists; without a key nothing is recorded]
+    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Do not record the verification in the vault (read-only copies, frequent scheduled runs)
+    #[arg(long)]
+    no_record: bool,
+    #[command(flatten)]
+    actor: ActorArgs,
     /// No progress display
     #[arg(long, short)]
     quiet: bool,
@@ -268,8 +313,19 @@ struct ExportArgs {
     /// The bundle to write (a tar file; refused if it exists)
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Who receives the bundle (recorded in the custody event)
+    #[arg(long, value_name = "RECIPIENT")]
+    to: String,
+    /// Why it is exported, or under which authorisation (recorded)
+    #[arg(long, value_name = "WHY")]
+    purpose: String,
     #[command(flatten)]
     v: VaultArg,
+    /// Signing key file, to record the export [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
+    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +365,14 @@ struct ShowArgs {
     incident: String,
     #[command(flatten)]
     v: VaultArg,
+    /// Why the record is read (recorded in the custody event)
+    #[arg(long, value_name = "WHY")]
+    purpose: Option<String>,
+    /// Signing key file, to record the access [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
+    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    actor: ActorArgs,
     /// Print as JSON
     #[arg(long)]
     json: bool,
@@ -323,8 +387,16 @@ struct CatArgs {
     /// Preservation run to take it from [default: the latest]
     #[arg(long)]
     run: Option<String>,
+    /// Why the evidence is read, or under which authorisation (recorded in the custody event)
+    #[arg(long, value_name = "WHY")]
+    purpose: String,
     #[command(flatten)]
     v: VaultArg,
+    /// Signing key file, to record the access [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
+    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 /// Runs a parsed command line.
@@ -341,6 +413,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Log(a) => log_cmd(a),
         Command::Show(a) => show(a),
         Command::Cat(a) => cat(a),
+        Command::Incident(c) => incident::run(c),
+        Command::Manifest(a) => manifest::manifest_cmd(a),
+        Command::VerifyManifest(a) => manifest::verify_manifest_cmd(a),
     }
 }
 
@@ -714,11 +789,30 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
         None => (u64::MAX, u64::MAX),
     };
     vault.check_signer(&signer)?;
+    let mut regimes = if a.regimes.is_empty() {
+        cfg.regimes.clone()
+    } else {
+        a.regimes.clone()
+    };
+    regimes.sort();
+    regimes.dedup();
+    for r in &regimes {
+        if custody::clocks::regime(r).is_none() {
+            let known: Vec<_> = custody::clocks::REGIMES.iter().map(|r| r.id).collect();
+            bail!(
+                "unknown regime {r:?}: known regimes are {}",
+                known.join(", ")
+            );
+        }
+    }
     let d = Declaration {
         incident: a.incident.clone(),
         title: a.title.clone(),
         severity: a.severity.clone(),
         discovered_at,
+        description: a.description.clone(),
+        detection_source: a.detection_source.clone(),
+        regimes,
         by: a.by.clone().unwrap_or_else(os_user),
         host: host_name(),
         collector: a
@@ -822,8 +916,17 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     let bar = Bar::new(!a.quiet && !a.json, "verifying");
     let report = verify::verify(&store, &opts, &bar)?;
     bar.done();
+    let recorded = if a.no_record {
+        Err("not recorded (--no-record)".to_string())
+    } else {
+        record_verification(&a, &report)
+    };
     if a.json {
         let mut v = serde_json::to_value(&report)?;
+        match &recorded {
+            Ok(seq) => v["recorded_in"] = (*seq).into(),
+            Err(why) => v["not_recorded"] = why.clone().into(),
+        }
         v["ok"] = serde_json::Value::Bool(!report.damaged());
         v["conclusion"] = report.conclusion().into();
         if let Some(list) = v["findings"].as_array_mut() {
@@ -834,12 +937,151 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_report(&report);
+        match &recorded {
+            Ok(seq) => println!("recorded as a custody event in segment {seq}"),
+            Err(why) => println!("{why}"),
+        }
     }
     Ok(if report.damaged() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The incident's clocks at `now`, or an error naming what the table lacks.
+fn clocks_of(inc: &custody::incident::Incident, now: &Time) -> Result<Vec<custody::clocks::Clock>> {
+    inc.clocks(now)
+        .map_err(|e| anyhow!("incident {}: {e}", inc.id()))
+}
+
+/// Prints clocks, one block each.
+fn print_clocks(
+    out: &mut impl std::io::Write,
+    clocks: &[custody::clocks::Clock],
+    now: &Time,
+) -> std::io::Result<()> {
+    use custody::clocks::{State, format_duration};
+    if clocks.is_empty() {
+        writeln!(
+            out,
+            "clocks      none (no regime applies; declare with --regime)"
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "\nclocks at {now}:")?;
+    for c in clocks {
+        let deadline = c
+            .deadline
+            .as_ref()
+            .map_or("-".to_string(), ToString::to_string);
+        let state = match &c.state {
+            State::NotStarted { why } => format!("not started: {why}"),
+            State::Open { left } => format!("OPEN, {} left", format_duration(*left)),
+            State::Overdue { by } => format!("OVERDUE by {}", format_duration(*by)),
+            State::Met { filing, margin } => format!(
+                "met by filing #{} with {} to spare",
+                filing + 1,
+                format_duration(*margin)
+            ),
+            State::Late {
+                filing,
+                by,
+                reason_missing,
+            } => format!(
+                "LATE by {} (filing #{}){}",
+                format_duration(*by),
+                filing + 1,
+                if *reason_missing {
+                    "; no reason for the delay was given"
+                } else {
+                    ""
+                }
+            ),
+        };
+        writeln!(out, "  {:<16} {}", c.regime, c.name)?;
+        writeln!(out, "  {:<16} deadline {deadline}: {state}", "")?;
+        writeln!(out, "  {:<16} {}", "", c.cite)?;
+    }
+    Ok(())
+}
+
+/// Per-source coverage of an incident: what each source yielded, the
+/// failures, and the time span of the records where the content says.
+fn coverage_of(_session: &Session, inc: &custody::incident::Incident) -> Result<serde_json::Value> {
+    let mut by_source: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    for (_, art) in inc.artifacts() {
+        let e = by_source.entry(art.source.clone()).or_insert_with(|| {
+            serde_json::json!({"source": art.source, "kind": art.source_kind, "complete": 0, "partial": 0, "failed": 0,
+                "bytes": 0, "failures": []})
+        });
+        let status = art.status.as_str();
+        e[status] = (e[status].as_u64().unwrap_or(0) + 1).into();
+        e["bytes"] = (e["bytes"].as_u64().unwrap_or(0) + art.size).into();
+        if art.status != Status::Complete
+            && let Some(list) = e["failures"].as_array_mut()
+        {
+            list.push(serde_json::json!({"path": art.path, "status": status,
+                "why": art.reason.as_ref().or(art.error.as_ref())}));
+        }
+    }
+    Ok(serde_json::Value::Array(by_source.into_values().collect()))
+}
+
+/// Appends a `verified` custody event when a signing key is at hand; the
+/// reason it was not recorded otherwise. A verification is never failed for
+/// want of a key: auditors verify read-only copies.
+fn record_verification(a: &VerifyArgs, report: &verify::Report) -> Result<u64, String> {
+    let mut session = Session::open(&a.v)
+        .map_err(|e| format!("not recorded: the vault cannot be written ({e:#})"))?;
+    let explicit = a.key.is_some() || session.cfg.key.is_some();
+    let signer = match session.signer(a.key.clone()) {
+        Ok(s) => s,
+        Err(_) if !explicit => {
+            return Err(
+                "not recorded: no signing key (pass --key to record the verification as a custody event)".into(),
+            );
+        }
+        Err(e) => return Err(format!("not recorded: {e:#}")),
+    };
+    let actor = a
+        .actor
+        .actor()
+        .map_err(|e| format!("not recorded: {e:#}"))?;
+    let damage = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Damage)
+        .count();
+    let result = if damage > 0 {
+        format!(
+            "damaged: {damage} damage finding(s) of {}",
+            report.findings.len()
+        )
+    } else {
+        format!(
+            "ok: no damage; {} information finding(s)",
+            report.findings.len()
+        )
+    };
+    let mut e = session.event(
+        None,
+        custody::segment::Action::Verified,
+        if a.quick { "verify --quick" } else { "verify" },
+        actor,
+        None,
+    );
+    e.result = Some(result);
+    if let Some(cp) = &report.checkpoint {
+        e.checkpoint = custody::segment::CheckpointRef {
+            size: cp.size,
+            root: cp.root,
+        };
+    }
+    session
+        .record(&signer, vec![Entry::CustodyEvent(e)])
+        .map(|ap| ap.seq)
+        .map_err(|e| format!("not recorded: {e:#}"))
 }
 
 /// One line of advice per kind of finding.
@@ -1066,6 +1308,48 @@ fn entry_line(e: &Entry) -> String {
             p.partial,
             p.failed
         ),
+        Entry::PreservationOrder(o) => format!(
+            "preservation_order {} from {} ref {:?} received {}",
+            o.incident, o.authority, o.reference, o.received_at
+        ),
+        Entry::HoldPlaced(h) => format!(
+            "hold_placed {} {:?} by {}: {}",
+            h.incident, h.hold, h.actor.name, h.reason
+        ),
+        Entry::HoldReleased(h) => format!(
+            "hold_released {} {:?} by {}: {}",
+            h.incident, h.hold, h.actor.name, h.reason
+        ),
+        Entry::ReportFiled(r) => format!(
+            "report_filed {} {} {} with {} at {}",
+            r.incident, r.regime, r.kind, r.authority, r.filed_at
+        ),
+        Entry::FactLearned(f) => format!(
+            "fact_learned {}{} {:?}",
+            f.incident,
+            if f.materiality { " (materiality)" } else { "" },
+            f.text
+        ),
+        Entry::Note(n) => format!("note {} by {}: {:?}", n.incident, n.actor.name, n.text),
+        Entry::IncidentClosed(c) => format!(
+            "incident_closed {} by {}: {}",
+            c.incident, c.actor.name, c.reason
+        ),
+        Entry::CustodyEvent(e) => format!(
+            "custody_event {} {} via {} by {}{}",
+            e.incident.as_deref().unwrap_or("(vault)"),
+            e.action.as_str(),
+            e.via,
+            e.actor.name,
+            match e.subjects.len() {
+                0 => String::new(),
+                n => format!(" ({n} artifact(s))"),
+            }
+        ),
+        Entry::ManifestSealed(m) => format!(
+            "manifest_sealed {} sha256 {} ({} subjects)",
+            m.incident, m.sha256, m.subjects
+        ),
     }
 }
 
@@ -1103,70 +1387,16 @@ fn log_cmd(a: LogArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Default)]
-struct IncidentView {
-    declared: Option<custody::segment::IncidentDeclared>,
-    /// Every segment holding an entry of the incident.
-    segments: std::collections::BTreeSet<u64>,
-    runs: Vec<serde_json::Value>,
-    artifacts: Vec<(u64, Artifact)>,
-}
-
-fn collect_incident(store: Store, incident: &str) -> Result<(Vault, IncidentView)> {
-    let mut view = IncidentView::default();
-    let vault = Vault::open_with(store, |seq, seg| {
-        for e in &seg.entries {
-            let mine = match e {
-                Entry::Genesis(_) => false,
-                Entry::IncidentDeclared(d) => d.incident == incident,
-                Entry::PreservationStarted(p) => p.incident == incident,
-                Entry::Artifact(a) => a.incident == incident,
-                Entry::PreservationFinished(p) => p.incident == incident,
-            };
-            if mine {
-                view.segments.insert(seq);
-            }
-            match e {
-                Entry::IncidentDeclared(d) if d.incident == incident && view.declared.is_none() => {
-                    view.declared = Some(d.clone())
-                }
-                Entry::PreservationStarted(p) if p.incident == incident => {
-                    view.runs.push(serde_json::json!({"run": p.run, "started_at": p.started_at, "by": p.by, "host": p.host, "segment": seq}));
-                }
-                Entry::PreservationFinished(p) if p.incident == incident => {
-                    if let Some(r) = view.runs.iter_mut().find(|r| r["run"] == p.run.as_str()) {
-                        r["finished"] = serde_json::to_value(p).unwrap_or_default();
-                    }
-                }
-                Entry::Artifact(a) if a.incident == incident => {
-                    view.artifacts.push((seq, (**a).clone()))
-                }
-                _ => {}
-            }
-        }
-    })?;
-    if view.declared.is_none() {
-        let known: Vec<_> = vault.index().incidents.keys().cloned().collect();
-        let hint = if known.is_empty() {
-            "the vault has no incidents".to_string()
-        } else {
-            format!("known incidents: {}", known.join(", "))
-        };
-        bail!("no incident {incident:?} in this vault ({hint})");
-    }
-    Ok((vault, view))
-}
-
 fn prove_cmd(a: ProveArgs) -> Result<ExitCode> {
-    let (store, _) = open_store(&a.v)?;
-    let (vault, view) = collect_incident(store, &a.incident)?;
+    let session = Session::open(&a.v)?;
+    let inc = session.incident(&a.incident)?;
+    let vault = &session.vault;
     let seqs: Vec<u64> = match &a.path {
         Some(path) => {
-            let s: std::collections::BTreeSet<u64> = view
-                .artifacts
-                .iter()
+            let s: std::collections::BTreeSet<u64> = inc
+                .artifacts()
                 .filter(|(_, art)| &art.path == path)
-                .map(|(seq, _)| *seq)
+                .map(|(seq, _)| seq)
                 .collect();
             if s.is_empty() {
                 bail!(
@@ -1177,9 +1407,9 @@ fn prove_cmd(a: ProveArgs) -> Result<ExitCode> {
             }
             s.into_iter().collect()
         }
-        None => view.segments.iter().copied().collect(),
+        None => inc.segments.iter().copied().collect(),
     };
-    let proof = custody::proof::prove(&vault, &seqs)?;
+    let proof = custody::proof::prove(vault, &seqs)?;
     let json = serde_json::to_vec_pretty(&proof)?;
     match &a.out {
         Some(out) => {
@@ -1226,17 +1456,38 @@ fn does_not_check_out(json: bool, what: &str, e: &dyn std::fmt::Display) -> Exit
 }
 
 fn export_cmd(a: ExportArgs) -> Result<ExitCode> {
-    let (store, _) = open_store(&a.v)?;
-    let (vault, view) = collect_incident(store, &a.incident)?;
+    let mut session = Session::open(&a.v)?;
+    let signer = session.signer(a.key.clone())?;
+    if a.out.exists() {
+        bail!(
+            "{} exists: the bundle is never written over a file",
+            a.out.display()
+        );
+    }
+    // The export is recorded first, so the bundle carries its own record.
+    let inc = session.incident(&a.incident)?;
+    let mut e = session.event(
+        Some(&a.incident),
+        custody::segment::Action::Exported,
+        "export",
+        a.actor.actor()?,
+        Some(a.purpose.clone()),
+    );
+    e.subjects = inc.artifacts().map(|(_, art)| subject(art)).collect();
+    e.recipient = Some(a.to.clone());
+    e.output = Some(a.out.display().to_string());
+    let recorded = session.record(&signer, vec![Entry::CustodyEvent(e)])?;
+    let inc = session.incident(&a.incident)?;
+    let vault = &session.vault;
+    let seqs: Vec<u64> = inc.segments.iter().copied().collect();
+    let artifacts: Vec<Artifact> = inc.artifacts().map(|(_, art)| art.clone()).collect();
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&a.out)
         .with_context(|| format!("couldn't create {}", a.out.display()))?;
-    let seqs: Vec<u64> = view.segments.iter().copied().collect();
-    let artifacts: Vec<Artifact> = view.artifacts.into_iter().map(|(_, art)| art).collect();
     let result = custody::bundle::export(
-        &vault,
+        vault,
         &seqs,
         &artifacts,
         &a.incident,
@@ -1257,7 +1508,10 @@ fn export_cmd(a: ExportArgs) -> Result<ExitCode> {
         }
         Err(e) => {
             let _ = std::fs::remove_file(&a.out);
-            Err(e.into())
+            Err(anyhow::Error::from(e).context(format!(
+                "the export to {} is recorded in segment {} but the bundle was not written",
+                a.to, recorded.seq
+            )))
         }
     }
 }
@@ -1383,16 +1637,34 @@ fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
 }
 
 fn show(a: ShowArgs) -> Result<ExitCode> {
-    let (store, _) = open_store(&a.v)?;
-    let (_vault, view) = collect_incident(store, &a.incident)?;
-    let d = view.declared.expect("checked");
+    let mut session = Session::open(&a.v)?;
+    let signer = session.signer(a.key.clone())?;
+    session.incident(&a.incident)?;
+    let e = session.event(
+        Some(&a.incident),
+        custody::segment::Action::Accessed,
+        "show",
+        a.actor.actor()?,
+        a.purpose.clone(),
+    );
+    let recorded = session.record(&signer, vec![Entry::CustodyEvent(e)])?;
+    let inc = session.incident(&a.incident)?;
+    let d = &inc.declared;
+    let runs: Vec<_> = inc
+        .runs()
+        .iter()
+        .map(|r| {
+            let (seq, p) = r.started;
+            serde_json::json!({"run": p.run, "started_at": p.started_at, "by": p.by, "host": p.host, "segment": seq,
+                "finished": r.finished.map(|(_, f)| f)})
+        })
+        .collect();
     if a.json {
-        let artifacts: Vec<_> = view
-            .artifacts
-            .iter()
+        let artifacts: Vec<_> = inc
+            .artifacts()
             .map(|(seq, art)| {
                 let mut v = serde_json::to_value(art).unwrap_or_default();
-                v["segment"] = (*seq).into();
+                v["segment"] = seq.into();
                 v["chunk_count"] = art.chunks.len().into();
                 if let Some(o) = v.as_object_mut() {
                     o.remove("chunks");
@@ -1400,7 +1672,8 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 v
             })
             .collect();
-        let out = serde_json::json!({"incident": d, "runs": view.runs, "artifacts": artifacts});
+        let out = serde_json::json!({"incident": d, "state": inc.state(), "runs": runs, "artifacts": artifacts,
+            "access_recorded_in": recorded.seq});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -1419,7 +1692,8 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         "declared   {} by {} on {}",
         d.declared_at, d.declared_by, d.host
     )?;
-    for r in &view.runs {
+    writeln!(out, "state      {}", inc.state())?;
+    for r in &runs {
         let fin = &r["finished"];
         let tail = if fin.is_null() {
             "not finished (interrupted?)".to_string()
@@ -1440,8 +1714,8 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
             r["by"].as_str().unwrap_or("?")
         )?;
     }
-    writeln!(out, "\nartifacts ({}):", view.artifacts.len())?;
-    for (_, art) in &view.artifacts {
+    writeln!(out, "\nartifacts ({}):", inc.artifacts().count())?;
+    for (_, art) in inc.artifacts() {
         writeln!(
             out,
             "  {:<8} {:>10}  {}",
@@ -1470,16 +1744,16 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
 }
 
 fn cat(a: CatArgs) -> Result<ExitCode> {
-    let (store, _) = open_store(&a.v)?;
-    let (vault, view) = collect_incident(store, &a.incident)?;
+    let mut session = Session::open(&a.v)?;
+    let signer = session.signer(a.key.clone())?;
+    let inc = session.incident(&a.incident)?;
     // A relative path names the file as `declare --path` recorded it.
     let absolute = (!a.path.starts_with('/'))
         .then(|| std::path::absolute(&a.path).ok())
         .flatten()
         .map(|p| p.to_string_lossy().into_owned());
-    let mut matches: Vec<&Artifact> = view
-        .artifacts
-        .iter()
+    let mut matches: Vec<&Artifact> = inc
+        .artifacts()
         .map(|(_, art)| art)
         .filter(|art| {
             (art.path == a.path || Some(art.path.as_str()) == absolute.as_deref())
@@ -1513,9 +1787,20 @@ fn cat(a: CatArgs) -> Result<ExitCode> {
             art.link_target.as_deref().unwrap_or("")
         );
     }
+    // The access is recorded before a byte is written.
+    let art = art.clone();
+    let mut e = session.event(
+        Some(&a.incident),
+        custody::segment::Action::Accessed,
+        "cat",
+        a.actor.actor()?,
+        Some(a.purpose.clone()),
+    );
+    e.subjects = vec![subject(&art)];
+    session.record(&signer, vec![Entry::CustodyEvent(e)])?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    match custody::restore::restore(vault.store(), art, &mut out) {
+    match custody::restore::restore(session.vault.store(), &art, &mut out) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(custody::restore::RestoreError::Write(e))
             if e.kind() == std::io::ErrorKind::BrokenPipe =>
