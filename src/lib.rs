@@ -57,6 +57,7 @@
 pub mod bundle;
 pub mod clocks;
 pub mod config;
+pub mod coverage;
 pub mod dsse;
 pub mod hash;
 pub mod incident;

@@ -6,5 +6,6 @@ mod crash;
 mod faults;
 mod fixture;
 mod interop;
+mod lifecycle;
 mod tamper;
 mod vectors;

@@ -18,6 +18,7 @@ use custody::segment::{
 use custody::time::Time;
 use custody::vault::{Appended, Vault};
 
+use super::outln;
 use super::{VaultArg, host_name, open_store, os_user, resolve_key};
 
 /// Who is acting, when it is not the OS user.
@@ -505,9 +506,9 @@ fn write(c: &Common, entry: Entry, what: &str) -> Result<ExitCode> {
             "checkpoint": {"size": appended.size, "root": appended.root},
             "entry": entry,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{incident}: {what} in segment {}", appended.seq);
+        outln!("{incident}: {what} in segment {}", appended.seq);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -559,11 +560,13 @@ fn transfer(a: TransferArgs) -> Result<ExitCode> {
     if a.c.json {
         let out =
             serde_json::json!({"incident": a.incident, "segment": appended.seq, "entry": entry});
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "{}: custody transferred from {from} to {} in segment {}",
-            a.incident, a.to, appended.seq
+            a.incident,
+            a.to,
+            appended.seq
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -583,7 +586,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         })
         .collect();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
@@ -627,7 +630,7 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
             "manifests": inc.manifests().iter().map(|(seq, m)| serde_json::json!({"segment": seq, "sha256": m.sha256})).collect::<Vec<_>>(),
             "custody_events": inc.events().len(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     let d = &inc.declared;

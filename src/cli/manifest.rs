@@ -12,6 +12,7 @@ use custody::segment::{Entry, ManifestSealed};
 use custody::time::Time;
 
 use super::incident::{ActorArgs, Session};
+use super::outln;
 use super::{VaultArg, anchor, does_not_check_out, human};
 
 #[derive(Debug, Args)]
@@ -111,9 +112,9 @@ pub(super) fn manifest_cmd(a: ManifestArgs) -> Result<ExitCode> {
             "failures": p.failures.len(), "record_entries": p.record.len(),
             "checkpoint": p.checkpoint, "previous": p.previous, "sealed_in": appended.seq,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "wrote {} ({} subject(s), {} failure(s) stated, {} record entries) at checkpoint size {}",
             a.out.display(),
             statement.subject.len(),
@@ -121,8 +122,8 @@ pub(super) fn manifest_cmd(a: ManifestArgs) -> Result<ExitCode> {
             p.record.len(),
             p.checkpoint.size
         );
-        println!("sha256 {sha256}, sealed in segment {}", appended.seq);
-        println!(
+        outln!("sha256 {sha256}, sealed in segment {}", appended.seq);
+        outln!(
             "check it offline with\n  custody verify-manifest {} --vault-id {}",
             a.out.display(),
             s.vault.id()
@@ -140,7 +141,7 @@ pub(super) fn verify_manifest_cmd(a: VerifyManifestArgs) -> Result<ExitCode> {
         .read_to_end(&mut bytes)?;
     let v = match manifest::verify_manifest(&bytes, &anchor) {
         Ok(v) => v,
-        Err(e) => return Ok(does_not_check_out(a.json, "manifest", &e)),
+        Err(e) => return does_not_check_out(a.json, "manifest", &e),
     };
     let st = &v.statement;
     let p = &st.predicate;
@@ -151,7 +152,7 @@ pub(super) fn verify_manifest_cmd(a: VerifyManifestArgs) -> Result<ExitCode> {
             "issued_by": p.issued_by.name, "checkpoint": p.checkpoint, "previous": p.previous,
             "subjects": st.subject, "failures": p.failures, "record_entries": p.record.len(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();

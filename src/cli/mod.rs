@@ -25,6 +25,15 @@ mod manifest;
 
 use incident::{ActorArgs, Session, subject};
 
+/// `println!` that returns a broken pipe (`custody log | head`) as an error
+/// instead of panicking; `main` turns it into a quiet exit.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        writeln!(std::io::stdout(), $($t)*)?
+    };
+}
+pub(crate) use outln;
+
 const EXIT_STATUS: &str = "\
 Exit status:
   0  success
@@ -621,11 +630,11 @@ fn init(a: InitArgs) -> Result<ExitCode> {
             "key_id": signer.key_id(), "key_created": created_key,
             "verifier_key": custody::keys::PublicKey::note_verifier_key(&signer.verifying_key(), signer.name()),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("created vault {}", dir.display());
-        println!("  origin   {}", signer.name());
-        println!(
+        outln!("created vault {}", dir.display());
+        outln!("  origin   {}", signer.name());
+        outln!(
             "  key      {} ({})",
             key_abs.display(),
             if created_key {
@@ -634,19 +643,19 @@ fn init(a: InitArgs) -> Result<ExitCode> {
                 "existing"
             }
         );
-        println!("  key id   {}", signer.key_id());
-        println!("  vault id {}", vault.id());
-        println!(
+        outln!("  key id   {}", signer.key_id());
+        outln!("  vault id {}", vault.id());
+        outln!(
             "  verifier {}",
             custody::keys::PublicKey::note_verifier_key(&signer.verifying_key(), signer.name())
         );
-        println!();
-        println!("Record the vault id somewhere outside this vault (a ticket, a printed note, an");
-        println!(
+        outln!();
+        outln!("Record the vault id somewhere outside this vault (a ticket, a printed note, an");
+        outln!(
             "auditor's file): `custody verify --vault-id {}` proves against it",
             vault.id()
         );
-        println!("that the vault is this one. Keep the key file secret and backed up.");
+        outln!("that the vault is this one. Keep the key file secret and backed up.");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -846,20 +855,22 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             "packs": s.stats.packs, "segments": s.segments, "checkpoint": {"size": s.last.size, "root": s.last.root},
             "seconds": secs, "warnings": s.warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let verb = if s.newly_declared {
             "declared"
         } else {
             "already declared; preserved again"
         };
-        println!("incident {} {verb} (run {})", s.incident, s.run);
-        println!(
+        outln!("incident {} {verb} (run {})", s.incident, s.run);
+        outln!(
             "artifacts  {} complete, {} partial, {} failed",
-            s.complete, s.partial, s.failed
+            s.complete,
+            s.partial,
+            s.failed
         );
         for p in &s.problems {
-            println!(
+            outln!(
                 "  {:<8} [{}] {}: {}",
                 p.status.as_str(),
                 p.source,
@@ -867,13 +878,13 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
                 p.detail
             );
         }
-        println!(
+        outln!(
             "read       {} in {:.1} s ({}/s)",
             human(s.stats.bytes_read),
             secs,
             human((s.stats.bytes_read as f64 / secs.max(1e-9)) as u64)
         );
-        println!(
+        outln!(
             "stored     {} in {} new pack(s); deduplicated {}",
             human(s.stats.bytes_stored),
             s.stats.packs,
@@ -883,10 +894,10 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             s.segments.first().copied().unwrap_or(0),
             s.segments.last().copied().unwrap_or(0),
         );
-        println!("segments   {first}..={last} ({} written)", s.segments.len());
-        println!("checkpoint size {} root {}", s.last.size, s.last.root);
+        outln!("segments   {first}..={last} ({} written)", s.segments.len());
+        outln!("checkpoint size {} root {}", s.last.size, s.last.root);
         for w in &s.warnings {
-            println!("warning    {w}");
+            outln!("warning    {w}");
         }
     }
     Ok(if s.partial + s.failed > 0 || !s.warnings.is_empty() {
@@ -934,12 +945,12 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
                 f["advice"] = finding_advice(finding.kind).into();
             }
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_report(&report);
         match &recorded {
-            Ok(seq) => println!("recorded as a custody event in segment {seq}"),
-            Err(why) => println!("{why}"),
+            Ok(seq) => outln!("recorded as a custody event in segment {seq}"),
+            Err(why) => outln!("{why}"),
         }
     }
     Ok(if report.damaged() {
@@ -1006,26 +1017,113 @@ fn print_clocks(
     Ok(())
 }
 
-/// Per-source coverage of an incident: what each source yielded, the
-/// failures, and the time span of the records where the content says.
-fn coverage_of(_session: &Session, inc: &custody::incident::Incident) -> Result<serde_json::Value> {
-    let mut by_source: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+/// Per-source coverage of an incident (FORMAT.md §13c): what each source
+/// yielded, its failures stated explicitly, and, where the content says, the
+/// time of the first and last record, the gaps between artifacts, and the
+/// part of a preservation order's time range no record reaches. Reads the
+/// first and last chunk of each artifact (checked like `cat`).
+fn coverage_of(session: &Session, inc: &custody::incident::Incident) -> Result<serde_json::Value> {
+    use custody::coverage::{self, Bounds, Hint, Item, WINDOW};
+    use custody::restore::ChunkReader;
+    let store = session.vault.store();
+    let mut reader = ChunkReader::new();
+    let mut read = |c: &custody::segment::ChunkRef, tail: bool| -> Result<Vec<u8>> {
+        let plain = reader
+            .read(store, c)
+            .map_err(|e| anyhow!("reading for coverage: {e}"))?;
+        Ok(if tail {
+            plain[plain.len().saturating_sub(WINDOW)..].to_vec()
+        } else {
+            plain[..plain.len().min(WINDOW)].to_vec()
+        })
+    };
+    // The widest time range any preservation order names.
+    let orders: Vec<&custody::segment::PreservationOrder> = inc
+        .entries
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Entry::PreservationOrder(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    let scope_from = orders
+        .iter()
+        .filter_map(|o| o.from.as_ref())
+        .min_by_key(|t| t.timestamp());
+    let scope_until = orders
+        .iter()
+        .filter_map(|o| o.until.as_ref())
+        .max_by_key(|t| t.timestamp());
+    let mut sources: std::collections::BTreeMap<String, Vec<(&Artifact, Option<Bounds>)>> =
+        Default::default();
     for (_, art) in inc.artifacts() {
-        let e = by_source.entry(art.source.clone()).or_insert_with(|| {
-            serde_json::json!({"source": art.source, "kind": art.source_kind, "complete": 0, "partial": 0, "failed": 0,
-                "bytes": 0, "failures": []})
-        });
-        let status = art.status.as_str();
-        e[status] = (e[status].as_u64().unwrap_or(0) + 1).into();
-        e["bytes"] = (e["bytes"].as_u64().unwrap_or(0) + art.size).into();
-        if art.status != Status::Complete
-            && let Some(list) = e["failures"].as_array_mut()
-        {
-            list.push(serde_json::json!({"path": art.path, "status": status,
-                "why": art.reason.as_ref().or(art.error.as_ref())}));
-        }
+        let bounds = if art.status != Status::Failed && !art.chunks.is_empty() {
+            let head = read(&art.chunks[0], false)?;
+            let last = art.chunks.len() - 1;
+            let whole = last == 0 && art.size as usize <= WINDOW;
+            let tail = if last == 0 {
+                head.clone()
+            } else {
+                read(&art.chunks[last], true)?
+            };
+            let hint = Hint {
+                mtime: art.file.as_ref().map(|f| f.mtime.clone()),
+            };
+            coverage::record_bounds(&head, &tail, whole, &hint)
+        } else {
+            None
+        };
+        sources
+            .entry(art.source.clone())
+            .or_default()
+            .push((art, bounds));
     }
-    Ok(serde_json::Value::Array(by_source.into_values().collect()))
+    let mut out = Vec::new();
+    for (name, arts) in &sources {
+        let with_content: Vec<_> = arts
+            .iter()
+            .filter(|(a, _)| a.status != Status::Failed && a.size > 0)
+            .collect();
+        let items: Vec<Item> = with_content
+            .iter()
+            .map(|(a, b)| Item {
+                name: &a.path,
+                bounds: b.as_ref(),
+            })
+            .collect();
+        let cov = coverage::coverage(
+            &items,
+            (scope_from, scope_until),
+            jiff::SignedDuration::from_hours(1),
+        );
+        let count = |s: Status| arts.iter().filter(|(a, _)| a.status == s).count();
+        let failures: Vec<_> = arts
+            .iter()
+            .filter(|(a, _)| a.status != Status::Complete)
+            .map(|(a, _)| {
+                serde_json::json!({"path": a.path, "status": a.status.as_str(),
+                    "why": a.reason.as_ref().or(a.error.as_ref())})
+            })
+            .collect();
+        let mut v = serde_json::to_value(&cov)?;
+        let extra = serde_json::json!({
+            "source": name, "kind": arts[0].0.source_kind,
+            "complete": count(Status::Complete), "partial": count(Status::Partial),
+            "failed": count(Status::Failed),
+            "bytes": arts.iter().map(|(a, _)| a.size).sum::<u64>(),
+            "failures": failures,
+            "artifacts": arts.iter().map(|(a, b)| serde_json::json!({
+                "path": a.path, "first": b.as_ref().map(|b| &b.first),
+                "last": b.as_ref().map(|b| &b.last), "format": b.as_ref().map(|b| b.format)})).collect::<Vec<_>>(),
+        });
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in e {
+                o.insert(k.clone(), val.clone());
+            }
+        }
+        out.push(v);
+    }
+    Ok(serde_json::Value::Array(out))
 }
 
 /// Appends a `verified` custody event when a signing key is at hand; the
@@ -1185,7 +1283,7 @@ fn checkpoint_cmd(a: CheckpointArgs) -> Result<ExitCode> {
             "vault_id": vault.id(), "origin": cp.origin, "size": cp.size, "root": cp.root,
             "note": String::from_utf8_lossy(&bytes),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         std::io::stdout().write_all(&bytes)?;
     }
@@ -1424,7 +1522,7 @@ fn prove_cmd(a: ProveArgs) -> Result<ExitCode> {
         }
         None => {
             std::io::stdout().write_all(&json)?;
-            println!();
+            outln!();
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -1443,16 +1541,16 @@ fn anchor(vault_id: &Option<String>, pubkey: &Option<String>) -> Result<custody:
 }
 
 /// Reports a proof or bundle that failed its check; exit status 1.
-fn does_not_check_out(json: bool, what: &str, e: &dyn std::fmt::Display) -> ExitCode {
+fn does_not_check_out(json: bool, what: &str, e: &dyn std::fmt::Display) -> Result<ExitCode> {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"ok": false, "error": e.to_string()})
         );
     } else {
-        println!("{what} does NOT check out: {e}");
+        outln!("{what} does NOT check out: {e}");
     }
-    ExitCode::from(1)
+    Ok(ExitCode::from(1))
 }
 
 fn export_cmd(a: ExportArgs) -> Result<ExitCode> {
@@ -1496,7 +1594,7 @@ fn export_cmd(a: ExportArgs) -> Result<ExitCode> {
     .and_then(|n| Ok((n, file.sync_all()?)));
     match result {
         Ok((chunks, ())) => {
-            println!(
+            outln!(
                 "wrote {}: {} segment(s), {} artifact(s), {chunks} chunk(s); the auditor checks it with\n  custody verify-bundle {} --vault-id {}",
                 a.out.display(),
                 seqs.len(),
@@ -1529,15 +1627,15 @@ fn verify_bundle_cmd(a: VerifyBundleArgs) -> Result<ExitCode> {
         Err(custody::bundle::BundleError::Io(e)) => {
             return Err(anyhow!("{}: {e}", a.bundle.display()));
         }
-        Err(e) => return Ok(does_not_check_out(a.json, "bundle", &e)),
+        Err(e) => return does_not_check_out(a.json, "bundle", &e),
     };
     if a.json {
         let mut v = serde_json::to_value(&report)?;
         v["ok"] = report.ok().into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let segs: Vec<String> = report.segments.iter().map(ToString::to_string).collect();
-        println!(
+        outln!(
             "vault {}: segments {} proven at checkpoint size {}",
             report.vault_id,
             segs.join(", "),
@@ -1549,17 +1647,19 @@ fn verify_bundle_cmd(a: VerifyBundleArgs) -> Result<ExitCode> {
             } else {
                 "INCOMPLETE"
             };
-            println!(
+            outln!(
                 "run {} of incident {}: {} artifact(s), {state}",
-                r.run, r.incident, r.artifacts
+                r.run,
+                r.incident,
+                r.artifacts
             );
             if let Some(p) = &r.problem {
-                println!("           {p}");
+                outln!("           {p}");
             }
         }
         for c in &report.artifacts {
             let state = if c.problem.is_none() { "ok" } else { "DAMAGED" };
-            println!(
+            outln!(
                 "  {state:<8} {:<8} {:>10}  [{}] {}  sha256 {}",
                 c.status,
                 human(c.size),
@@ -1568,21 +1668,21 @@ fn verify_bundle_cmd(a: VerifyBundleArgs) -> Result<ExitCode> {
                 c.sha256
             );
             if let Some(p) = &c.problem {
-                println!("           {p}");
+                outln!("           {p}");
             }
             if let Some(x) = &c.extracted {
-                println!("           extracted as {x}");
+                outln!("           extracted as {x}");
             }
         }
         if let Some(p) = &report.problem {
-            println!("problem: {p}");
+            outln!("problem: {p}");
         }
         if report.ok() {
-            println!(
+            outln!(
                 "result: OK; every artifact re-hashes to its recorded SHA-256 and BLAKE3 and every run in the bundle is whole (a run left out entirely cannot be seen from the bundle)"
             );
         } else {
-            println!("result: the bundle does NOT check out");
+            outln!("result: the bundle does NOT check out");
         }
     }
     Ok(if report.ok() {
@@ -1602,7 +1702,7 @@ fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
         .read_to_end(&mut bytes)?;
     let verified = match custody::proof::verify_proof(&bytes, &anchor) {
         Ok(v) => v,
-        Err(e) => return Ok(does_not_check_out(a.json, "proof", &e)),
+        Err(e) => return does_not_check_out(a.json, "proof", &e),
     };
     let artifacts: Vec<&Artifact> = verified.artifacts().collect();
     if a.json {
@@ -1614,9 +1714,9 @@ fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
                 "incident": a.incident, "path": a.path, "status": a.status, "size": a.size,
                 "sha256": a.sha256, "blake3": a.blake3})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "OK: {} segment(s) are in the log of vault {} at checkpoint size {} root {}",
             verified.segments.len(),
             verified.vault_id,
@@ -1624,7 +1724,7 @@ fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
             verified.checkpoint.root
         );
         for art in artifacts {
-            println!(
+            outln!(
                 "  {:<8} {:>10}  {}  sha256 {}",
                 art.status.as_str(),
                 human(art.size),
@@ -1674,7 +1774,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
             .collect();
         let out = serde_json::json!({"incident": d, "state": inc.state(), "runs": runs, "artifacts": artifacts,
             "access_recorded_in": recorded.seq});
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
