@@ -215,8 +215,8 @@ struct DeclareArgs {
     /// How it was detected (alert, tool, person)
     #[arg(long, value_name = "TEXT")]
     detection_source: Option<String>,
-    /// A regulatory regime whose clocks apply (kr-network-act, gdpr, nis2, sec-8k, hipaa); repeatable
-    /// [default: `regimes` in custody.toml]
+    /// A regulatory regime whose clocks apply (kr-network-act, gdpr, nis2, sec-8k, hipaa); repeatable;
+    /// added to `regimes` in custody.toml
     #[arg(long = "regime", value_name = "ID")]
     regimes: Vec<String>,
     #[command(flatten)]
@@ -798,11 +798,8 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
         None => (u64::MAX, u64::MAX),
     };
     vault.check_signer(&signer)?;
-    let mut regimes = if a.regimes.is_empty() {
-        cfg.regimes.clone()
-    } else {
-        a.regimes.clone()
-    };
+    // The config's regimes apply to every incident; flags add to them.
+    let mut regimes: Vec<String> = cfg.regimes.iter().chain(&a.regimes).cloned().collect();
     regimes.sort();
     regimes.dedup();
     for r in &regimes {
