@@ -417,6 +417,15 @@ impl Incident {
             .and_then(|(_, e)| e.to.as_deref())
     }
 
+    /// The filings under a built-in regime, in log order: a clock's
+    /// `filing` index (`Met`, `Late`) points into this list.
+    pub fn clock_filings(&self) -> Vec<(u64, &ReportFiled)> {
+        self.filings()
+            .into_iter()
+            .filter(|(_, f)| f.regime != "other")
+            .collect()
+    }
+
     /// The regulatory clocks of the incident's regimes at `now`
     /// (FORMAT.md §9 (regulatory clocks)). Facts count toward the
     /// per-fact clocks only when learned after the first filing of the
@@ -430,9 +439,8 @@ impl Incident {
         now: &Time,
     ) -> Result<Vec<crate::clocks::Clock>, crate::clocks::ClockError> {
         let filings: Vec<crate::clocks::Filing> = self
-            .filings()
+            .clock_filings()
             .into_iter()
-            .filter(|(_, f)| f.regime != "other")
             .map(|(_, f)| crate::clocks::Filing {
                 regime: f.regime.clone(),
                 kind: f.kind.clone(),

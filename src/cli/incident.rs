@@ -625,7 +625,17 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
             "holds": holds.iter().map(|h| serde_json::json!({"hold": h.placed.1, "segment": h.placed.0, "released": h.released.map(|(_, r)| r)})).collect::<Vec<_>>(),
             "filings": inc.filings().iter().map(|(seq, f)| serde_json::json!({"segment": seq, "filing": f})).collect::<Vec<_>>(),
             "facts": inc.facts().iter().map(|(seq, f)| serde_json::json!({"segment": seq, "fact": f})).collect::<Vec<_>>(),
-            "clocks": clocks,
+            "clocks": clocks.iter().map(|c| {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                // The filing index points into the regime filings; name it.
+                if let Some(i) = v["filing"].as_u64()
+                    && let Some((seq, f)) = inc.clock_filings().get(i as usize)
+                {
+                    v["closed_by"] = serde_json::json!({"segment": seq, "filed_at": f.filed_at,
+                        "reference": f.reference, "authority": f.authority});
+                }
+                v
+            }).collect::<Vec<_>>(),
             "closed": inc.closed().map(|(_, c)| c),
             "manifests": inc.manifests().iter().map(|(seq, m)| serde_json::json!({"segment": seq, "sha256": m.sha256})).collect::<Vec<_>>(),
             "custody_events": inc.events().len(),
@@ -700,6 +710,6 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
             c.at, c.actor.name, c.reason
         )?;
     }
-    super::print_clocks(&mut out, &clocks, &now)?;
+    super::print_clocks(&mut out, &clocks, &inc.clock_filings(), &now)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -967,8 +967,16 @@ fn clocks_of(inc: &custody::incident::Incident, now: &Time) -> Result<Vec<custod
 fn print_clocks(
     out: &mut impl std::io::Write,
     clocks: &[custody::clocks::Clock],
+    filings: &[(u64, &custody::segment::ReportFiled)],
     now: &Time,
 ) -> std::io::Result<()> {
+    let filing = |i: &usize| {
+        filings
+            .get(*i)
+            .map_or(format!("filing #{}", i + 1), |(seq, f)| {
+                format!("{} {} (segment {seq})", f.filed_at, f.reference)
+            })
+    };
     use custody::clocks::{State, format_duration};
     if clocks.is_empty() {
         writeln!(
@@ -987,19 +995,19 @@ fn print_clocks(
             State::NotStarted { why } => format!("not started: {why}"),
             State::Open { left } => format!("OPEN, {} left", format_duration(*left)),
             State::Overdue { by } => format!("OVERDUE by {}", format_duration(*by)),
-            State::Met { filing, margin } => format!(
-                "met by filing #{} with {} to spare",
-                filing + 1,
+            State::Met { filing: i, margin } => format!(
+                "met by the filing of {} with {} to spare",
+                filing(i),
                 format_duration(*margin)
             ),
             State::Late {
-                filing,
+                filing: i,
                 by,
                 reason_missing,
             } => format!(
-                "LATE by {} (filing #{}){}",
+                "LATE by {} (filed {}){}",
                 format_duration(*by),
-                filing + 1,
+                filing(i),
                 if *reason_missing {
                     "; no reason for the delay was given"
                 } else {
