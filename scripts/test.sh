@@ -13,6 +13,10 @@
 #                                          and Merkle roots
 #   .venv-test/ with securesystemslib      (PyPI) checks DSSE envelopes
 #                                          (CUSTODY_PY=.venv-test/bin/python)
+#   moto[server] in .venv-s3/, and Ceph    S3 servers on 127.0.0.1 for the
+#   (ceph-mon ceph-osd radosgw             s3:// tests: scripts/start-moto.sh
+#   ceph-common, Debian)                   and scripts/start-ceph.sh (left
+#                                          running; scripts/stop-s3.sh stops)
 set -euo pipefail
 
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -148,6 +152,16 @@ setup_python_venv() {
 
 step "install b3sum, go" setup_system_packages
 step "python venv (.venv-test)" setup_python_venv
+
+# S3 servers: each script is idempotent and prints the environment the
+# tests need (endpoint, credentials, buckets).
+start_s3() {
+	local out
+	out=$(scripts/start-moto.sh) && eval "$out"
+	out=$(scripts/start-ceph.sh) && eval "$out"
+	export CUSTODY_TEST_MOTO_ENDPOINT CUSTODY_TEST_CEPH_ENDPOINT
+}
+step "S3 servers (moto, Ceph)" start_s3
 
 # The interop tests fail, rather than skip, when a verifier is missing.
 export CUSTODY_REQUIRE_INTEROP=1

@@ -39,7 +39,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Vault location: a directory or `file://` URL.
+    /// Vault location: a directory, a `file://` URL or `s3://bucket/prefix`.
     pub vault: Option<String>,
     /// Signing key file.
     pub key: Option<PathBuf>,
@@ -49,6 +49,9 @@ pub struct Config {
     /// `--regime` (ids as `custody incident status` lists them).
     #[serde(default)]
     pub regimes: Vec<String>,
+    /// Settings of an `s3://` vault (endpoint, region, plain http), over the
+    /// `AWS_*` environment.
+    pub s3: Option<crate::store::S3Settings>,
     /// Sources to preserve on `declare`.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSpec>,

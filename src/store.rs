@@ -1,6 +1,6 @@
 //! The vault's object store (FORMAT.md §4 (layout), §11 (write ordering)): a small,
-//! synchronous face over `object_store`, so that `file://` today and `s3://`
-//! later share one code path.
+//! synchronous face over `object_store`, so that `file://` and `s3://`
+//! vaults share one code path.
 //!
 //! Contracts:
 //! - [`Store::put_once`] is a conditional create; when it returns `Created`
@@ -10,7 +10,8 @@
 //!   reading them, so untrusted sizes never drive an allocation.
 //! - [`Store::replace_pointer`] is the only overwrite, used for the
 //!   `checkpoint` hint; on a local vault it is serialised with an advisory
-//!   lock so that a slower writer cannot move it backwards.
+//!   lock, on S3 it is a compare-and-swap (`If-Match` on the ETag read), so
+//!   that a slower writer cannot move it backwards.
 //!
 //! Not here: what the objects mean (see `vault`, `verify`).
 
@@ -87,6 +88,21 @@ pub struct Listed {
     pub irregular: Option<String>,
 }
 
+/// Settings of an `s3://` vault beyond the usual `AWS_*` environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+/// `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`), which they override.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// Endpoint of an S3-compatible server (for example
+    /// `http://127.0.0.1:7480`); default AWS.
+    pub endpoint: Option<String>,
+    /// Region; default from the environment, else `us-east-1`.
+    pub region: Option<String>,
+    /// Allow plain `http://` endpoints (loopback tests only).
+    pub allow_http: Option<bool>,
+}
+
 /// The vault's storage; clones share the backend and the I/O runtime.
 #[derive(Clone)]
 pub struct Store {
@@ -94,6 +110,9 @@ pub struct Store {
     rt: Arc<tokio::runtime::Runtime>,
     location: String,
     local_root: Option<PathBuf>,
+    /// S3 servers that match `If-Match` only against the unquoted ETag
+    /// (Ceph RGW 16): learned on the first refused compare-and-swap.
+    etag_unquoted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -128,11 +147,9 @@ pub fn local_dir(location: &str) -> Result<PathBuf, StoreError> {
                 .ok()
                 .and_then(|u| u.to_file_path().ok())
                 .ok_or_else(|| bad("not a valid file:// URL (it needs an absolute path)")),
-            "s3" => Err(bad(
-                "s3:// vaults are not supported by this version yet; use a local directory or file:// URL",
-            )),
+            "s3" => Err(bad("an s3:// vault is not a local directory")),
             other => Err(bad(&format!(
-                "unsupported scheme {other}://; use a path or file:// URL"
+                "unsupported scheme {other}://; use a path, a file:// URL or s3://bucket/prefix"
             ))),
         };
     }
@@ -149,6 +166,18 @@ impl Store {
     /// # Errors
     /// [`StoreError::Location`] when the location is unusable.
     pub fn open(location: &str) -> Result<Self, StoreError> {
+        Self::open_with(location, &S3Settings::default())
+    }
+
+    /// Opens the store at `location`: a directory path, a `file://` URL, or
+    /// `s3://bucket[/prefix]` with `s3` settings over the environment's.
+    ///
+    /// # Errors
+    /// [`StoreError::Location`] when the location is unusable.
+    pub fn open_with(location: &str, s3: &S3Settings) -> Result<Self, StoreError> {
+        if location.starts_with("s3://") {
+            return Self::open_s3(location, s3);
+        }
         let dir = local_dir(location)?;
         let bad = |why: String| StoreError::Location {
             location: location.to_owned(),
@@ -166,6 +195,56 @@ impl Store {
             rt: runtime(),
             location: dir.display().to_string(),
             local_root: Some(dir),
+            etag_unquoted: Arc::default(),
+        })
+    }
+
+    fn open_s3(location: &str, s3: &S3Settings) -> Result<Self, StoreError> {
+        use object_store::aws::AmazonS3Builder;
+        let bad = |why: String| StoreError::Location {
+            location: location.to_owned(),
+            why,
+        };
+        let rest = &location["s3://".len()..];
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/');
+        if bucket.is_empty() {
+            return Err(bad(
+                "no bucket: use s3://bucket or s3://bucket/prefix".into()
+            ));
+        }
+        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+            return Err(bad("the prefix must be plain path segments".into()));
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &s3.endpoint {
+            b = b.with_endpoint(e);
+        }
+        if let Some(r) = &s3.region {
+            b = b.with_region(r);
+        } else if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            b = b.with_region("us-east-1");
+        }
+        if let Some(h) = s3.allow_http {
+            b = b.with_allow_http(h);
+        }
+        let s3store = b.build().map_err(|e| bad(e.to_string()))?;
+        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3store)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3store, prefix))
+        };
+        Ok(Self {
+            inner,
+            rt: runtime(),
+            location: format!(
+                "s3://{bucket}{}{prefix}",
+                if prefix.is_empty() { "" } else { "/" }
+            ),
+            local_root: None,
+            etag_unquoted: Arc::default(),
         })
     }
 
@@ -176,6 +255,7 @@ impl Store {
             rt: runtime(),
             location: location.to_owned(),
             local_root: None,
+            etag_unquoted: Arc::default(),
         }
     }
 
@@ -335,19 +415,17 @@ impl Store {
         key: &str,
         bytes: Bytes,
         max: u64,
-        should_replace: impl FnOnce(Option<&[u8]>) -> bool,
+        mut should_replace: impl FnMut(Option<&[u8]>) -> bool,
     ) -> Result<bool, StoreError> {
-        let _lock = match &self.local_root {
-            Some(root) => Some(
-                LocalLock::acquire(&root.join(crate::layout::LOCAL_LOCK)).map_err(|e| {
-                    StoreError::Location {
-                        location: self.location.clone(),
-                        why: format!("couldn't lock: {e}"),
-                    }
-                })?,
-            ),
-            None => None,
+        let Some(root) = &self.local_root else {
+            return self.swap_pointer(key, bytes, max, should_replace);
         };
+        let _lock = LocalLock::acquire(&root.join(crate::layout::LOCAL_LOCK)).map_err(|e| {
+            StoreError::Location {
+                location: self.location.clone(),
+                why: format!("couldn't lock: {e}"),
+            }
+        })?;
         let current = match self.get(key, max) {
             Ok(c) => c,
             // An oversized pointer is damage; replacing it is the repair.
@@ -368,6 +446,88 @@ impl Store {
             )
             .map_err(Self::backend("write", key))?;
         Ok(true)
+    }
+
+    /// [`Store::replace_pointer`] on an object store: read the pointer and
+    /// its ETag, decide, then write only if the ETag is still the one read
+    /// (`If-Match`), or only if there is still none (`If-None-Match: *`);
+    /// on a lost race, read again and decide again.
+    fn swap_pointer(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        max: u64,
+        mut should_replace: impl FnMut(Option<&[u8]>) -> bool,
+    ) -> Result<bool, StoreError> {
+        use std::sync::atomic::Ordering;
+        const ATTEMPTS: u32 = 32;
+        let path = Path::from(key);
+        for _ in 0..ATTEMPTS {
+            let (current, e_tag) = self.rt.block_on(async {
+                match self.inner.get(&path).await {
+                    Ok(r) if r.meta.size > max => Ok((None, r.meta.e_tag.clone())),
+                    Ok(r) => {
+                        let tag = r.meta.e_tag.clone();
+                        let b = r.bytes().await.map_err(Self::backend("read", key))?;
+                        Ok((Some(b), tag))
+                    }
+                    Err(object_store::Error::NotFound { .. }) => Ok((None, None)),
+                    Err(e) => Err(Self::backend("read", key)(e)),
+                }
+            })?;
+            let exists = e_tag.is_some();
+            if !should_replace(current.as_deref().filter(|b| b.len() as u64 <= max)) {
+                return Ok(false);
+            }
+            let mode = match &e_tag {
+                None => PutMode::Create,
+                Some(t) => {
+                    let t = if self.etag_unquoted.load(Ordering::Relaxed) {
+                        t.trim_matches('"').to_owned()
+                    } else {
+                        t.clone()
+                    };
+                    PutMode::Update(object_store::UpdateVersion {
+                        e_tag: Some(t),
+                        version: None,
+                    })
+                }
+            };
+            let opts = PutOptions {
+                mode,
+                ..Default::default()
+            };
+            let r = self.rt.block_on(self.inner.put_opts(
+                &path,
+                PutPayload::from_bytes(bytes.clone()),
+                opts,
+            ));
+            match r {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::Precondition { .. })
+                | Err(object_store::Error::AlreadyExists { .. }) => {
+                    // Someone else moved it, or the server compares the
+                    // ETag unquoted: if the object is unchanged, it is the
+                    // latter (FORMAT.md §11 (S3)).
+                    if exists && !self.etag_unquoted.load(Ordering::Relaxed) {
+                        let now = self
+                            .rt
+                            .block_on(self.inner.head(&path))
+                            .map(|m| m.e_tag)
+                            .ok()
+                            .flatten();
+                        if now == e_tag {
+                            self.etag_unquoted.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(e) => return Err(Self::backend("write", key)(e)),
+            }
+        }
+        Err(StoreError::Location {
+            location: self.location.clone(),
+            why: format!("{key} kept changing under {ATTEMPTS} compare-and-swap attempts"),
+        })
     }
 }
 

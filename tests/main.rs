@@ -7,5 +7,6 @@ mod faults;
 mod fixture;
 mod interop;
 mod lifecycle;
+mod s3;
 mod tamper;
 mod vectors;

@@ -481,14 +481,17 @@ fn vault_location(v: &VaultArg, cfg: &Config) -> Result<String> {
 fn open_store(v: &VaultArg) -> Result<(Store, Config)> {
     let cfg = load_config(v)?;
     let loc = vault_location(v, &cfg)?;
-    let store = Store::open(&loc).map_err(|e| match e {
-        store::StoreError::Location { .. } if store::local_dir(&loc).is_ok_and(|d| !d.exists()) => {
-            anyhow::Error::from(VaultError::NotAVault {
-                location: loc.clone(),
-            })
-        }
-        e => e.into(),
-    })?;
+    let store =
+        Store::open_with(&loc, &cfg.s3.clone().unwrap_or_default()).map_err(|e| match e {
+            store::StoreError::Location { .. }
+                if store::local_dir(&loc).is_ok_and(|d| !d.exists()) =>
+            {
+                anyhow::Error::from(VaultError::NotAVault {
+                    location: loc.clone(),
+                })
+            }
+            e => e.into(),
+        })?;
     Ok((store, cfg))
 }
 
@@ -541,11 +544,20 @@ fn random_hex(n: usize) -> String {
 fn init(a: InitArgs) -> Result<ExitCode> {
     let cfg = load_config(&a.v)?;
     let loc = vault_location(&a.v, &cfg)?;
-    let dir = store::local_dir(&loc)?;
-    let dir =
-        std::path::absolute(&dir).with_context(|| format!("couldn't resolve {}", dir.display()))?;
-    if dir.exists() {
-        let store = Store::open(&loc)?;
+    let s3 = cfg.s3.clone().unwrap_or_default();
+    // A local vault is a directory (created here); an s3:// vault is a
+    // bucket and prefix that must exist and hold nothing.
+    let dir = if loc.starts_with("s3://") {
+        None
+    } else {
+        let d = store::local_dir(&loc)?;
+        Some(std::path::absolute(&d).with_context(|| format!("couldn't resolve {}", d.display()))?)
+    };
+    let shown = dir
+        .as_ref()
+        .map_or(loc.clone(), |d| d.display().to_string());
+    if dir.as_ref().is_none_or(|d| d.exists()) {
+        let store = Store::open_with(&loc, &s3)?;
         let objects: Vec<_> = store
             .list("")?
             .into_iter()
@@ -558,7 +570,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
                 format!("other data ({})", first.key)
             };
             return Err(VaultError::AlreadyExists {
-                location: dir.display().to_string(),
+                location: shown,
                 what,
             }
             .into());
@@ -603,7 +615,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         (VaultSigner::generate(&origin), path, true)
     };
     let key_abs = std::path::absolute(&key_path)?;
-    if key_abs.starts_with(&dir) {
+    if let Some(dir) = dir.as_ref().filter(|d| key_abs.starts_with(d)) {
         bail!(
             "the key file {} would be inside the vault {}: keep it elsewhere (--key)",
             key_abs.display(),
@@ -614,8 +626,14 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     if created_key {
         signer.save(&key_path)?;
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("couldn't create {}", dir.display()))?;
-    let store = Store::open(&dir.to_string_lossy())?;
+    let store = match &dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("couldn't create {}", dir.display()))?;
+            Store::open(&dir.to_string_lossy())?
+        }
+        None => Store::open_with(&loc, &s3)?,
+    };
     let opts = InitOptions {
         origin: signer.name().to_owned(),
         created_by: os_user(),
@@ -626,13 +644,13 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     let vault = Vault::init(store, &signer, opts)?;
     if a.json {
         let out = serde_json::json!({
-            "vault": dir, "vault_id": vault.id(), "origin": signer.name(), "key": key_abs,
+            "vault": shown, "vault_id": vault.id(), "origin": signer.name(), "key": key_abs,
             "key_id": signer.key_id(), "key_created": created_key,
             "verifier_key": custody::keys::PublicKey::note_verifier_key(&signer.verifying_key(), signer.name()),
         });
         outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        outln!("created vault {}", dir.display());
+        outln!("created vault {shown}");
         outln!("  origin   {}", signer.name());
         outln!(
             "  key      {} ({})",
