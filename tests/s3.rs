@@ -62,15 +62,16 @@ impl S3Vault {
             data,
             _tmp: tmp,
         };
-        ok(&v.cmd(&[
-            "init",
-            "--origin",
-            "s3.custody.example/test",
-            "--key",
-            v.key.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap());
+        ok(&v
+            .cmd(&[
+                "init",
+                "--origin",
+                "s3.custody.example/test",
+                "--key",
+                v.key.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap());
         v
     }
 
@@ -293,5 +294,67 @@ fn four_writers_at_once_on_s3() {
             .unwrap()))
         .unwrap();
         assert_eq!(list.as_array().unwrap().len(), 12, "{name}");
+    }
+}
+
+/// `kill -9` of the real binary in the middle of a declare against each
+/// server: the vault verifies (the written packs are unreferenced
+/// information) and the next declare completes.
+#[test]
+fn kill_during_declare_on_s3_then_verify_and_declare_again() {
+    use std::os::unix::process::CommandExt as _;
+    use std::time::{Duration, Instant};
+    for (name, endpoint) in servers() {
+        let v = S3Vault::new(&endpoint, "crash");
+        v.write("a.log", b"before the crash\n");
+        let mut cmd = v.cmd(&[
+            "declare",
+            "INC-CRASH",
+            "--title",
+            "crash",
+            "--quiet",
+            "--path",
+            v.data.to_str().unwrap(),
+            "--command",
+            "sh -c 'head -c 40000000 /dev/urandom; sleep 120'",
+        ]);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        let child = cmd.spawn().unwrap();
+        let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let store = custody::store::Store::open_with(
+            &v.vault,
+            &custody::store::S3Settings {
+                endpoint: Some(endpoint.clone()),
+                region: None,
+                allow_http: Some(true),
+            },
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while store.list("packs/").unwrap().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no pack was written in time"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let mut child = child;
+        child.wait().unwrap();
+        let r = v.verify();
+        assert!(
+            crate::common::kinds(&r).contains(&"pack_unreferenced".to_string()),
+            "{name}: {r:#}"
+        );
+        std::fs::remove_dir_all(&v.data).unwrap();
+        v.write("b.log", b"after the crash\n");
+        let s: serde_json::Value =
+            serde_json::from_str(&ok(&v.declare("INC-CRASH", &v.data))).unwrap();
+        assert_eq!(s["newly_declared"], false, "{name}");
+        assert_eq!(s["complete"], 1, "{name}");
+        v.verify();
     }
 }
