@@ -13,6 +13,9 @@
 #                                          and Merkle roots
 #   .venv-test/ with securesystemslib      (PyPI) checks DSSE envelopes
 #                                          (CUSTODY_PY=.venv-test/bin/python)
+#   chromium                               (Debian) renders `custody report
+#                                          --format html` headless and dumps
+#                                          the page it parsed
 set -euo pipefail
 
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -123,6 +126,18 @@ setup_system_packages() {
 	go version
 }
 
+setup_chromium() {
+	if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+		echo "chromium already installed"
+	else
+		echo "installing: chromium"
+		apt_install chromium
+	fi
+	local bin
+	bin=$(command -v chromium || command -v chromium-browser)
+	"$bin" --version 2>/dev/null
+}
+
 venv_ok() {
 	[[ -x $VENV/bin/python ]] &&
 		"$VENV/bin/python" -c 'import securesystemslib, cryptography' >/dev/null 2>&1
@@ -148,6 +163,7 @@ setup_python_venv() {
 
 step "install b3sum, go" setup_system_packages
 step "python venv (.venv-test)" setup_python_venv
+step "install chromium" setup_chromium
 
 # The interop tests fail, rather than skip, when a verifier is missing.
 export CUSTODY_REQUIRE_INTEROP=1

@@ -6,5 +6,6 @@ mod crash;
 mod faults;
 mod fixture;
 mod interop;
+mod report;
 mod tamper;
 mod vectors;
