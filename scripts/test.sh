@@ -17,6 +17,9 @@
 #   (ceph-mon ceph-osd radosgw             s3:// tests: scripts/start-moto.sh
 #   ceph-common, Debian)                   and scripts/start-ceph.sh (left
 #                                          running; scripts/stop-s3.sh stops)
+#   chromium                               (Debian) renders `custody report
+#                                          --format html` headless and dumps
+#                                          the page it parsed
 set -euo pipefail
 
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -127,6 +130,18 @@ setup_system_packages() {
 	go version
 }
 
+setup_chromium() {
+	if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+		echo "chromium already installed"
+	else
+		echo "installing: chromium"
+		apt_install chromium
+	fi
+	local bin
+	bin=$(command -v chromium || command -v chromium-browser)
+	"$bin" --version 2>/dev/null
+}
+
 venv_ok() {
 	[[ -x $VENV/bin/python ]] &&
 		"$VENV/bin/python" -c 'import securesystemslib, cryptography' >/dev/null 2>&1
@@ -152,6 +167,7 @@ setup_python_venv() {
 
 step "install b3sum, go" setup_system_packages
 step "python venv (.venv-test)" setup_python_venv
+step "install chromium" setup_chromium
 
 # S3 servers: each script is idempotent and prints the environment the
 # tests need (endpoint, credentials, buckets).

@@ -70,6 +70,7 @@ pub mod manifest;
 pub mod preserve;
 pub mod progress;
 pub mod proof;
+pub mod report;
 pub mod restore;
 pub mod segment;
 pub mod sources;

@@ -249,11 +249,15 @@ pub fn kinds(report: &serde_json::Value) -> Vec<String> {
 /// Whether a tool is on PATH; in CI (or with CUSTODY_REQUIRE_INTEROP=1) a
 /// missing tool fails the test instead of skipping it.
 pub fn require_tool(name: &str) -> bool {
-    let found = std::process::Command::new("sh")
+    available(on_path(name), name)
+}
+
+/// Whether `name` is a command on PATH.
+pub fn on_path(name: &str) -> bool {
+    std::process::Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .output()
-        .is_ok_and(|o| o.status.success());
-    available(found, name)
+        .is_ok_and(|o| o.status.success())
 }
 
 /// `found`, after failing the test when `what` is required here (CI, or

@@ -7,6 +7,7 @@ mod faults;
 mod fixture;
 mod interop;
 mod lifecycle;
+mod report;
 mod s3;
 mod tamper;
 mod vectors;

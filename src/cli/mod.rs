@@ -22,6 +22,7 @@ use custody::verify::{self, Severity};
 
 mod incident;
 mod manifest;
+mod report;
 
 use incident::{ActorArgs, Session, subject};
 
@@ -162,6 +163,9 @@ Exit status:
   1  it does not (the reason is printed)
   2  could not run (unreadable file, bad arguments)")]
     VerifyManifest(manifest::VerifyManifestArgs),
+    /// Render an incident's chain of custody as a readable report (Markdown, or one HTML file).
+    #[command(after_help = report::AFTER_HELP)]
+    Report(report::ReportArgs),
     /// Record an incident's lifecycle: orders, holds, filings, facts, notes, transfers, closure.
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
@@ -425,6 +429,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Incident(c) => incident::run(c),
         Command::Manifest(a) => manifest::manifest_cmd(a),
         Command::VerifyManifest(a) => manifest::verify_manifest_cmd(a),
+        Command::Report(a) => report::report_cmd(a),
     }
 }
 
