@@ -124,6 +124,12 @@ section "9. A signed manifest (in-toto statement in DSSE), checked offline"
 custody manifest "$INCIDENT" --out "$T/manifest.json" --vault "$T/vault"
 custody verify-manifest "$T/manifest.json" --vault-id "$VAULT_ID"
 
+section "10. The chain of custody as a report for a regulator (Markdown and one HTML file)"
+custody report "$INCIDENT" --format md --to "Personal Information Protection Commission" \
+	--purpose "order PIPC-2025-118" --out "$T/report.md" --vault "$T/vault"
+custody report "$INCIDENT" --format html --out "$T/report.html" --vault "$T/vault"
+run head -n 24 "$T/report.md"
+
 section "Done"
 if [[ "$KEEP" == 0 ]]; then
 	echo "temp dir $T will be removed (KEEP=0)"
