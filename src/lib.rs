@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod case;
 pub mod clocks;
 pub mod config;
 pub mod dsse;
