@@ -20,6 +20,9 @@
 #   chromium                               (Debian) renders `custody report
 #                                          --format html` headless and dumps
 #                                          the page it parsed
+#   ... and case-utils                     (PyPI) case_validate checks the
+#                                          CASE/UCO JSON-LD of export-case
+#                                          (.venv-test/bin/case_validate)
 set -euo pipefail
 
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -36,6 +39,7 @@ case "${1:-}" in
 esac
 
 SECURESYSTEMSLIB_VERSION=1.6.0
+CASE_UTILS_VERSION=0.18.0
 VENV=$ROOT/.venv-test
 TEST_LOG=$ROOT/target/test-output.log
 rm -f -- "$TEST_LOG"
@@ -144,25 +148,37 @@ setup_chromium() {
 
 venv_ok() {
 	[[ -x $VENV/bin/python ]] &&
-		"$VENV/bin/python" -c 'import securesystemslib, cryptography' >/dev/null 2>&1
+		"$VENV/bin/python" -c 'import securesystemslib, cryptography' >/dev/null 2>&1 &&
+		case_utils_ok
+}
+
+# case-utils at the pinned version, with its case_validate beside the python.
+case_utils_ok() {
+	[[ -x $VENV/bin/case_validate ]] &&
+		"$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('case-utils') != '$CASE_UTILS_VERSION')" >/dev/null 2>&1
 }
 
 setup_python_venv() {
 	if venv_ok; then
-		echo "$VENV already has securesystemslib"
+		echo "$VENV already has securesystemslib and case-utils"
 	else
-		rm -rf -- "$VENV"
-		# The machine's python3 may be Debian's, whose venv needs python3-venv.
-		if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+		# An older venv (securesystemslib only) is upgraded in place.
+		if ! [[ -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
 			rm -rf -- "$VENV"
-			apt_install python3-venv python3-pip
-			python3 -m venv "$VENV"
+			# The machine's python3 may be Debian's, whose venv needs python3-venv.
+			if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+				rm -rf -- "$VENV"
+				apt_install python3-venv python3-pip
+				python3 -m venv "$VENV"
+			fi
 		fi
 		"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-			"securesystemslib[crypto]==$SECURESYSTEMSLIB_VERSION"
+			"securesystemslib[crypto]==$SECURESYSTEMSLIB_VERSION" \
+			"case-utils==$CASE_UTILS_VERSION"
 		venv_ok
 	fi
 	"$VENV/bin/python" -c 'import securesystemslib; print("securesystemslib", securesystemslib.__version__)'
+	"$VENV/bin/python" -c "import importlib.metadata as m; print('case-utils', m.version('case-utils'))"
 }
 
 step "install b3sum, go" setup_system_packages

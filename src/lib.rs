@@ -31,6 +31,9 @@
 //!     title: "example".into(),
 //!     severity: None,
 //!     discovered_at: None,
+//!     description: None,
+//!     detection_source: None,
+//!     regimes: vec![],
 //!     by: "responder".into(),
 //!     host: "host".into(),
 //!     collector: "host".into(),
@@ -55,6 +58,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod case;
 pub mod clocks;
 pub mod config;
 pub mod coverage;

@@ -1,5 +1,6 @@
 //! All integration tests build into this one binary (ripgrep's layout).
 
+mod case;
 mod cli;
 mod common;
 mod crash;

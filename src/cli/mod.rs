@@ -20,6 +20,7 @@ use custody::time::Time;
 use custody::vault::{InitOptions, Vault, VaultError};
 use custody::verify::{self, Severity};
 
+mod case;
 mod incident;
 mod manifest;
 mod report;
@@ -169,6 +170,17 @@ Exit status:
     /// Record an incident's lifecycle: orders, holds, filings, facts, notes, transfers, closure.
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
+    /// Write an incident's record as CASE/UCO JSON-LD (CASE 1.5.0), recording the export first.
+    #[command(after_help = "\
+Example:
+  custody export-case INC-1 --out inc-1.jsonld --to auditor --purpose 'court filing'
+  case_validate inc-1.jsonld     (pip install case-utils==0.18.0)
+
+The export is recorded as an `exported` custody event first, so the graph
+carries it. Runs and custody events become investigative actions, orders
+authorizations, artifacts observables (with SHA-256) and provenance records.
+The same vault always exports the same node ids.")]
+    ExportCase(case::ExportCaseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -430,6 +442,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Manifest(a) => manifest::manifest_cmd(a),
         Command::VerifyManifest(a) => manifest::verify_manifest_cmd(a),
         Command::Report(a) => report::report_cmd(a),
+        Command::ExportCase(a) => case::export_case_cmd(a),
     }
 }
 
