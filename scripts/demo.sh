@@ -130,6 +130,9 @@ custody report "$INCIDENT" --format md --to "Personal Information Protection Com
 custody report "$INCIDENT" --format html --out "$T/report.html" --vault "$T/vault"
 run head -n 24 "$T/report.md"
 
+section "11. The same record as CASE/UCO JSON-LD for forensic tools"
+custody export-case "$INCIDENT" --out "$T/case.jsonld" --to "forensic lab" --vault "$T/vault"
+
 section "Done"
 if [[ "$KEEP" == 0 ]]; then
 	echo "temp dir $T will be removed (KEEP=0)"
