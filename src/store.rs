@@ -628,6 +628,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn s3_locations_are_checked_before_any_request() {
+        let s = S3Settings::default();
+        for bad in ["s3://", "s3:///p", "s3://b/../p", "s3://b/x//y"] {
+            assert!(Store::open_with(bad, &s).is_err(), "{bad}");
+        }
+        let st = Store::open_with("s3://bucket/some/prefix/", &s).unwrap();
+        assert_eq!(st.location(), "s3://bucket/some/prefix");
+        assert!(st.local_root().is_none());
+    }
+
+    #[test]
     fn local_dir_accepts_paths_and_file_urls_only() {
         assert_eq!(local_dir("/tmp/v").unwrap(), PathBuf::from("/tmp/v"));
         assert_eq!(local_dir("file:///tmp/v").unwrap(), PathBuf::from("/tmp/v"));
@@ -636,7 +647,7 @@ mod tests {
             local_dir("s3://bucket/p")
                 .unwrap_err()
                 .to_string()
-                .contains("not supported")
+                .contains("not a local directory")
         );
         assert!(local_dir("gs://b").is_err());
         assert!(local_dir("").is_err());
