@@ -581,7 +581,7 @@ import base64, hashlib, json, sys
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 verifier, path = sys.argv[1], sys.argv[2]
-raw = base64.b64decode(verifier.split("+")[2])[1:]
+raw = base64.b64decode(verifier.split("+", 2)[2])[1:]
 keyid = hashlib.sha256(raw).hexdigest()
 key = SSlibKey(keyid, "ed25519", "ed25519", {"public": raw.hex()})
 env = Envelope.from_dict(json.load(open(path)))
