@@ -62,6 +62,7 @@ pub mod case;
 pub mod clocks;
 pub mod config;
 pub mod coverage;
+pub mod doctor;
 pub mod dsse;
 pub mod hash;
 pub mod incident;

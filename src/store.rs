@@ -623,6 +623,107 @@ impl LocalLock {
     }
 }
 
+/// Probes of what the backend enforces (`custody doctor`): raw operations
+/// the vault itself never uses this way.
+impl Store {
+    /// Reads `key` with its ETag.
+    ///
+    /// # Errors
+    /// Backend failures other than "not found".
+    pub fn get_tagged(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> Result<Option<(Bytes, Option<String>)>, StoreError> {
+        let path = Path::from(key);
+        self.rt.block_on(async {
+            match self.inner.get(&path).await {
+                Ok(r) if r.meta.size > max => Err(StoreError::TooLarge {
+                    key: key.to_owned(),
+                    size: r.meta.size,
+                    max,
+                }),
+                Ok(r) => {
+                    let tag = r.meta.e_tag.clone();
+                    let b = r.bytes().await.map_err(Self::backend("read", key))?;
+                    Ok(Some((b, tag)))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(Self::backend("read", key)(e)),
+            }
+        })
+    }
+
+    /// Writes `key` only if its ETag is still `e_tag` (as given, quoted or
+    /// not). Returns whether the server accepted the write.
+    ///
+    /// # Errors
+    /// Backend failures other than a refused precondition.
+    pub fn put_if_match(&self, key: &str, bytes: Bytes, e_tag: &str) -> Result<bool, StoreError> {
+        let opts = PutOptions {
+            mode: PutMode::Update(object_store::UpdateVersion {
+                e_tag: Some(e_tag.to_owned()),
+                version: None,
+            }),
+            ..Default::default()
+        };
+        match self.rt.block_on(self.inner.put_opts(
+            &Path::from(key),
+            PutPayload::from_bytes(bytes),
+            opts,
+        )) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(Self::backend("write", key)(e)),
+        }
+    }
+
+    /// Overwrites `key` unconditionally. Returns whether the backend let it.
+    ///
+    /// # Errors
+    /// Backend failures other than a refusal.
+    pub fn overwrite(&self, key: &str, bytes: Bytes) -> Result<bool, StoreError> {
+        match self.rt.block_on(
+            self.inner
+                .put(&Path::from(key), PutPayload::from_bytes(bytes)),
+        ) {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(object_store::Error::Generic { source, .. })
+                if source.to_string().contains("403") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Self::backend("write", key)(e)),
+        }
+    }
+
+    /// Deletes `key`. Returns whether the backend let it (on a versioned
+    /// bucket a delete only adds a marker: see [`Store::get`] afterwards).
+    ///
+    /// # Errors
+    /// Backend failures other than a refusal.
+    pub fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        match self.rt.block_on(self.inner.delete(&Path::from(key))) {
+            Ok(()) => Ok(true),
+            Err(
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. },
+            ) => Ok(false),
+            Err(object_store::Error::Generic { source, .. })
+                if source.to_string().contains("403") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Self::backend("delete", key)(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

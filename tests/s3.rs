@@ -358,3 +358,50 @@ fn kill_during_declare_on_s3_then_verify_and_declare_again() {
         v.verify();
     }
 }
+
+/// `custody doctor` tells what each backend enforces: create-once and the
+/// pointer's compare-and-swap hold on plain buckets of both servers; Ceph
+/// RGW 16 ignores If-None-Match on an Object Lock (versioned) bucket, and
+/// doctor says so with exit status 1.
+#[test]
+fn doctor_probes_what_each_backend_enforces() {
+    let lock = std::env::var("CUSTODY_TEST_LOCK_BUCKET").unwrap_or_else(|_| "custody-lock".into());
+    for (name, endpoint) in servers() {
+        let run = |loc: &str| {
+            let o = custody()
+                .args(["doctor", "--json", "--vault", loc])
+                .env("AWS_ENDPOINT_URL", &endpoint)
+                .env("AWS_ALLOW_HTTP", "true")
+                .output()
+                .unwrap();
+            let r: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|_| panic!("{name}: {}", String::from_utf8_lossy(&o.stderr)));
+            (o.status.code(), r)
+        };
+        let holds = |r: &serde_json::Value, probe: &str| {
+            r["probes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == probe)
+                .unwrap()["holds"]
+                .clone()
+        };
+        let (code, r) = run(&location("doctor"));
+        assert_eq!(code, Some(0), "{name}: {r:#}");
+        assert_eq!(holds(&r, "create_once"), true, "{name}");
+        assert_eq!(holds(&r, "compare_and_swap"), true, "{name}");
+        assert_eq!(r["multi_writer_safe"], true);
+        let (code, r) = run(&format!(
+            "s3://{lock}/doctor-{:016x}",
+            rand::random::<u64>()
+        ));
+        if name == "ceph" {
+            assert_eq!(holds(&r, "create_once"), false, "{name}: {r:#}");
+            assert_eq!(code, Some(1), "{name}");
+        } else {
+            assert_eq!(holds(&r, "create_once"), true, "{name}: {r:#}");
+            assert_eq!(code, Some(0), "{name}");
+        }
+    }
+}

@@ -167,6 +167,19 @@ Exit status:
     /// Render an incident's chain of custody as a readable report (Markdown, or one HTML file).
     #[command(after_help = report::AFTER_HELP)]
     Report(report::ReportArgs),
+    /// Probe what the storage backend really enforces (create-once, compare-and-swap, retention).
+    #[command(after_help = "\
+Writes canary objects under doctor/ in the vault and checks that a second
+create of a key is refused, that the checkpoint pointer's compare-and-swap
+refuses a stale ETag, and whether the backend itself refuses overwrites and
+deletes (Object Lock retention or legal hold). Several S3-compatible servers
+accept these settings without enforcing them.
+
+Exit status:
+  0  several writers may append safely (create-once and compare-and-swap hold)
+  1  they may not: use one writer at a time (the reason is printed)
+  2  could not run")]
+    Doctor(DoctorArgs),
     /// Record an incident's lifecycle: orders, holds, filings, facts, notes, transfers, closure.
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
@@ -376,6 +389,15 @@ struct VerifyBundleArgs {
 }
 
 #[derive(Debug, Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    v: VaultArg,
+    /// Print the probes as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct LogArgs {
     #[command(flatten)]
     v: VaultArg,
@@ -439,6 +461,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show(a) => show(a),
         Command::Cat(a) => cat(a),
         Command::Incident(c) => incident::run(c),
+        Command::Doctor(a) => doctor_cmd(a),
         Command::Manifest(a) => manifest::manifest_cmd(a),
         Command::VerifyManifest(a) => manifest::verify_manifest_cmd(a),
         Command::Report(a) => report::report_cmd(a),
@@ -1221,6 +1244,45 @@ fn record_verification(a: &VerifyArgs, report: &verify::Report) -> Result<u64, S
         .record(&signer, vec![Entry::CustodyEvent(e)])
         .map(|ap| ap.seq)
         .map_err(|e| format!("not recorded: {e:#}"))
+}
+
+fn doctor_cmd(a: DoctorArgs) -> Result<ExitCode> {
+    let (store, _) = open_store(&a.v)?;
+    let r = custody::doctor::probe(&store)?;
+    if a.json {
+        outln!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        outln!("backend {}", r.location);
+        for p in &r.probes {
+            let mark = match p.holds {
+                Some(true) => "holds",
+                Some(false) => "DOES NOT HOLD",
+                None => "n/a",
+            };
+            outln!("  {:<18} {:<14} {}", p.name, mark, p.detail);
+        }
+        outln!(
+            "{}",
+            if r.multi_writer_safe {
+                "several writers may append to this vault at once"
+            } else {
+                "NOT safe for several writers at once: run one writer at a time"
+            }
+        );
+        outln!(
+            "{}",
+            if r.immutable {
+                "the backend itself refuses to overwrite or delete objects"
+            } else {
+                "the backend lets objects be overwritten or deleted: custody detects it (verify), it does not prevent it; use Object Lock retention where that matters"
+            }
+        );
+    }
+    Ok(if r.multi_writer_safe {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// One line of advice per kind of finding.
