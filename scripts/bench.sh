@@ -171,11 +171,11 @@ commands = {
 }
 rows = {}
 for line in open(results):
-    task, _run, secs, rss, cpu = line.rstrip("\n").split("\t")
+    task, _run, secs, rss, cpu_s = line.rstrip("\n").split("\t")
     r = rows.setdefault(task, {"seconds": [], "rss_kib": [], "cpu_seconds": []})
     r["seconds"].append(float(secs))
     r["rss_kib"].append(int(rss))
-    r["cpu_seconds"].append(float(cpu))
+    r["cpu_seconds"].append(float(cpu_s))
 
 tasks = []
 for task in order:
