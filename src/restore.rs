@@ -10,7 +10,7 @@ use crate::hash::{Blake3Id, Sha256Digest};
 use crate::ingest::{CHUNK_MAX, PACK_MAGIC};
 use crate::layout;
 use crate::segment::{Artifact, ChunkRef};
-use crate::store::{Store, StoreError};
+use crate::store::{OpenFiles, Store, StoreError};
 
 /// Why a chunk could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +54,13 @@ fn corrupt(c: &ChunkRef, why: String) -> ChunkError {
     }
 }
 
-/// A reusable chunk reader: one decompressor and one bounded buffer.
+/// A reusable chunk reader: one decompressor, one bounded plaintext buffer,
+/// one frame buffer and the pack files it has open (local vaults).
 pub struct ChunkReader {
     z: zstd::bulk::Decompressor<'static>,
     buf: Vec<u8>,
+    frame: Vec<u8>,
+    files: OpenFiles,
 }
 
 impl Default for ChunkReader {
@@ -66,12 +69,18 @@ impl Default for ChunkReader {
     }
 }
 
+/// A frame buffer grown beyond this (only a damaged reference declares such
+/// a frame) is not kept for the next chunk.
+const FRAME_KEEP: usize = 2 * CHUNK_MAX as usize;
+
 impl ChunkReader {
-    /// A reader with a [`CHUNK_MAX`]-byte buffer.
+    /// A reader whose plaintext is at most [`CHUNK_MAX`] bytes.
     pub fn new() -> Self {
         Self {
             z: zstd::bulk::Decompressor::new().expect("zstd decompressor"),
-            buf: vec![0; CHUNK_MAX as usize],
+            buf: Vec::new(),
+            frame: Vec::new(),
+            files: OpenFiles::default(),
         }
     }
 
@@ -82,8 +91,42 @@ impl ChunkReader {
     /// [`ChunkError`]; storage failures other than a short or missing range
     /// are [`ChunkError::Store`].
     pub fn read(&mut self, store: &Store, c: &ChunkRef) -> Result<&[u8], ChunkError> {
-        let frame = Self::fetch(store, c)?;
-        self.decode(c, &frame)
+        let mut buf = std::mem::take(&mut self.buf);
+        let read = self.read_into(store, c, &mut buf);
+        self.buf = buf;
+        read.map(|n| &self.buf[..n])
+    }
+
+    /// As [`ChunkReader::read`], into the front of `out` (grown to the
+    /// chunk's size when needed, never beyond [`CHUNK_MAX`]); returns the
+    /// plaintext's length.
+    ///
+    /// # Errors
+    /// As [`ChunkReader::read`].
+    pub fn read_into(
+        &mut self,
+        store: &Store,
+        c: &ChunkRef,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, ChunkError> {
+        let end = check_place(c)?;
+        let got = store.read_range_into(
+            &mut self.files,
+            &layout::pack_path(&c.pack),
+            c.offset..end,
+            &mut self.frame,
+        )?;
+        if got != c.stored as usize {
+            return Err(corrupt(
+                c,
+                format!("short read: {got} of {} bytes", c.stored),
+            ));
+        }
+        let plain = decode_to(&mut self.z, c, &self.frame[..got], out);
+        if self.frame.len() > FRAME_KEEP {
+            self.frame = Vec::new();
+        }
+        plain
     }
 
     /// Reads the stored zstd frame of chunk `c` from its pack, checking where
@@ -92,24 +135,13 @@ impl ChunkReader {
     /// # Errors
     /// As [`ChunkReader::read`].
     pub fn fetch(store: &Store, c: &ChunkRef) -> Result<bytes::Bytes, ChunkError> {
-        let corrupt = |why: String| corrupt(c, why);
-        if c.offset < PACK_MAGIC.len() as u64 {
-            return Err(corrupt(format!(
-                "offset {} lies inside the pack magic",
-                c.offset
-            )));
-        }
-        let end = c
-            .offset
-            .checked_add(u64::from(c.stored))
-            .ok_or_else(|| corrupt("offset overflows".into()))?;
+        let end = check_place(c)?;
         match store.get_range(&layout::pack_path(&c.pack), c.offset..end) {
             Ok(b) if b.len() == c.stored as usize => Ok(b),
-            Ok(b) => Err(corrupt(format!(
-                "short read: {} of {} bytes",
-                b.len(),
-                c.stored
-            ))),
+            Ok(b) => Err(corrupt(
+                c,
+                format!("short read: {} of {} bytes", b.len(), c.stored),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -120,40 +152,69 @@ impl ChunkReader {
     /// # Errors
     /// [`ChunkError::Corrupt`] or [`ChunkError::HashMismatch`].
     pub fn decode(&mut self, c: &ChunkRef, frame: &[u8]) -> Result<&[u8], ChunkError> {
-        let corrupt = |why: String| corrupt(c, why);
-        if c.size > CHUNK_MAX {
+        let n = decode_to(&mut self.z, c, frame, &mut self.buf)?;
+        Ok(&self.buf[..n])
+    }
+}
+
+/// Where chunk `c`'s frame ends in its pack, when its reference places it
+/// after the pack magic without overflowing.
+fn check_place(c: &ChunkRef) -> Result<u64, ChunkError> {
+    if c.offset < PACK_MAGIC.len() as u64 {
+        return Err(corrupt(
+            c,
+            format!("offset {} lies inside the pack magic", c.offset),
+        ));
+    }
+    c.offset
+        .checked_add(u64::from(c.stored))
+        .ok_or_else(|| corrupt(c, "offset overflows".into()))
+}
+
+/// Decompresses `frame` as chunk `c` into the front of `out` (see
+/// [`ChunkReader::decode`]); returns the plaintext's length.
+fn decode_to(
+    z: &mut zstd::bulk::Decompressor<'static>,
+    c: &ChunkRef,
+    frame: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, ChunkError> {
+    let corrupt = |why: String| corrupt(c, why);
+    if c.size > CHUNK_MAX {
+        return Err(corrupt(format!(
+            "declares {} bytes, more than the {CHUNK_MAX}-byte limit",
+            c.size
+        )));
+    }
+    let size = c.size as usize;
+    // Exactly one frame (FORMAT.md §12 (read rules)).
+    if zstd::zstd_safe::find_frame_compressed_size(frame).ok() != Some(frame.len()) {
+        return Err(corrupt("is not exactly one zstd frame".into()));
+    }
+    if out.len() < size {
+        out.resize(size, 0);
+    }
+    // The output is exactly the declared size: a frame that inflates
+    // further is stopped there (a decompression bomb).
+    match z.decompress_to_buffer(frame, &mut out[..size]) {
+        Ok(n) if n == size => {}
+        Ok(n) => return Err(corrupt(format!("inflates to {n} bytes, declared {size}"))),
+        Err(e) => {
             return Err(corrupt(format!(
-                "declares {} bytes, more than the {CHUNK_MAX}-byte limit",
-                c.size
+                "does not decompress within its declared {size} bytes: {e}"
             )));
         }
-        let size = c.size as usize;
-        // Exactly one frame (FORMAT.md §12 (read rules)).
-        if zstd::zstd_safe::find_frame_compressed_size(frame).ok() != Some(frame.len()) {
-            return Err(corrupt("is not exactly one zstd frame".into()));
-        }
-        // The output is exactly the declared size: a frame that inflates
-        // further is stopped there (a decompression bomb).
-        match self.z.decompress_to_buffer(frame, &mut self.buf[..size]) {
-            Ok(n) if n == size => {}
-            Ok(n) => return Err(corrupt(format!("inflates to {n} bytes, declared {size}"))),
-            Err(e) => {
-                return Err(corrupt(format!(
-                    "does not decompress within its declared {size} bytes: {e}"
-                )));
-            }
-        }
-        let plain = &self.buf[..size];
-        let actual = Blake3Id::of(plain);
-        if actual != c.id {
-            return Err(ChunkError::HashMismatch {
-                expected: c.id,
-                actual,
-                object: chunk_object(c),
-            });
-        }
-        Ok(plain)
     }
+    let plain = &out[..size];
+    let actual = Blake3Id::of(plain);
+    if actual != c.id {
+        return Err(ChunkError::HashMismatch {
+            expected: c.id,
+            actual,
+            object: chunk_object(c),
+        });
+    }
+    Ok(size)
 }
 
 /// Why a restore failed.

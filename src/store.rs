@@ -345,6 +345,125 @@ impl Store {
             .map_err(Self::backend("read", key))
     }
 
+    /// Reads `range` of `key` into the front of `buf` (growing it when
+    /// needed) and returns how many bytes were read: fewer than asked when
+    /// the object ends first. On a local vault the file is opened once per
+    /// `files` cache with the checks of [`Store::get`] (a regular file,
+    /// never through a link, re-checked on the opened file) and then read
+    /// with `pread`; other stores go through [`Store::get_range`].
+    ///
+    /// # Errors
+    /// As [`Store::get_range`], and [`StoreError::NotRegular`].
+    pub fn read_range_into(
+        &self,
+        files: &mut OpenFiles,
+        key: &str,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize, StoreError> {
+        use std::os::unix::fs::FileExt as _;
+        let Some(root) = &self.local_root else {
+            let b = self.get_range(key, range)?;
+            if buf.len() < b.len() {
+                buf.resize(b.len(), 0);
+            }
+            buf[..b.len()].copy_from_slice(&b);
+            return Ok(b.len());
+        };
+        let open = files.open(root, key)?;
+        if range.end > open.len {
+            // Perhaps it grew since it was opened: ask again.
+            open.len = open
+                .file
+                .metadata()
+                .map_err(|e| Self::backend("read", key)(local_error(key, e)))?
+                .len();
+        }
+        // Never a buffer for more than the file holds.
+        let len = usize::try_from(range.end.min(open.len).saturating_sub(range.start))
+            .expect("a file's length fits in memory's address space");
+        let file = &open.file;
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let mut done = 0;
+        while done < len {
+            match file.read_at(&mut buf[done..len], range.start + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Self::backend("read", key)(local_error(key, e))),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Reads `key` whole, if it exists and is at most `max` bytes, handing
+    /// it to `consume` piece by piece (on a local vault through one reused
+    /// buffer, so a large object costs no allocation of its size). Returns
+    /// the number of bytes read, or `None` when there is no such object.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn read_each(
+        &self,
+        key: &str,
+        max: u64,
+        buf: &mut Vec<u8>,
+        mut consume: impl FnMut(&[u8]),
+    ) -> Result<Option<u64>, StoreError> {
+        use std::io::Read as _;
+        let Some(root) = &self.local_root else {
+            return Ok(self.get(key, max)?.map(|b| {
+                consume(&b);
+                b.len() as u64
+            }));
+        };
+        let mut files = OpenFiles::default();
+        let mut file = match files.open(root, key) {
+            Ok(f) => &f.file,
+            Err(StoreError::Backend {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = file
+            .metadata()
+            .map_err(|e| Self::backend("read", key)(local_error(key, e)))?
+            .len();
+        if size > max {
+            return Err(StoreError::TooLarge {
+                key: key.to_owned(),
+                size,
+                max,
+            });
+        }
+        if buf.len() < READ_PIECE {
+            buf.resize(READ_PIECE, 0);
+        }
+        let mut total = 0u64;
+        loop {
+            let n = match file.read(&mut buf[..READ_PIECE]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Self::backend("read", key)(local_error(key, e))),
+            };
+            total += n as u64;
+            // The file may have grown since it was measured.
+            if total > max {
+                return Err(StoreError::TooLarge {
+                    key: key.to_owned(),
+                    size: total,
+                    max,
+                });
+            }
+            consume(&buf[..n]);
+        }
+        Ok(Some(total))
+    }
+
     /// Whether `key` exists, and its size.
     ///
     /// # Errors
@@ -528,6 +647,100 @@ impl Store {
             location: self.location.clone(),
             why: format!("{key} kept changing under {ATTEMPTS} compare-and-swap attempts"),
         })
+    }
+}
+
+/// How much [`Store::read_each`] reads at a time from a local file.
+const READ_PIECE: usize = 1 << 20;
+
+/// How many local files one [`OpenFiles`] keeps open.
+const OPEN_FILES: usize = 8;
+
+/// Local files kept open between reads of one thread (see
+/// [`Store::read_range_into`]), most recently used last.
+#[derive(Debug, Default)]
+pub struct OpenFiles {
+    open: Vec<OpenFile>,
+}
+
+impl OpenFiles {
+    /// The open file of `key` under `root`, opening it when needed: only a
+    /// regular file, never through a link (as [`Store::get`] checks), and
+    /// the opened file is checked again so that a swap in between is
+    /// caught.
+    fn open(&mut self, root: &FsPath, key: &str) -> Result<&mut OpenFile, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = root.join(key);
+        if let Some(i) = self.open.iter().position(|o| o.path == path) {
+            let hit = self.open.remove(i);
+            self.open.push(hit);
+        } else {
+            let not_regular = |m: &std::fs::Metadata| StoreError::NotRegular {
+                key: key.to_owned(),
+                what: file_type_name(m),
+            };
+            // As check_regular: never open anything but a regular file (a
+            // device or FIFO is not even opened).
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_file() => {}
+                Ok(m) => return Err(not_regular(&m)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Store::backend("read", key)(local_error(key, e)));
+                }
+                Err(e) => {
+                    return Err(StoreError::NotRegular {
+                        key: key.to_owned(),
+                        what: format!("cannot stat: {e}"),
+                    });
+                }
+            }
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(
+                    (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits(),
+                )
+                .open(&path)
+                .map_err(|e| Store::backend("read", key)(local_error(key, e)))?;
+            let m = file
+                .metadata()
+                .map_err(|e| Store::backend("read", key)(local_error(key, e)))?;
+            if !m.file_type().is_file() {
+                return Err(not_regular(&m));
+            }
+            if self.open.len() == OPEN_FILES {
+                self.open.remove(0);
+            }
+            self.open.push(OpenFile {
+                path,
+                file,
+                len: m.len(),
+            });
+        }
+        Ok(self.open.last_mut().expect("just pushed"))
+    }
+}
+
+/// A local file kept open, with its length when last asked.
+#[derive(Debug)]
+struct OpenFile {
+    path: PathBuf,
+    file: std::fs::File,
+    len: u64,
+}
+
+/// A local I/O error as the backend's error type (a missing file is
+/// `NotFound`, as `object_store` reports it).
+fn local_error(key: &str, e: std::io::Error) -> object_store::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        object_store::Error::NotFound {
+            path: key.to_owned(),
+            source: Box::new(e),
+        }
+    } else {
+        object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        }
     }
 }
 
@@ -752,6 +965,70 @@ mod tests {
         );
         assert!(local_dir("gs://b").is_err());
         assert!(local_dir("").is_err());
+    }
+
+    /// The local fast paths check what `get` checks: a regular file, never
+    /// through a link, nothing opened that is a FIFO; ranges past the end
+    /// read short; sizes are bounded.
+    #[test]
+    fn local_reads_refuse_what_get_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap()).unwrap();
+        s.put_once("a/b", Bytes::from_static(b"0123456789"))
+            .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a/b"), dir.path().join("a/link")).unwrap();
+        nix::unistd::mkfifo(&dir.path().join("a/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut files = OpenFiles::default();
+        let mut buf = Vec::new();
+        let mut range = |key: &str, r: Range<u64>| {
+            s.read_range_into(&mut files, key, r, &mut buf)
+                .map(|n| buf[..n].to_vec())
+        };
+        assert_eq!(range("a/b", 2..5).unwrap(), b"234");
+        assert_eq!(range("a/b", 8..20).unwrap(), b"89", "short at the end");
+        assert_eq!(range("a/b", 0..10).unwrap(), b"0123456789");
+        assert!(matches!(
+            range("a/link", 0..1),
+            Err(StoreError::NotRegular { .. })
+        ));
+        assert!(matches!(
+            range("a/fifo", 0..1),
+            Err(StoreError::NotRegular { .. })
+        ));
+        assert!(matches!(
+            range("a", 0..1),
+            Err(StoreError::NotRegular { .. })
+        ));
+        assert!(matches!(
+            range("a/none", 0..1),
+            Err(StoreError::Backend {
+                source: object_store::Error::NotFound { .. },
+                ..
+            })
+        ));
+
+        let whole = |key: &str, max: u64| {
+            let mut got = Vec::new();
+            let n = s.read_each(key, max, &mut Vec::new(), |p| got.extend_from_slice(p))?;
+            Ok::<_, StoreError>(n.map(|n| (n, got)))
+        };
+        assert_eq!(
+            whole("a/b", 10).unwrap(),
+            Some((10, b"0123456789".to_vec()))
+        );
+        assert!(matches!(
+            whole("a/b", 9),
+            Err(StoreError::TooLarge { size: 10, .. })
+        ));
+        assert_eq!(whole("a/none", 10).unwrap(), None);
+        assert!(matches!(
+            whole("a/link", 10),
+            Err(StoreError::NotRegular { .. })
+        ));
+        assert!(matches!(
+            whole("a/fifo", 10),
+            Err(StoreError::NotRegular { .. })
+        ));
     }
 
     #[test]

@@ -6,14 +6,17 @@
 //! Phases, in order: `segments` (genesis, signatures, chain), `checkpoint`
 //! (signature, size, root), `packs` (existence, magic, pack hash), `content`
 //! (every chunk decompresses within its declared size and re-hashes to its
-//! id; every artifact re-hashes to its BLAKE3 and SHA-256).
+//! id; every artifact re-hashes to its BLAKE3 and SHA-256). Findings come
+//! in that order; the work overlaps: listed packs are read and hashed on
+//! the other cores while the segments are checked, and the content phase
+//! runs on all cores (see `check_content`).
 //!
 //! Not here: pinned checkpoints beyond the vault id, consistency proofs,
 //! bundles (later).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 use sha2::Digest as _;
@@ -307,6 +310,16 @@ pub fn verify(
         }
     }
     report.segments = segment_seqs.len() as u64;
+    // Packs are immutable once stored: start reading the listed ones now,
+    // on the other cores, while the segments are checked here.
+    let early = (!opts.quick).then(|| {
+        let listed = stored_packs
+            .iter()
+            .filter(|&(_, &size)| size <= MAX_PACK_BYTES)
+            .map(|(id, _)| (*id, layout::pack_path(id)))
+            .collect();
+        PackReads::start(store, listed, threads().saturating_sub(1).max(1))
+    });
 
     // Phase: segments.
     let Some(root) = check_genesis_phase(store, opts, &segment_seqs, &mut f)? else {
@@ -402,6 +415,9 @@ pub fn verify(
     }
     report.packs = referenced.len() as u64;
     let mut usable: HashMap<Blake3Id, u64> = HashMap::new();
+    // Which packs to read whole, decided in order; read on all cores; their
+    // findings then made in the same order.
+    let mut to_read: Vec<(Blake3Id, String, u64)> = Vec::new();
     for (id, refs) in &referenced {
         let key = layout::pack_path(id);
         let Some(&size) = stored_packs.get(id) else {
@@ -424,34 +440,43 @@ pub fn verify(
             );
             continue;
         }
-        let bytes = match store.get(&key, MAX_PACK_BYTES) {
-            Ok(Some(b)) => b,
+        to_read.push((*id, key, size));
+    }
+    let mut read = match early {
+        Some(early) => early.finish(store, to_read.iter().map(|(id, ..)| *id).collect()),
+        None => HashMap::new(),
+    };
+    for (id, key, size) in &to_read {
+        let read = read
+            .remove(id)
+            .expect("every pack to read was read: it was listed within the limit");
+        let (magic, actual) = match read {
+            Ok(Some(r)) => r,
             Ok(None) => {
-                f.add(Kind::PackMissing, &key, "listed but gone when read");
+                f.add(Kind::PackMissing, key, "listed but gone when read");
                 continue;
             }
             Err(e) => {
-                f.add(Kind::PackMalformed, &key, object_problem(e)?);
+                f.add(Kind::PackMalformed, key, object_problem(e)?);
                 continue;
             }
         };
-        if !bytes.starts_with(PACK_MAGIC) {
+        if !magic {
             f.add(
                 Kind::PackMalformed,
-                &key,
+                key,
                 "does not start with the pack magic",
             );
         }
-        let actual = Blake3Id::of(&bytes);
         if actual != *id {
             f.add(
                 Kind::PackHashMismatch,
-                &key,
+                key,
                 format!("bytes hash to {actual}, not to the pack's name"),
             );
         }
         progress.bytes(0);
-        usable.insert(*id, size);
+        usable.insert(*id, *size);
     }
     let segments_damaged = f
         .list
@@ -724,7 +749,128 @@ fn check_checkpoint(
     })
 }
 
+/// How many threads the read-heavy phases use.
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+}
+
+/// One pack read whole: whether it starts with the pack magic, and what it
+/// hashes to; `None` when it was gone.
+type PackRead = Result<Option<(bool, Blake3Id)>, StoreError>;
+
+/// Reads pack `key` whole through `buf`, hashing it.
+fn read_pack(store: &Store, key: &str, buf: &mut Vec<u8>) -> PackRead {
+    let mut head = Vec::with_capacity(PACK_MAGIC.len());
+    let mut hasher = blake3::Hasher::new();
+    let found = store.read_each(key, MAX_PACK_BYTES, buf, |piece| {
+        let want = PACK_MAGIC.len().saturating_sub(head.len());
+        head.extend_from_slice(&piece[..want.min(piece.len())]);
+        hasher.update(piece);
+    })?;
+    Ok(found.map(|_| {
+        (
+            head.as_slice() == PACK_MAGIC,
+            Blake3Id::from(hasher.finalize()),
+        )
+    }))
+}
+
+/// Packs read whole and hashed from the listing on, on background threads,
+/// while the segments (which say which packs matter) are checked.
+struct PackReads {
+    shared: std::sync::Arc<PackQueue>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// The packs to read and what was read, shared with the background threads.
+struct PackQueue {
+    /// Listed packs within the size limit: (id, key).
+    packs: Vec<(Blake3Id, String)>,
+    /// The next entry of `packs` to read.
+    next: AtomicUsize,
+    /// Once known, the packs still worth reading (the referenced ones).
+    wanted: std::sync::OnceLock<HashSet<Blake3Id>>,
+    results: Mutex<HashMap<Blake3Id, PackRead>>,
+}
+
+impl PackQueue {
+    /// Reads packs until none is left (or, once `wanted` is set, none
+    /// wanted is left).
+    fn work(&self, store: &Store) {
+        let mut buf = Vec::new();
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some((id, key)) = self.packs.get(i) else {
+                break;
+            };
+            if self.wanted.get().is_some_and(|w| !w.contains(id)) {
+                continue;
+            }
+            let r = read_pack(store, key, &mut buf);
+            self.results.lock().expect("not poisoned").insert(*id, r);
+        }
+    }
+}
+
+impl PackReads {
+    fn start(store: &Store, packs: Vec<(Blake3Id, String)>, threads: usize) -> Self {
+        let shared = std::sync::Arc::new(PackQueue {
+            packs,
+            next: AtomicUsize::new(0),
+            wanted: std::sync::OnceLock::new(),
+            results: Mutex::new(HashMap::new()),
+        });
+        let threads = (0..threads.min(shared.packs.len()))
+            .map(|_| {
+                let (shared, store) = (shared.clone(), store.clone());
+                std::thread::spawn(move || shared.work(&store))
+            })
+            .collect();
+        Self { shared, threads }
+    }
+
+    /// Narrows the reading to `wanted`, helps with what is left, and
+    /// returns what was read (every wanted pack that was listed within the
+    /// size limit, and perhaps some others).
+    fn finish(mut self, store: &Store, wanted: HashSet<Blake3Id>) -> HashMap<Blake3Id, PackRead> {
+        let _ = self.shared.wanted.set(wanted);
+        self.shared.work(store);
+        self.join();
+        std::mem::take(&mut *self.shared.results.lock().expect("not poisoned"))
+    }
+
+    fn join(&mut self) {
+        for t in self.threads.drain(..) {
+            if let Err(panic) = t.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+impl Drop for PackReads {
+    /// Verification ended early: read nothing more, and wait for the reads
+    /// under way.
+    fn drop(&mut self) {
+        let _ = self.shared.wanted.set(HashSet::new());
+        if !std::thread::panicking() {
+            self.join();
+        }
+    }
+}
+
 /// Re-hashes every artifact from its chunks, on all cores.
+///
+/// Artifacts are taken largest first, so that the last ones to start are
+/// small and the cores finish together. Once a core has nothing left to
+/// start, a worker still inside a large artifact hands the artifact's
+/// SHA-256 to a helper thread, chunk by chunk, and keeps fetching,
+/// decompressing, id-checking and BLAKE3-hashing the whole: a large
+/// artifact then uses two cores. The findings are put in log order
+/// afterwards, so the report does not depend on which thread finished
+/// first.
 fn check_content(
     store: &Store,
     artifacts: &[(u64, Artifact)],
@@ -732,139 +878,455 @@ fn check_content(
     f: &mut Findings,
     progress: &dyn Progress,
 ) -> Result<(u64, u64), StoreError> {
-    let next = AtomicUsize::new(0);
-    let shared = Mutex::new(Shared::default());
-    let failure: Mutex<Option<StoreError>> = Mutex::new(None);
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut reader = ChunkReader::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((seq, a)) = artifacts.get(i) else {
-                        break;
-                    };
-                    if failure.lock().expect("not poisoned").is_some() {
-                        break;
-                    }
-                    if let Err(e) =
-                        check_artifact(store, *seq, a, usable, &mut reader, &shared, progress)
-                    {
-                        *failure.lock().expect("not poisoned") = Some(e);
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().expect("not poisoned") {
-        return Err(e);
-    }
-    let shared = shared.into_inner().expect("not poisoned");
-    for (kind, object, message) in shared.findings {
+    let (found, chunks, bytes) = content_findings(store, artifacts, usable, progress, threads(), 0);
+    for (kind, object, message) in found {
         f.add(kind, object, message);
     }
-    Ok((shared.chunks, shared.bytes))
+    Ok((chunks, bytes))
 }
 
-#[derive(Default)]
-struct Shared {
-    findings: Vec<(Kind, String, String)>,
-    reported: HashSet<(Blake3Id, u64)>,
-    chunks: u64,
-    bytes: u64,
-}
-
-fn check_artifact(
+/// The content phase on `threads` workers, `spare` cores being free for
+/// helpers from the start: the findings in log order, the chunks and the
+/// bytes checked.
+fn content_findings(
     store: &Store,
-    seq: u64,
-    a: &Artifact,
+    artifacts: &[(u64, Artifact)],
     usable: &HashMap<Blake3Id, u64>,
-    reader: &mut ChunkReader,
-    shared: &Mutex<Shared>,
     progress: &dyn Progress,
-) -> Result<(), StoreError> {
-    let mut sha = sha2::Sha256::new();
-    let mut b3 = blake3::Hasher::new();
-    let mut total = 0u64;
-    let mut complete = true;
-    for c in &a.chunks {
-        let Some(&pack_len) = usable.get(&c.pack) else {
-            complete = false;
-            continue;
-        };
-        let within = c
-            .offset
-            .checked_add(u64::from(c.stored))
-            .is_some_and(|end| end <= pack_len);
-        let read = if within {
-            reader.read(store, c)
-        } else {
-            Err(ChunkError::Corrupt {
-                id: c.id.to_string(),
-                object: crate::restore::chunk_object(c),
-                why: format!("lies beyond the end of its {pack_len}-byte pack"),
-            })
-        };
-        let (kind, object, why) = match read {
-            Ok(plain) => {
-                sha.update(plain);
-                b3.update(plain);
-                total += plain.len() as u64;
-                progress.bytes(plain.len() as u64);
-                let mut s = shared.lock().expect("not poisoned");
-                s.chunks += 1;
-                s.bytes += plain.len() as u64;
-                continue;
-            }
-            Err(ChunkError::Store(e)) => (
-                Kind::ChunkCorrupt,
-                crate::restore::chunk_object(c),
-                format!("unreadable: {e}"),
-            ),
-            Err(ChunkError::Corrupt { object, why, .. }) => (Kind::ChunkCorrupt, object, why),
-            Err(ChunkError::HashMismatch { actual, object, .. }) => (
-                Kind::ChunkHashMismatch,
-                object,
-                format!("hashes to {actual}, not its id {}", c.id),
-            ),
-        };
-        complete = false;
-        let mut s = shared.lock().expect("not poisoned");
-        // One finding per damaged chunk, however many artifacts share it.
-        if s.reported.insert((c.pack, c.offset)) {
-            s.findings.push((
-                kind,
-                object,
-                format!("chunk {} of {}: {why}", c.id.short(), a.path),
-            ));
+    threads: usize,
+    spare: usize,
+) -> (Vec<(Kind, String, String)>, u64, u64) {
+    let mut order: Vec<usize> = (0..artifacts.len()).collect();
+    // The work an artifact costs is what its chunks hold (its declared size
+    // may lie); ties stay in log order.
+    order.sort_by_key(|&i| {
+        let work: u64 = artifacts[i]
+            .1
+            .chunks
+            .iter()
+            .map(|c| u64::from(c.size))
+            .sum();
+        std::cmp::Reverse(work)
+    });
+    let ctx = Content {
+        store,
+        artifacts,
+        usable,
+        progress,
+        order,
+        next: AtomicUsize::new(0),
+        spare: AtomicUsize::new(spare),
+        chunks: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        found: Mutex::new(Vec::new()),
+    };
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let ctx = &ctx;
+            s.spawn(move || ctx.worker(s));
         }
+    });
+    let mut found = ctx.found.into_inner().expect("not poisoned");
+    found.sort_by_key(|x| (x.artifact, x.position));
+    // One finding per damaged chunk, however many artifacts share it: the
+    // first artifact in log order names it.
+    let mut reported = HashSet::new();
+    let found = found
+        .into_iter()
+        .filter(|x| x.chunk.is_none_or(|at| reported.insert(at)))
+        .map(|x| (x.kind, x.object, x.message))
+        .collect();
+    (found, ctx.chunks.into_inner(), ctx.bytes.into_inner())
+}
+
+/// What the content phase shares between its threads.
+struct Content<'a> {
+    store: &'a Store,
+    artifacts: &'a [(u64, Artifact)],
+    usable: &'a HashMap<Blake3Id, u64>,
+    progress: &'a dyn Progress,
+    /// Artifact indices, largest first.
+    order: Vec<usize>,
+    /// The next entry of `order` to start.
+    next: AtomicUsize,
+    /// Cores with nothing left to start and not yet lent to a helper.
+    spare: AtomicUsize,
+    chunks: AtomicU64,
+    bytes: AtomicU64,
+    found: Mutex<Vec<Found>>,
+}
+
+/// A content finding, with where it belongs in the report.
+struct Found {
+    /// The artifact's index in log order.
+    artifact: usize,
+    /// The chunk's index in the artifact; the artifact's own findings come
+    /// after its chunks'.
+    position: usize,
+    /// For a chunk finding, the chunk's place (pack, offset).
+    chunk: Option<(Blake3Id, u64)>,
+    kind: Kind,
+    object: String,
+    message: String,
+}
+
+/// Work for a worker's helper thread.
+enum ToHelper {
+    /// Take over the SHA-256 of artifact `.0` (log index) from here.
+    Take(usize, Box<sha2::Sha256>),
+    /// The artifact's next plaintext: the first `.1` bytes of the buffer,
+    /// which goes back to the worker when hashed.
+    Plain(Vec<u8>, usize),
+    /// The artifact ends: every chunk checked out when `complete`, and
+    /// the chunks hold `total` bytes that BLAKE3-hash to `blake3`.
+    Finish {
+        complete: bool,
+        total: u64,
+        blake3: Blake3Id,
+    },
+}
+
+/// Plaintext buffers per worker (decoding one, one queued, one being
+/// hashed when a helper runs).
+const BUFFERS: usize = 3;
+
+impl Content<'_> {
+    fn worker<'s>(&'s self, s: &'s std::thread::Scope<'s, '_>) {
+        let mut reader = ChunkReader::new();
+        let mut helper: Option<Helper> = None;
+        let mut buf = Vec::new();
+        loop {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = self.order.get(n) else {
+                break;
+            };
+            self.check_artifact(i, &mut reader, &mut buf, &mut helper, s);
+        }
+        // Nothing left to start: this core is free for a helper.
+        self.spare.fetch_add(1, Ordering::AcqRel);
     }
-    if complete {
-        let (b, h) = (
-            Blake3Id::from(b3.finalize()),
-            Sha256Digest(sha.finalize().into()),
-        );
+
+    /// Claims a spare core, if there is one.
+    fn claim_spare(&self) -> bool {
+        self.spare
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn push(&self, x: Found) {
+        self.found.lock().expect("not poisoned").push(x);
+    }
+
+    /// Checks the whole of artifact `i` (`total` bytes) against its
+    /// digests.
+    fn finish(&self, i: usize, b: Blake3Id, sha: sha2::Sha256, total: u64) {
+        let (seq, a) = &self.artifacts[i];
+        let h = Sha256Digest(sha.finalize().into());
         if total == a.size && (b != a.blake3 || h != a.sha256) {
-            shared.lock().expect("not poisoned").findings.push((
-                Kind::ArtifactHashMismatch,
-                layout::segment_path(seq),
-                format!(
+            self.push(Found {
+                artifact: i,
+                position: a.chunks.len(),
+                chunk: None,
+                kind: Kind::ArtifactHashMismatch,
+                object: layout::segment_path(*seq),
+                message: format!(
                     "artifact {} re-hashes to blake3 {b} sha256 {h}, recorded {} / {}",
                     a.path, a.blake3, a.sha256
                 ),
-            ));
+            });
         }
     }
-    Ok(())
+
+    fn check_artifact<'s>(
+        &'s self,
+        i: usize,
+        reader: &mut ChunkReader,
+        buf: &mut Vec<u8>,
+        helper: &mut Option<Helper>,
+        s: &'s std::thread::Scope<'s, '_>,
+    ) {
+        let a = &self.artifacts[i].1;
+        // The BLAKE3 of the whole is computed here; its SHA-256 here or,
+        // once handed over, by the helper (SHA-256 is the costlier half).
+        let mut b3 = blake3::Hasher::new();
+        let mut sha = Some(Box::new(sha2::Sha256::new()));
+        let mut total = 0u64;
+        let mut complete = true;
+        for (k, c) in a.chunks.iter().enumerate() {
+            let Some(&pack_len) = self.usable.get(&c.pack) else {
+                complete = false;
+                continue;
+            };
+            let within = c
+                .offset
+                .checked_add(u64::from(c.stored))
+                .is_some_and(|end| end <= pack_len);
+            let read = if within {
+                reader.read_into(self.store, c, buf)
+            } else {
+                Err(ChunkError::Corrupt {
+                    id: c.id.to_string(),
+                    object: crate::restore::chunk_object(c),
+                    why: format!("lies beyond the end of its {pack_len}-byte pack"),
+                })
+            };
+            let (kind, object, why) = match read {
+                Ok(n) => {
+                    total += n as u64;
+                    self.progress.bytes(n as u64);
+                    self.chunks.fetch_add(1, Ordering::Relaxed);
+                    self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    if !complete {
+                        // The whole will not be checked: no need to hash.
+                        continue;
+                    }
+                    // Hand the SHA-256 over when a core is free and more
+                    // than this chunk is left.
+                    if let Some(d) = sha.take_if(|_| k + 1 < a.chunks.len() && self.claim_spare()) {
+                        let h = helper.get_or_insert_with(|| Helper::spawn(self, s));
+                        h.send(ToHelper::Take(i, d));
+                    }
+                    b3.update(&buf[..n]);
+                    match (&mut sha, helper.as_mut()) {
+                        (Some(d), _) => d.update(&buf[..n]),
+                        (None, Some(h)) => {
+                            let next = h.free_buffer();
+                            h.send(ToHelper::Plain(std::mem::replace(buf, next), n));
+                        }
+                        (None, None) => unreachable!("the SHA-256 is here or with the helper"),
+                    }
+                    continue;
+                }
+                Err(ChunkError::Store(e)) => (
+                    Kind::ChunkCorrupt,
+                    crate::restore::chunk_object(c),
+                    format!("unreadable: {e}"),
+                ),
+                Err(ChunkError::Corrupt { object, why, .. }) => (Kind::ChunkCorrupt, object, why),
+                Err(ChunkError::HashMismatch { actual, object, .. }) => (
+                    Kind::ChunkHashMismatch,
+                    object,
+                    format!("hashes to {actual}, not its id {}", c.id),
+                ),
+            };
+            complete = false;
+            self.push(Found {
+                artifact: i,
+                position: k,
+                chunk: Some((c.pack, c.offset)),
+                kind,
+                object,
+                message: format!("chunk {} of {}: {why}", c.id.short(), a.path),
+            });
+        }
+        let blake3 = Blake3Id::from(b3.finalize());
+        match sha {
+            Some(d) => {
+                if complete {
+                    self.finish(i, blake3, *d, total);
+                }
+            }
+            None => {
+                let h = helper.as_mut().expect("the helper holds the SHA-256");
+                h.send(ToHelper::Finish {
+                    complete,
+                    total,
+                    blake3,
+                });
+            }
+        }
+    }
+}
+
+/// A worker's helper thread, hashing the artifacts handed to it.
+struct Helper {
+    to: crossbeam_channel::Sender<ToHelper>,
+    free: crossbeam_channel::Receiver<Vec<u8>>,
+}
+
+impl Helper {
+    fn spawn<'s>(ctx: &'s Content<'_>, s: &'s std::thread::Scope<'s, '_>) -> Self {
+        let (to, rx) = crossbeam_channel::bounded::<ToHelper>(BUFFERS);
+        let (back, free) = crossbeam_channel::bounded::<Vec<u8>>(BUFFERS);
+        for _ in 1..BUFFERS {
+            back.send(Vec::new()).expect("room for every buffer");
+        }
+        s.spawn(move || {
+            let mut current: Option<(usize, Box<sha2::Sha256>)> = None;
+            for msg in rx {
+                match msg {
+                    ToHelper::Take(i, d) => current = Some((i, d)),
+                    ToHelper::Plain(buf, n) => {
+                        let (_, d) = current.as_mut().expect("Take comes first");
+                        d.update(&buf[..n]);
+                        // The worker may be gone; then the buffer is too.
+                        let _ = back.send(buf);
+                    }
+                    ToHelper::Finish {
+                        complete,
+                        total,
+                        blake3,
+                    } => {
+                        let (i, d) = current.take().expect("Take comes first");
+                        if complete {
+                            ctx.finish(i, blake3, *d, total);
+                        }
+                        // The core lent to this helper is free again.
+                        ctx.spare.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        });
+        Self { to, free }
+    }
+
+    fn send(&self, msg: ToHelper) {
+        self.to
+            .send(msg)
+            .expect("the helper runs while its worker does");
+    }
+
+    /// A buffer the helper is done with (waits for one).
+    fn free_buffer(&self) -> Vec<u8> {
+        self.free
+            .recv()
+            .expect("the helper runs while its worker does")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pseudo_random(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn artifact(path: &str, data: &[u8], chunks: Vec<crate::segment::ChunkRef>) -> Artifact {
+        use crate::segment::{ItemKind, SourceKind, Status, Tool};
+        let t = crate::time::Time::from_unix(1_700_000_000);
+        Artifact {
+            incident: "INC-1".into(),
+            run: "00".repeat(16),
+            source: "logs".into(),
+            source_kind: SourceKind::Files,
+            kind: ItemKind::File,
+            path: path.into(),
+            status: Status::Complete,
+            reason: None,
+            error: None,
+            size: data.len() as u64,
+            blake3: Blake3Id::of(data),
+            sha256: Sha256Digest::of(data),
+            chunks,
+            link_target: None,
+            file: None,
+            command: None,
+            host: "h".into(),
+            collector: "h".into(),
+            tool: Tool::this(),
+            started_at: t.clone(),
+            ended_at: t,
+        }
+    }
+
+    /// Hashing an artifact here or on a helper thread (once a core is
+    /// spare) finds the same things: whole-artifact mismatches of either
+    /// digest, and one finding per damaged chunk shared by artifacts.
+    #[test]
+    fn content_findings_do_not_depend_on_helpers_or_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let data = pseudo_random(12 << 20, 7);
+        let small = pseudo_random(1000, 8);
+        let known = HashMap::new();
+        let (big, little) = std::thread::scope(|s| {
+            let mut p = crate::ingest::Pipeline::start(s, store.clone(), &known);
+            let big = p.capture(&data[..], |_| {}).unwrap();
+            let little = p.capture(&small[..], |_| {}).unwrap();
+            p.flush().unwrap();
+            let refs = |c: &crate::ingest::Captured| -> Vec<_> {
+                c.chunks
+                    .iter()
+                    .map(|(id, _)| p.locate(id).unwrap())
+                    .collect()
+            };
+            let r = (refs(&big), refs(&little));
+            p.finish().unwrap();
+            r
+        });
+        assert!(big.len() > 3, "12 MiB is cut into several chunks");
+        let mut wrong_sha = artifact("/wrong-sha", &data, big.clone());
+        wrong_sha.sha256 = Sha256Digest::of(b"other");
+        let mut wrong_b3 = artifact("/wrong-b3", &data, big.clone());
+        wrong_b3.blake3 = Blake3Id::of(b"other");
+        let artifacts = vec![
+            (2, artifact("/small", &small, little.clone())),
+            (2, artifact("/good", &data, big.clone())),
+            (2, wrong_sha),
+            (3, wrong_b3),
+        ];
+        let usable: HashMap<Blake3Id, u64> = store
+            .list(layout::PACKS_DIR)
+            .unwrap()
+            .into_iter()
+            .map(|o| (layout::parse_pack_path(&o.key).unwrap(), o.size))
+            .collect();
+        let run = |threads, spare| {
+            content_findings(
+                &store,
+                &artifacts,
+                &usable,
+                &crate::progress::Silent,
+                threads,
+                spare,
+            )
+        };
+        let (found, chunks, bytes) = run(1, 0);
+        let kinds: Vec<_> = found.iter().map(|x| (x.0, x.1.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::ArtifactHashMismatch, "segments/00000000000000000002"),
+                (Kind::ArtifactHashMismatch, "segments/00000000000000000003"),
+            ]
+        );
+        assert_eq!(chunks, 3 * big.len() as u64 + little.len() as u64);
+        assert_eq!(bytes, 3 * data.len() as u64 + small.len() as u64);
+        for (threads, spare) in [(1, 1), (2, 0), (2, 2), (4, 1)] {
+            assert_eq!(
+                run(threads, spare),
+                (found.clone(), chunks, bytes),
+                "{threads} {spare}"
+            );
+        }
+
+        // Damage the third chunk: one finding, named by the first artifact in
+        // log order holding it; no whole-artifact verdicts for the three.
+        let c = &big[2];
+        let pack = dir.path().join(layout::pack_path(&c.pack));
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let at = usize::try_from(c.offset).unwrap() + c.stored as usize / 2;
+        bytes[at] ^= 1;
+        std::fs::write(&pack, bytes).unwrap();
+        let (found, ..) = run(1, 0);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            matches!(found[0].0, Kind::ChunkCorrupt | Kind::ChunkHashMismatch),
+            "{found:?}"
+        );
+        assert!(found[0].2.contains("/good"), "{found:?}");
+        for (threads, spare) in [(1, 1), (2, 0), (2, 2), (4, 1)] {
+            assert_eq!(run(threads, spare).0, found, "{threads} {spare}");
+        }
+    }
 
     #[test]
     fn kind_names_are_unique_and_snake_case() {
