@@ -300,7 +300,9 @@ pub fn verify(
         let ours = o.key.starts_with(&format!("{}/", layout::SEGMENTS_DIR))
             || o.key.starts_with(&format!("{}/", layout::PACKS_DIR))
             || o.key == layout::CHECKPOINT
-            || o.key == layout::LOCAL_LOCK;
+            || o.key == layout::LOCAL_LOCK
+            // `custody doctor`'s canaries (FORMAT.md §11.1).
+            || o.key.starts_with(crate::doctor::PREFIX);
         if !ours {
             f.add(
                 Kind::UnexpectedObject,

@@ -387,8 +387,38 @@ fn doctor_probes_what_each_backend_enforces() {
                 .unwrap()["holds"]
                 .clone()
         };
-        let (code, r) = run(&location("doctor"));
+        let loc = location("doctor");
+        let (code, r) = run(&loc);
         assert_eq!(code, Some(0), "{name}: {r:#}");
+        // Probing first does not stop init, and the canaries are not
+        // reported as foreign objects.
+        let tmp = tempfile::tempdir().unwrap();
+        let o = custody()
+            .args([
+                "init",
+                "--origin",
+                "doctor.example/v",
+                "--vault",
+                &loc,
+                "--key",
+            ])
+            .arg(tmp.path().join("k.key"))
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .unwrap();
+        ok(&o);
+        let o = custody()
+            .args(["verify", "--json", "--quiet", "--vault", &loc])
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(
+            !crate::common::kinds(&v).contains(&"unexpected_object".to_string()),
+            "{name}: {v:#}"
+        );
         assert_eq!(holds(&r, "create_once"), true, "{name}");
         assert_eq!(holds(&r, "compare_and_swap"), true, "{name}");
         assert_eq!(r["multi_writer_safe"], true);

@@ -602,7 +602,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         let objects: Vec<_> = store
             .list("")?
             .into_iter()
-            .filter(|o| o.key != "checkpoint.lock")
+            .filter(|o| o.key != "checkpoint.lock" && !o.key.starts_with(custody::doctor::PREFIX))
             .collect();
         if let Some(first) = objects.first() {
             let what = if objects.iter().any(|o| o.key.starts_with("segments/")) {
