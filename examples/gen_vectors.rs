@@ -51,10 +51,11 @@ use custody::keys::VaultSigner;
 use custody::layout;
 use custody::log::{self, Tree};
 use custody::segment::{
-    Action, Actor, Artifact, CheckpointRef, ChunkRef, CustodyEvent, Entry, FactLearned, FileMeta,
-    Genesis, Hold, IncidentClosed, IncidentDeclared, ItemKind, ManifestSealed, Note,
-    PreservationFinished, PreservationOrder, PreservationStarted, ReportFiled,
-    SEGMENT_PAYLOAD_TYPE, Segment, SourceKind, SourceSpec, Status, Subject, Tool,
+    Action, Actor, Artifact, BackendProbed, CheckpointRef, ChunkRef, CustodyEvent, Entry,
+    FactLearned, FileMeta, Genesis, Hold, IncidentClosed, IncidentDeclared, ItemKind,
+    ManifestSealed, Note, PreservationFinished, PreservationOrder, PreservationStarted,
+    ProbeResult, ReportFiled, SEGMENT_PAYLOAD_TYPE, Segment, SourceKind, SourceSpec, Status,
+    Subject, Tool,
 };
 use custody::store::Store;
 use custody::time::Time;
@@ -602,6 +603,18 @@ fn lifecycle_entries(o: &Objects) -> Vec<Entry> {
             previous: None,
             subjects: 2,
             checkpoint,
+            at: t(40),
+            actor: actor("alice"),
+        }),
+        Entry::BackendProbed(BackendProbed {
+            location: "s3://evidence/vault".into(),
+            probes: vec![ProbeResult {
+                name: "create_once".into(),
+                holds: Some(true),
+                detail: "a second create of the same key was refused".into(),
+            }],
+            multi_writer_safe: true,
+            immutable: false,
             at: t(40),
             actor: actor("alice"),
         }),

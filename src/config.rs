@@ -52,6 +52,9 @@ pub struct Config {
     /// Settings of an `s3://` vault (endpoint, region, plain http), over the
     /// `AWS_*` environment.
     pub s3: Option<crate::store::S3Settings>,
+    /// This is the only writer of the vault: required on a backend that
+    /// `custody doctor` found not to enforce create-once (FORMAT.md §11.1).
+    pub single_writer: Option<bool>,
     /// Sources to preserve on `declare`.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSpec>,

@@ -645,7 +645,10 @@ fn timeline(ctx: &Context<'_>) -> Section {
     for (seq, e) in &inc.entries {
         let seq = Some(*seq);
         let ev = match e {
-            Entry::Artifact(_) | Entry::Genesis(_) | Entry::IncidentDeclared(_) => continue,
+            Entry::Artifact(_)
+            | Entry::Genesis(_)
+            | Entry::IncidentDeclared(_)
+            | Entry::BackendProbed(_) => continue,
             Entry::PreservationStarted(p) => {
                 let mut l = text("run ").code(short_run(&p.run)).t(", sources:");
                 for s in &p.sources {

@@ -178,6 +178,8 @@ pub enum Entry {
     CustodyEvent(CustodyEvent),
     /// A signed manifest of an incident was issued.
     ManifestSealed(ManifestSealed),
+    /// `custody doctor` probed what the storage backend enforces.
+    BackendProbed(BackendProbed),
 }
 
 impl Entry {
@@ -185,7 +187,7 @@ impl Entry {
     /// vault-wide custody events (a verification).
     pub fn incident(&self) -> Option<&str> {
         Some(match self {
-            Entry::Genesis(_) => return None,
+            Entry::Genesis(_) | Entry::BackendProbed(_) => return None,
             Entry::IncidentDeclared(d) => &d.incident,
             Entry::PreservationStarted(p) => &p.incident,
             Entry::Artifact(a) => &a.incident,
@@ -218,6 +220,7 @@ impl Entry {
             Entry::IncidentClosed(_) => "incident_closed",
             Entry::CustodyEvent(_) => "custody_event",
             Entry::ManifestSealed(_) => "manifest_sealed",
+            Entry::BackendProbed(_) => "backend_probed",
         }
     }
 }
@@ -445,6 +448,38 @@ pub struct CustodyEvent {
     /// For `verified`: the checkpoint verified against; for the others, the
     /// log as the actor saw it.
     pub checkpoint: CheckpointRef,
+    /// When.
+    pub at: Time,
+    /// Who.
+    pub actor: Actor,
+}
+
+/// One probe of the storage backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeResult {
+    /// `create_once`, `compare_and_swap`, `overwrite_refused`,
+    /// `delete_refused`.
+    pub name: String,
+    /// Whether it holds; null when it does not apply.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub holds: Option<bool>,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// What `custody doctor` found the backend to enforce (FORMAT.md §9.11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendProbed {
+    /// The vault location probed.
+    pub location: String,
+    /// Each probe.
+    pub probes: Vec<ProbeResult>,
+    /// Whether several writers may append at once.
+    pub multi_writer_safe: bool,
+    /// Whether the backend refuses overwrites and deletes.
+    pub immutable: bool,
     /// When.
     pub at: Time,
     /// Who.

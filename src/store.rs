@@ -113,6 +113,9 @@ pub struct Store {
     /// S3 servers that match `If-Match` only against the unquoted ETag
     /// (Ceph RGW 16): learned on the first refused compare-and-swap.
     etag_unquoted: Arc<std::sync::atomic::AtomicBool>,
+    /// The operator vouches that this is the only writer (FORMAT.md §11.1):
+    /// the pointer is then replaced without compare-and-swap.
+    single_writer: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -196,6 +199,7 @@ impl Store {
             location: dir.display().to_string(),
             local_root: Some(dir),
             etag_unquoted: Arc::default(),
+            single_writer: Arc::default(),
         })
     }
 
@@ -245,6 +249,7 @@ impl Store {
             ),
             local_root: None,
             etag_unquoted: Arc::default(),
+            single_writer: Arc::default(),
         })
     }
 
@@ -256,7 +261,20 @@ impl Store {
             location: location.to_owned(),
             local_root: None,
             etag_unquoted: Arc::default(),
+            single_writer: Arc::default(),
         }
+    }
+
+    /// Declares this the only writer of the vault (FORMAT.md §11.1).
+    pub fn set_single_writer(&self, on: bool) {
+        self.single_writer
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Store::set_single_writer`] was set.
+    pub fn single_writer(&self) -> bool {
+        self.single_writer
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where the store is, for messages.
@@ -599,6 +617,7 @@ impl Store {
                 return Ok(false);
             }
             let mode = match &e_tag {
+                _ if self.single_writer() => PutMode::Overwrite,
                 None => PutMode::Create,
                 Some(t) => {
                     let t = if self.etag_unquoted.load(Ordering::Relaxed) {

@@ -257,6 +257,22 @@ pub enum VaultError {
     /// Another writer kept winning the race for the next sequence number.
     #[error("couldn't claim a sequence number after {0} attempts (many concurrent writers?)")]
     Contended(u32),
+    /// The backend was probed and does not keep several writers apart.
+    #[error(
+        "{location} does not enforce create-once (custody doctor at {at}): several writers could overwrite each other's segments; if this is the only writer, set CUSTODY_SINGLE_WRITER=1 (or single_writer = true in custody.toml)"
+    )]
+    UnsafeBackend {
+        /// Where.
+        location: String,
+        /// When it was probed.
+        at: String,
+    },
+    /// Single-writer mode read a just-written segment back and found other
+    /// bytes: another writer is active.
+    #[error(
+        "segment {0} was replaced while it was written: another writer is active on a backend that cannot keep writers apart; stop the other writer and run `custody verify`"
+    )]
+    Overwritten(u64),
 }
 
 /// Everything `open` learned from the log that writers and readers need.
@@ -270,6 +286,8 @@ pub struct LogIndex {
     pub chunks: HashMap<Blake3Id, ChunkRef>,
     /// Declared incidents, by id.
     pub incidents: BTreeMap<String, IncidentDeclared>,
+    /// The latest `backend_probed` entry, if any.
+    pub backend: Option<crate::segment::BackendProbed>,
 }
 
 impl LogIndex {
@@ -288,6 +306,7 @@ impl LogIndex {
                         .entry(d.incident.clone())
                         .or_insert_with(|| d.clone());
                 }
+                Entry::BackendProbed(b) => self.backend = Some(b.clone()),
                 _ => {}
             }
         }
@@ -570,6 +589,17 @@ impl Vault {
     ) -> Result<Appended, VaultError> {
         const ATTEMPTS: u32 = 64;
         self.check_signer(signer)?;
+        // FORMAT.md §11.1: a backend found not to enforce create-once takes
+        // one writer at a time, by the operator's word.
+        let single = self.store.single_writer();
+        if let Some(b) = self.index.backend.as_ref().filter(|b| !b.multi_writer_safe)
+            && !single
+        {
+            return Err(VaultError::UnsafeBackend {
+                location: self.store.location().into(),
+                at: b.at.to_string(),
+            });
+        }
         let mut seg = Segment {
             format: crate::segment::FORMAT_VERSION,
             vault: Some(self.root.vault_id),
@@ -597,6 +627,14 @@ impl Vault {
                 .put_once(&layout::segment_path(seg.seq), Bytes::from(bytes))?
             {
                 Put::Created => {
+                    if single {
+                        let back = self
+                            .store
+                            .get(&layout::segment_path(seg.seq), MAX_SEGMENT_BYTES)?;
+                        if back.map(|b| log::leaf_hash(&b)) != Some(leaf) {
+                            return Err(VaultError::Overwritten(seg.seq));
+                        }
+                    }
                     self.index.absorb(&seg, leaf);
                     // Step 3: a failure here loses nothing; the next append
                     // or verify sees the segment beyond the checkpoint.

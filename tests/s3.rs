@@ -359,6 +359,55 @@ fn kill_during_declare_on_s3_then_verify_and_declare_again() {
     }
 }
 
+/// On a backend doctor found unsafe for several writers, the probe is
+/// recorded, writers refuse to append, and CUSTODY_SINGLE_WRITER=1 (the
+/// operator's word) lets one writer go on, reading each segment back.
+fn single_writer_mode_on_a_backend_that_ignores_create_once(endpoint: &str, bucket: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("k.key");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.log"), b"evidence\n").unwrap();
+    let loc = format!("s3://{bucket}/single-{:016x}", rand::random::<u64>());
+    let run = |args: &[&str], single: bool| {
+        let mut c = custody();
+        c.args(args)
+            .args(["--vault", &loc])
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("CUSTODY_KEY", &key);
+        if single {
+            c.env("CUSTODY_SINGLE_WRITER", "1");
+        }
+        c.output().unwrap()
+    };
+    ok(&run(&["init", "--origin", "lock.example/v"], false));
+    let o = run(&["doctor", "--json"], false);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["recorded_in"].is_u64(), "{r:#}");
+    let declare = [
+        "declare",
+        "INC-1",
+        "--title",
+        "t",
+        "--quiet",
+        "--path",
+        data.to_str().unwrap(),
+    ];
+    let o = run(&declare, false);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not enforce create-once"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(&run(&declare, true));
+    let o = run(&["verify", "--json", "--quiet", "--no-record"], false);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["artifacts"], 1);
+}
+
 /// `custody doctor` tells what each backend enforces: create-once and the
 /// pointer's compare-and-swap hold on plain buckets of both servers; Ceph
 /// RGW 16 ignores If-None-Match on an Object Lock (versioned) bucket, and
@@ -429,6 +478,7 @@ fn doctor_probes_what_each_backend_enforces() {
         if name == "ceph" {
             assert_eq!(holds(&r, "create_once"), false, "{name}: {r:#}");
             assert_eq!(code, Some(1), "{name}");
+            single_writer_mode_on_a_backend_that_ignores_create_once(&endpoint, &lock);
         } else {
             assert_eq!(holds(&r, "create_once"), true, "{name}: {r:#}");
             assert_eq!(code, Some(0), "{name}");

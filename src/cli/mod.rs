@@ -392,6 +392,12 @@ struct VerifyBundleArgs {
 struct DoctorArgs {
     #[command(flatten)]
     v: VaultArg,
+    /// Signing key, to record the result in the vault [default: from custody.toml, else
+    /// ~/.config/custody/keys/<origin>.key; without one nothing is recorded]
+    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    actor: ActorArgs,
     /// Print the probes as JSON
     #[arg(long)]
     json: bool,
@@ -533,6 +539,9 @@ fn open_store(v: &VaultArg) -> Result<(Store, Config)> {
             }
             e => e.into(),
         })?;
+    let single = cfg.single_writer.unwrap_or(false)
+        || std::env::var("CUSTODY_SINGLE_WRITER").is_ok_and(|v| v == "1" || v == "true");
+    store.set_single_writer(single);
     Ok((store, cfg))
 }
 
@@ -1249,8 +1258,14 @@ fn record_verification(a: &VerifyArgs, report: &verify::Report) -> Result<u64, S
 fn doctor_cmd(a: DoctorArgs) -> Result<ExitCode> {
     let (store, _) = open_store(&a.v)?;
     let r = custody::doctor::probe(&store)?;
+    let recorded = record_probe(&a, &r);
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&r)?);
+        let mut v = serde_json::to_value(&r)?;
+        match &recorded {
+            Ok(seq) => v["recorded_in"] = (*seq).into(),
+            Err(why) => v["not_recorded"] = why.clone().into(),
+        }
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         outln!("backend {}", r.location);
         for p in &r.probes {
@@ -1278,11 +1293,55 @@ fn doctor_cmd(a: DoctorArgs) -> Result<ExitCode> {
             }
         );
     }
+    if !a.json {
+        match &recorded {
+            Ok(seq) => outln!(
+                "recorded in segment {seq}; writers of this vault follow it (FORMAT.md §11.1)"
+            ),
+            Err(why) => outln!("{why}"),
+        }
+    }
     Ok(if r.multi_writer_safe {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Appends the probe as a `backend_probed` entry when the location is a
+/// vault and a signing key is at hand; why not otherwise.
+fn record_probe(a: &DoctorArgs, r: &custody::doctor::Report) -> Result<u64, String> {
+    let mut session = match Session::open(&a.v) {
+        Ok(s) => s,
+        Err(e) => return Err(format!("not recorded: {e:#}")),
+    };
+    let signer = session
+        .signer(a.key.clone())
+        .map_err(|e| format!("not recorded (no usable signing key): {e:#}"))?;
+    let actor = a
+        .actor
+        .actor()
+        .map_err(|e| format!("not recorded: {e:#}"))?;
+    let entry = Entry::BackendProbed(custody::segment::BackendProbed {
+        location: r.location.clone(),
+        probes: r
+            .probes
+            .iter()
+            .map(|p| custody::segment::ProbeResult {
+                name: p.name.into(),
+                holds: p.holds,
+                detail: p.detail.clone(),
+            })
+            .collect(),
+        multi_writer_safe: r.multi_writer_safe,
+        immutable: r.immutable,
+        at: Time::now(),
+        actor,
+    });
+    session
+        .record(&signer, vec![entry])
+        .map(|ap| ap.seq)
+        .map_err(|e| format!("not recorded: {e:#}"))
 }
 
 /// One line of advice per kind of finding.
@@ -1545,6 +1604,20 @@ fn entry_line(e: &Entry) -> String {
             match e.subjects.len() {
                 0 => String::new(),
                 n => format!(" ({n} artifact(s))"),
+            }
+        ),
+        Entry::BackendProbed(b) => format!(
+            "backend_probed {}: {}, {}",
+            b.location,
+            if b.multi_writer_safe {
+                "several writers safe"
+            } else {
+                "ONE WRITER AT A TIME"
+            },
+            if b.immutable {
+                "overwrite/delete refused"
+            } else {
+                "overwrite/delete possible"
             }
         ),
         Entry::ManifestSealed(m) => format!(
