@@ -151,6 +151,18 @@ fn transitions_that_make_no_sense_write_nothing() {
         ])
         .output()
         .unwrap());
+    // On a local vault the held incident's files are now read-only.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let files: Vec<_> = crate::common::walk(&v.vault.join("packs"))
+            .into_iter()
+            .chain([v.vault.join("segments/00000000000000000001")])
+            .collect();
+        for f in files {
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+            assert_eq!(mode & 0o222, 0, "{} is still writable", f.display());
+        }
+    }
     let before = segments(&v);
     let o = v
         .cmd(&[

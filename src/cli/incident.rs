@@ -394,7 +394,9 @@ pub(super) fn run(cmd: IncidentCommand) -> Result<ExitCode> {
         }
         IncidentCommand::Hold(a) => {
             let h = hold(&a)?;
-            write(&a.c, Entry::HoldPlaced(h), "hold placed")
+            let code = write(&a.c, Entry::HoldPlaced(h), "hold placed")?;
+            make_read_only(&a.c.v, &a.incident)?;
+            Ok(code)
         }
         IncidentCommand::Release(a) => {
             let h = hold(&a)?;
@@ -457,6 +459,62 @@ pub(super) fn run(cmd: IncidentCommand) -> Result<ExitCode> {
         }
         IncidentCommand::Transfer(a) => transfer(a),
     }
+}
+
+/// On a local vault, a hold also makes the incident's segment and pack
+/// files read-only (custody never writes them again; this keeps careless
+/// hands off them). Object stores keep their own retention (FORMAT.md
+/// §11.1). Files are opened without following links and changed through
+/// the open handle.
+fn make_read_only(v: &VaultArg, incident: &str) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let s = Session::open(v)?;
+    let Some(root) = s.vault.store().local_root() else {
+        return Ok(());
+    };
+    let inc = s.incident(incident)?;
+    let mut keys: std::collections::BTreeSet<String> = inc
+        .segments
+        .iter()
+        .map(|seq| custody::layout::segment_path(*seq))
+        .collect();
+    for (_, art) in inc.artifacts() {
+        keys.extend(
+            art.chunks
+                .iter()
+                .map(|c| custody::layout::pack_path(&c.pack)),
+        );
+    }
+    let mut changed = 0;
+    for key in &keys {
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(root.join(key))
+        {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("custody: warning: {key} not made read-only: {e}");
+                continue;
+            }
+        };
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            eprintln!("custody: warning: {key} is not a regular file; left alone");
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o222 != 0 {
+            f.set_permissions(std::fs::Permissions::from_mode(mode & !0o222))?;
+            changed += 1;
+        }
+    }
+    eprintln!(
+        "{} of {} segment and pack files of {incident} made read-only",
+        changed,
+        keys.len()
+    );
+    Ok(())
 }
 
 fn hold(a: &HoldArgs) -> Result<Hold> {
