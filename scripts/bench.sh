@@ -25,7 +25,8 @@
 # Env: BENCH_MIB (corpus size, default 1024), BENCH_RUNS (default 3),
 #      BENCH_SMALL_FILES (default 2000), BENCH_SEED (default 1),
 #      BENCH_TMPDIR (where the corpus and vault go; default $TMPDIR or /tmp).
-# Output: a table on stdout and target/bench/results.json.
+# Output: a table on stdout and target/bench/results.json; then, unless
+# BENCH_S3=0, scripts/bench-s3.sh (declare into Ceph next to file://).
 set -euo pipefail
 
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -264,3 +265,10 @@ cargo bench --locked --bench proof 2>/dev/null | grep -E "^verify_proof|time:" |
 	echo "bench: the criterion benchmark failed" >&2
 	exit 1
 }
+
+# Declare into a Ceph gateway next to file:// (FORMAT.md §11.1), unless
+# BENCH_S3=0.
+if [[ "${BENCH_S3:-1}" != 0 ]]; then
+	log "s3:// (Ceph) next to file://"
+	scripts/bench-s3.sh
+fi
