@@ -274,3 +274,17 @@ pub fn available(found: bool, what: &str) -> bool {
     }
     found
 }
+
+/// Asserts that a command succeeded, showing its output when not; returns
+/// its standard output as text.
+#[track_caller]
+pub fn ok(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

@@ -5,7 +5,6 @@
 //! log must come out as text, never as markup.
 
 use std::path::Path;
-use std::process::Output;
 
 use crate::common::{TestVault, available, log_text, on_path};
 
@@ -13,17 +12,7 @@ const INC: &str = "INC-2025-1117";
 const TITLE: &str = "Forged login tokens & a stolen signing key";
 const NOTE: &str = "suspect <b>token</b> reuse | see auth.log";
 
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\n{}\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use crate::common::ok;
 
 /// A vault whose incident has the FORMAT.md §9.10 worked example (discovered
 /// 2025-11-17 16:00 +09:00, initial report filed 29h35m after the 24-hour

@@ -21,9 +21,6 @@ pub(super) struct ExportCaseArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     v: VaultArg,
-    /// Signing key file, to record the export [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
-    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
-    key: Option<PathBuf>,
     #[command(flatten)]
     actor: ActorArgs,
     /// Why it is exported, or under which authorisation (recorded)
@@ -36,7 +33,7 @@ pub(super) struct ExportCaseArgs {
 
 pub(super) fn export_case_cmd(a: ExportCaseArgs) -> Result<ExitCode> {
     let mut s = Session::open(&a.v)?;
-    let signer = s.signer(a.key.clone())?;
+    let signer = s.signer(a.actor.key.clone())?;
     if let Some(out) = &a.out
         && out.exists()
     {

@@ -21,9 +21,14 @@ use custody::vault::{Appended, Vault};
 use super::outln;
 use super::{VaultArg, host_name, open_store, os_user, resolve_key};
 
-/// Who is acting, when it is not the OS user.
+/// Who is acting and with which key: every command that records an entry
+/// flattens this.
 #[derive(Debug, Args, Clone, Default)]
 pub(super) struct ActorArgs {
+    /// Signing key file, to record the action in the vault [default: from custody.toml, else
+    /// ~/.config/custody/keys/<origin>.key]
+    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
     /// Record the action under this name instead of the OS user (needs --as-reason)
     #[arg(long = "as", value_name = "NAME", requires = "as_reason")]
     pub as_name: Option<String>,
@@ -190,9 +195,6 @@ Example:
 pub(super) struct Common {
     #[command(flatten)]
     pub v: VaultArg,
-    /// Signing key file [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
-    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
-    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub actor: ActorArgs,
     /// Print the written entry as JSON
@@ -555,7 +557,7 @@ fn check_filing(regime: &str, kind: &str) -> Result<()> {
 
 fn write(c: &Common, entry: Entry, what: &str) -> Result<ExitCode> {
     let mut s = Session::open(&c.v)?;
-    let signer = s.signer(c.key.clone())?;
+    let signer = s.signer(c.actor.key.clone())?;
     let incident = entry.incident().unwrap_or_default().to_owned();
     let appended = s.record(&signer, vec![entry.clone()])?;
     if c.json {
@@ -575,7 +577,7 @@ fn transfer(a: TransferArgs) -> Result<ExitCode> {
     non_empty("to", &a.to)?;
     non_empty("purpose", &a.purpose)?;
     let mut s = Session::open(&a.c.v)?;
-    let signer = s.signer(a.c.key.clone())?;
+    let signer = s.signer(a.c.actor.key.clone())?;
     let inc = s.incident(&a.incident)?;
     let current = inc.custodian().map(str::to_owned);
     let from = match (a.from, current) {

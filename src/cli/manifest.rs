@@ -24,9 +24,6 @@ pub(super) struct ManifestArgs {
     out: PathBuf,
     #[command(flatten)]
     v: VaultArg,
-    /// Signing key file [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
-    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
-    key: Option<PathBuf>,
     #[command(flatten)]
     actor: ActorArgs,
     /// Print a summary as JSON
@@ -51,7 +48,7 @@ pub(super) struct VerifyManifestArgs {
 
 pub(super) fn manifest_cmd(a: ManifestArgs) -> Result<ExitCode> {
     let mut s = Session::open(&a.v)?;
-    let signer = s.signer(a.key.clone())?;
+    let signer = s.signer(a.actor.key.clone())?;
     if a.out.exists() {
         bail!(
             "{} exists: a manifest is never written over a file",

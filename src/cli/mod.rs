@@ -293,10 +293,6 @@ struct VerifyArgs {
     /// log is an append-only extension of it (nothing it covered removed or rewritten)
     #[arg(long, value_name = "FILE")]
     trusted: Option<PathBuf>,
-    /// Signing key to record the verification as a custody event [default: from custody.toml,
-    /// else ~/.config/custody/keys/<origin>.key if it exists; without a key nothing is recorded]
-    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
-    key: Option<PathBuf>,
     /// Do not record the verification in the vault (read-only copies, frequent scheduled runs)
     #[arg(long)]
     no_record: bool,
@@ -359,9 +355,6 @@ struct ExportArgs {
     purpose: String,
     #[command(flatten)]
     v: VaultArg,
-    /// Signing key file, to record the export [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
-    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
-    key: Option<PathBuf>,
     #[command(flatten)]
     actor: ActorArgs,
 }
@@ -392,10 +385,6 @@ struct VerifyBundleArgs {
 struct DoctorArgs {
     #[command(flatten)]
     v: VaultArg,
-    /// Signing key, to record the result in the vault [default: from custody.toml, else
-    /// ~/.config/custody/keys/<origin>.key; without one nothing is recorded]
-    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
-    key: Option<PathBuf>,
     #[command(flatten)]
     actor: ActorArgs,
     /// Print the probes as JSON
@@ -421,9 +410,6 @@ struct ShowArgs {
     /// Why the record is read (recorded in the custody event)
     #[arg(long, value_name = "WHY")]
     purpose: Option<String>,
-    /// Signing key file, to record the access [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
-    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
-    key: Option<PathBuf>,
     #[command(flatten)]
     actor: ActorArgs,
     /// Print as JSON
@@ -445,9 +431,6 @@ struct CatArgs {
     purpose: String,
     #[command(flatten)]
     v: VaultArg,
-    /// Signing key file, to record the access [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
-    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
-    key: Option<PathBuf>,
     #[command(flatten)]
     actor: ActorArgs,
 }
@@ -1205,8 +1188,8 @@ fn coverage_of(session: &Session, inc: &custody::incident::Incident) -> Result<s
 fn record_verification(a: &VerifyArgs, report: &verify::Report) -> Result<u64, String> {
     let mut session = Session::open(&a.v)
         .map_err(|e| format!("not recorded: the vault cannot be written ({e:#})"))?;
-    let explicit = a.key.is_some() || session.cfg.key.is_some();
-    let signer = match session.signer(a.key.clone()) {
+    let explicit = a.actor.key.is_some() || session.cfg.key.is_some();
+    let signer = match session.signer(a.actor.key.clone()) {
         Ok(s) => s,
         Err(_) if !explicit => {
             return Err(
@@ -1316,7 +1299,7 @@ fn record_probe(a: &DoctorArgs, r: &custody::doctor::Report) -> Result<u64, Stri
         Err(e) => return Err(format!("not recorded: {e:#}")),
     };
     let signer = session
-        .signer(a.key.clone())
+        .signer(a.actor.key.clone())
         .map_err(|e| format!("not recorded (no usable signing key): {e:#}"))?;
     let actor = a
         .actor
@@ -1731,7 +1714,7 @@ fn does_not_check_out(json: bool, what: &str, e: &dyn std::fmt::Display) -> Resu
 
 fn export_cmd(a: ExportArgs) -> Result<ExitCode> {
     let mut session = Session::open(&a.v)?;
-    let signer = session.signer(a.key.clone())?;
+    let signer = session.signer(a.actor.key.clone())?;
     if a.out.exists() {
         bail!(
             "{} exists: the bundle is never written over a file",
@@ -1914,7 +1897,7 @@ fn verify_proof_cmd(a: VerifyProofArgs) -> Result<ExitCode> {
 
 fn show(a: ShowArgs) -> Result<ExitCode> {
     let mut session = Session::open(&a.v)?;
-    let signer = session.signer(a.key.clone())?;
+    let signer = session.signer(a.actor.key.clone())?;
     session.incident(&a.incident)?;
     let e = session.event(
         Some(&a.incident),
@@ -2021,7 +2004,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
 
 fn cat(a: CatArgs) -> Result<ExitCode> {
     let mut session = Session::open(&a.v)?;
-    let signer = session.signer(a.key.clone())?;
+    let signer = session.signer(a.actor.key.clone())?;
     let inc = session.incident(&a.incident)?;
     // A relative path names the file as `declare --path` recorded it.
     let absolute = (!a.path.starts_with('/'))
@@ -2095,5 +2078,16 @@ fn cat(a: CatArgs) -> Result<ExitCode> {
             eprintln!("custody: the output is NOT the preserved evidence; run `custody verify`");
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand (unique names,
+    /// valid `requires`), which otherwise only fire when a command runs.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
     }
 }

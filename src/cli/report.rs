@@ -51,9 +51,6 @@ pub(super) struct ReportArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     v: VaultArg,
-    /// Signing key file, to record the export [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
-    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
-    key: Option<PathBuf>,
     #[command(flatten)]
     actor: ActorArgs,
     /// Why the report is produced, or under which authorisation (recorded)
@@ -66,7 +63,7 @@ pub(super) struct ReportArgs {
 
 pub(super) fn report_cmd(a: ReportArgs) -> Result<ExitCode> {
     let mut s = Session::open(&a.v)?;
-    let signer = s.signer(a.key.clone())?;
+    let signer = s.signer(a.actor.key.clone())?;
     if let Some(out) = &a.out
         && out.exists()
     {
