@@ -84,6 +84,8 @@ custody incident hold "$INCIDENT" --name preservation-order --reason "order PIPC
 	--authorisation "general counsel" --vault "$T/vault"
 custody incident report "$INCIDENT" --regime kr-network-act --kind report --authority KISA \
 	--filed-at 2025-11-19T21:35:00+09:00 --reference KISA-2025-7731 --channel portal --vault "$T/vault"
+custody incident fact "$INCIDENT" "the stolen key also signed API tokens" \
+	--learned-at 2025-11-20T09:00:00+09:00 --vault "$T/vault"
 custody incident status "$INCIDENT" --vault "$T/vault" --at 2025-11-20T12:00:00+09:00
 
 section "4. Verify the whole vault (exit 0 = no findings); the run is recorded"
