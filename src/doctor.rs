@@ -18,7 +18,7 @@ pub const PREFIX: &str = "doctor/";
 #[derive(Debug, Clone, Serialize)]
 pub struct Probe {
     /// Its name: `create_once`, `compare_and_swap`, `overwrite_refused`,
-    /// `delete_refused`.
+    /// `delete_refused`, and on S3 `legal_hold` and `retention`.
     pub name: &'static str,
     /// Whether the property holds; `None` when it does not apply here.
     pub holds: Option<bool>,
@@ -152,22 +152,107 @@ pub fn probe(store: &Store) -> Result<Report, StoreError> {
             "a delete succeeded (on a versioned bucket, a delete marker hides the object from readers): custody detects a removal, the backend does not prevent it".into()
         },
     });
+    // 5. and 6. On S3: does a legal hold, and the bucket's default
+    // retention, keep one version from being deleted for good?
+    if let Some(lock) = store.bucket_lock()? {
+        probe_lock(store, &lock, &format!("{dir}held"), &mut probes)?;
+    }
     // Tidy up where the backend allows; leftovers are ignored by readers.
     let _ = store.delete(&ptr);
     let cas_ok = probes
         .iter()
         .find(|p| p.name == "compare_and_swap")
         .is_some_and(|p| p.holds != Some(false));
+    let held = |n: &str| probes.iter().any(|p| p.name == n && p.holds == Some(true));
     let immutable = probes
         .iter()
         .filter(|p| p.name.ends_with("_refused"))
-        .all(|p| p.holds == Some(true));
+        .all(|p| p.holds == Some(true))
+        || held("retention");
     Ok(Report {
         location: store.location().to_owned(),
         probes,
         multi_writer_safe: create_once && cas_ok,
         immutable,
     })
+}
+
+/// Probes `legal_hold` and `retention` on a bucket: a version under legal
+/// hold, then (hold lifted) under the default retention, must not be
+/// deletable by version id, the one delete that destroys data on a
+/// versioned bucket.
+fn probe_lock(
+    store: &Store,
+    lock: &crate::s3::BucketLock,
+    key: &str,
+    probes: &mut Vec<Probe>,
+) -> Result<(), StoreError> {
+    if !lock.enabled {
+        for name in ["legal_hold", "retention"] {
+            probes.push(Probe {
+                name,
+                holds: Some(false),
+                detail: "the bucket has no Object Lock: holds are recorded but not enforced, and any version can be deleted by whoever may delete".into(),
+            });
+        }
+        return Ok(());
+    }
+    store.put_once(key, Bytes::from_static(b"held"))?;
+    let version = store.object_lock(key)?.and_then(|l| l.version_id);
+    let Some(version) = version else {
+        probes.push(Probe {
+            name: "legal_hold",
+            holds: Some(false),
+            detail: "the server reported no version id for an object in an Object Lock bucket"
+                .into(),
+        });
+        return Ok(());
+    };
+    let refused = |store: &Store| -> Result<(bool, String), StoreError> {
+        match store.delete_version(key, &version) {
+            Ok(()) => Ok((false, "deleted".into())),
+            Err(StoreError::S3(e)) => {
+                let still = store.object_lock(key)?.is_some();
+                Ok((still, e.code.unwrap_or(e.what)))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    store.set_hold(key, true)?;
+    let (held, answer) = refused(store)?;
+    probes.push(Probe {
+        name: "legal_hold",
+        holds: Some(held),
+        detail: if held {
+            format!("deleting a version under legal hold was refused ({answer})")
+        } else {
+            "a version under legal hold was DELETED: the server does not enforce legal holds".into()
+        },
+    });
+    if !held {
+        return Ok(());
+    }
+    store.set_hold(key, false)?;
+    match lock.default_retention {
+        None => probes.push(Probe {
+            name: "retention",
+            holds: None,
+            detail: "no default retention: outside a hold, whoever may delete versions can remove evidence (custody init --object-lock sets one)".into(),
+        }),
+        Some((mode, days)) => {
+            let (kept, answer) = refused(store)?;
+            probes.push(Probe {
+                name: "retention",
+                holds: Some(kept),
+                detail: if kept {
+                    format!("deleting a version under the default {mode} retention ({days} days) was refused ({answer})")
+                } else {
+                    format!("a version under the default {mode} retention was DELETED: the server does not enforce retention")
+                },
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -57,6 +57,9 @@ pub enum StoreError {
         /// What it is instead.
         what: String,
     },
+    /// An S3 request object_store does not make failed.
+    #[error("couldn't {0}")]
+    S3(#[from] crate::s3::S3Error),
     /// The vault location is not usable.
     #[error("vault location {location}: {why}")]
     Location {
@@ -74,6 +77,18 @@ pub enum Put {
     Created,
     /// Something already existed under the key; nothing was written.
     AlreadyExists,
+}
+
+/// Whether the store keeps an object from being changed or removed
+/// (FORMAT.md §11.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// Under a legal hold (S3), or read-only (local).
+    Held,
+    /// Not protected: what the store reports.
+    Open(String),
+    /// No such object.
+    Missing,
 }
 
 /// An object in a listing.
@@ -116,6 +131,10 @@ pub struct Store {
     /// The operator vouches that this is the only writer (FORMAT.md §11.1):
     /// the pointer is then replaced without compare-and-swap.
     single_writer: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests object_store does not make (`s3://` vaults only).
+    s3: Option<Arc<crate::s3::S3Api>>,
+    /// The bucket's Object Lock configuration, once read.
+    lock_conf: Arc<std::sync::Mutex<Option<crate::s3::BucketLock>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -200,11 +219,13 @@ impl Store {
             local_root: Some(dir),
             etag_unquoted: Arc::default(),
             single_writer: Arc::default(),
+            s3: None,
+            lock_conf: Arc::default(),
         })
     }
 
     fn open_s3(location: &str, s3: &S3Settings) -> Result<Self, StoreError> {
-        use object_store::aws::AmazonS3Builder;
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
         let bad = |why: String| StoreError::Location {
             location: location.to_owned(),
             why,
@@ -234,7 +255,23 @@ impl Store {
         if let Some(h) = s3.allow_http {
             b = b.with_allow_http(h);
         }
+        b = b.with_http_connector(crate::s3::Md5Connector);
+        let conf = |k: AmazonS3ConfigKey| b.get_config_value(&k);
+        let target = crate::s3::S3Target {
+            bucket,
+            prefix,
+            endpoint: conf(AmazonS3ConfigKey::Endpoint),
+            region: conf(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into()),
+            virtual_hosted: conf(AmazonS3ConfigKey::VirtualHostedStyleRequest).as_deref()
+                == Some("true"),
+            allow_http: conf(AmazonS3ConfigKey::Client(
+                object_store::ClientConfigKey::AllowHttp,
+            ))
+            .as_deref()
+                == Some("true"),
+        };
         let s3store = b.build().map_err(|e| bad(e.to_string()))?;
+        let api = crate::s3::S3Api::new(&target, Arc::clone(s3store.credentials())).map_err(bad)?;
         let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
             Arc::new(s3store)
         } else {
@@ -250,6 +287,8 @@ impl Store {
             local_root: None,
             etag_unquoted: Arc::default(),
             single_writer: Arc::default(),
+            s3: Some(Arc::new(api)),
+            lock_conf: Arc::default(),
         })
     }
 
@@ -262,6 +301,8 @@ impl Store {
             local_root: None,
             etag_unquoted: Arc::default(),
             single_writer: Arc::default(),
+            s3: None,
+            lock_conf: Arc::default(),
         }
     }
 
@@ -275,6 +316,205 @@ impl Store {
     pub fn single_writer(&self) -> bool {
         self.single_writer
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Why this store cannot protect objects itself, or `None` when it can:
+    /// a local vault (read-only files) or an S3 bucket with Object Lock.
+    ///
+    /// # Errors
+    /// The bucket's configuration could not be read.
+    pub fn hold_support(&self) -> Result<Option<String>, StoreError> {
+        if self.local_root.is_some() {
+            return Ok(None);
+        }
+        let Some(api) = &self.s3 else {
+            return Ok(Some(format!(
+                "{} cannot protect objects (not a local or S3 vault)",
+                self.location
+            )));
+        };
+        let lock = self.bucket_lock()?.expect("an S3 store reads its bucket");
+        Ok((!lock.enabled).then(|| {
+            format!(
+                "bucket {} has no Object Lock, so objects cannot be put under legal hold (S3 enables it only when a bucket is created: see custody init --help)",
+                api.bucket()
+            )
+        }))
+    }
+
+    /// The Object Lock configuration of an `s3://` vault's bucket (read
+    /// once per process); `None` for other stores.
+    ///
+    /// # Errors
+    /// The request failed.
+    pub fn bucket_lock(&self) -> Result<Option<crate::s3::BucketLock>, StoreError> {
+        let Some(api) = &self.s3 else {
+            return Ok(None);
+        };
+        let mut cached = self.lock_conf.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = cached.as_ref() {
+            return Ok(Some(l.clone()));
+        }
+        let l = self.rt.block_on(api.bucket_lock())?;
+        *cached = Some(l.clone());
+        Ok(Some(l))
+    }
+
+    /// Creates an `s3://` vault's bucket, with Object Lock when `lock` is
+    /// set; `false` when this account already owns it (left as it is).
+    ///
+    /// # Errors
+    /// Not an `s3://` vault, or the request failed.
+    pub fn create_bucket(&self, lock: bool) -> Result<bool, StoreError> {
+        let api = self.s3_api("create a bucket")?;
+        Ok(self.rt.block_on(api.create_bucket(lock))?)
+    }
+
+    /// Sets the default retention of an `s3://` vault's bucket.
+    ///
+    /// # Errors
+    /// Not an `s3://` vault, the bucket has no Object Lock, or the request
+    /// failed.
+    pub fn set_default_retention(
+        &self,
+        mode: crate::s3::LockMode,
+        days: u32,
+    ) -> Result<(), StoreError> {
+        let api = self.s3_api("set a default retention")?;
+        self.rt.block_on(api.set_default_retention(mode, days))?;
+        *self.lock_conf.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
+    }
+
+    /// The lock state of an object of an `s3://` vault (`None` elsewhere,
+    /// and when it does not exist).
+    ///
+    /// # Errors
+    /// The request failed.
+    pub fn object_lock(&self, key: &str) -> Result<Option<crate::s3::ObjectLock>, StoreError> {
+        match &self.s3 {
+            Some(api) => Ok(self.rt.block_on(api.object_lock(key))?),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes one version of an object of an `s3://` vault for good.
+    ///
+    /// # Errors
+    /// Refused by the server, or not an `s3://` vault.
+    pub fn delete_version(&self, key: &str, version: &str) -> Result<(), StoreError> {
+        let api = self.s3_api("delete a version")?;
+        Ok(self.rt.block_on(api.delete_version(key, version))?)
+    }
+
+    fn s3_api(&self, what: &str) -> Result<&crate::s3::S3Api, StoreError> {
+        self.s3.as_deref().ok_or_else(|| StoreError::Location {
+            location: self.location.clone(),
+            why: format!("only an s3:// vault can {what}"),
+        })
+    }
+
+    /// Places (`on`) or lifts the store's protection of `key`: a legal hold
+    /// on S3; on a local vault, the file's write permissions are removed
+    /// (or the owner's restored), through a handle opened without
+    /// following links. Returns whether anything changed.
+    ///
+    /// # Errors
+    /// The object is missing or not a regular file, or the store refused.
+    pub fn set_hold(&self, key: &str, on: bool) -> Result<bool, StoreError> {
+        if let Some(api) = &self.s3 {
+            let before = self.rt.block_on(api.object_lock(key))?;
+            if before.as_ref().is_some_and(|l| l.legal_hold == on) {
+                return Ok(false);
+            }
+            self.rt.block_on(api.set_legal_hold(key, on))?;
+            return Ok(true);
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        let (f, mode) = self.open_local_regular(key)?;
+        let new = if on { mode & !0o222 } else { mode | 0o200 };
+        if new == mode {
+            return Ok(false);
+        }
+        f.set_permissions(std::fs::Permissions::from_mode(new))
+            .map_err(|e| self.io_error("change the permissions of", key, e))?;
+        Ok(true)
+    }
+
+    /// Whether the store protects `key` (see [`Store::set_hold`]).
+    ///
+    /// # Errors
+    /// The store could not be asked, or this store cannot protect objects.
+    pub fn protection(&self, key: &str) -> Result<Protection, StoreError> {
+        if let Some(api) = &self.s3 {
+            return Ok(match self.rt.block_on(api.object_lock(key))? {
+                None => Protection::Missing,
+                Some(l) if l.legal_hold => Protection::Held,
+                Some(l) => Protection::Open(match l.retention {
+                    Some((mode, until)) => format!(
+                        "no legal hold (only a {mode} retention until {until}, which expires)"
+                    ),
+                    None => "no legal hold and no retention".into(),
+                }),
+            });
+        }
+        match self.open_local_regular(key) {
+            Ok((_, mode)) if mode & 0o222 == 0 => Ok(Protection::Held),
+            Ok((_, mode)) => Ok(Protection::Open(format!(
+                "the file is writable (mode {:o})",
+                mode & 0o7777
+            ))),
+            Err(StoreError::Backend {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(Protection::Missing),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn io_error(&self, action: &'static str, key: &str, e: std::io::Error) -> StoreError {
+        let path = self.local_root.as_ref().map(|r| r.join(key));
+        let source = if e.kind() == std::io::ErrorKind::NotFound {
+            object_store::Error::NotFound {
+                path: path.map(|p| p.display().to_string()).unwrap_or_default(),
+                source: Box::new(e),
+            }
+        } else {
+            object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            }
+        };
+        StoreError::Backend {
+            action,
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    /// Opens a local vault's object without following links or blocking,
+    /// and checks that it is a regular file; returns it and its mode.
+    fn open_local_regular(&self, key: &str) -> Result<(std::fs::File, u32), StoreError> {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let Some(root) = &self.local_root else {
+            return Err(StoreError::Location {
+                location: self.location.clone(),
+                why: "not a local vault".into(),
+            });
+        };
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(root.join(key))
+            .map_err(|e| self.io_error("open", key, e))?;
+        let meta = f.metadata().map_err(|e| self.io_error("read", key, e))?;
+        if !meta.is_file() {
+            return Err(StoreError::NotRegular {
+                key: key.to_owned(),
+                what: "not a regular file".into(),
+            });
+        }
+        Ok((f, meta.permissions().mode()))
     }
 
     /// Where the store is, for messages.

@@ -35,7 +35,9 @@ use crate::vault::{self, Root, SegmentFault};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
-    /// Evidence or its proof is damaged or missing: verify exits 1.
+    /// Evidence or its proof is damaged or missing, or a protection the
+    /// log says is in place is not (a hold the store does not enforce):
+    /// verify exits 1.
     Damage,
     /// Worth knowing, not damage (a crash left an unreferenced pack).
     Information,
@@ -87,6 +89,7 @@ kinds! {
     ChunkHashMismatch = "chunk_hash_mismatch", Damage;
     ArtifactSizeMismatch = "artifact_size_mismatch", Damage;
     ArtifactHashMismatch = "artifact_hash_mismatch", Damage;
+    HoldMissing = "hold_missing", Damage;
 }
 
 impl Serialize for Kind {
@@ -340,6 +343,7 @@ pub fn verify(
     let mut leaves: BTreeMap<u64, Sha256Digest> = BTreeMap::from([(0, root.vault_id)]);
     let mut artifacts: Vec<(u64, Artifact)> = Vec::new();
     let mut expected = 1u64;
+    let mut holds = crate::hold::HoldIndex::default();
     for &seq in segment_seqs.iter().filter(|&&s| s > 0) {
         if seq > expected {
             let (from, to) = (expected, seq - 1);
@@ -370,6 +374,7 @@ pub fn verify(
         let prev = leaves.get(&(seq - 1)).copied();
         match vault::check_segment(&bytes, seq, prev, &root) {
             Ok(seg) => {
+                holds.absorb(seq, &seg);
                 for e in seg.entries {
                     if let Entry::Artifact(a) = e {
                         artifacts.push((seq, *a));
@@ -504,6 +509,29 @@ pub fn verify(
         report.chunks_checked = chunks;
         report.bytes_checked = bytes;
     }
+
+    // Phase: holds. Every object a hold in place covers must be protected
+    // by the store itself (FORMAT.md §11.2).
+    f.phase = "holds";
+    match crate::hold::check(store, &holds) {
+        Ok(open) => {
+            for u in open {
+                f.add(
+                    Kind::HoldMissing,
+                    &u.key,
+                    format!(
+                        "incident {} is under hold {:?}, but the store does not protect this object: {}",
+                        u.incident, u.hold, u.why
+                    ),
+                );
+            }
+        }
+        Err(e) => f.add(
+            Kind::HoldMissing,
+            store.location(),
+            format!("couldn't check that held objects are protected: {e}"),
+        ),
+    }
     report.findings = f.list;
     Ok(report)
 }
@@ -517,6 +545,7 @@ fn object_problem(e: StoreError) -> Result<String, StoreError> {
         }
         StoreError::NotRegular { what, .. } => Ok(format!("not a regular file ({what})")),
         StoreError::Backend { source, .. } => Ok(format!("unreadable: {source}")),
+        StoreError::S3(e) => Ok(format!("unreadable: {e}")),
         e @ StoreError::Location { .. } => Err(e),
     }
 }

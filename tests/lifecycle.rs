@@ -714,3 +714,129 @@ fn manifest_coverage_states_record_times_gaps_and_the_order_scope() {
     assert_eq!(unknown.len(), 1);
     assert!(unknown[0].as_str().unwrap().ends_with("notes.txt"));
 }
+
+/// The segments holding an entry of `incident`, as vault keys.
+fn segments_of(v: &TestVault, incident: &str) -> Vec<String> {
+    let out = ok(&v.cmd(&["log", "--json"]).output().unwrap());
+    out.lines()
+        .filter_map(|l| {
+            let seg: serde_json::Value = serde_json::from_str(l).unwrap();
+            let mine = seg["entries"]
+                .as_array()?
+                .iter()
+                .any(|e| e["incident"] == incident);
+            mine.then(|| custody::layout::segment_path(seg["seq"].as_u64().unwrap()))
+        })
+        .collect()
+}
+
+/// FORMAT.md §11.2 on a local vault: a hold makes the incident's files
+/// read-only, including segments written for it later; verify reports a file
+/// whose protection was lifted behind custody's back (hold_missing) until
+/// `incident protect` puts it back; a release lifts the protection of the
+/// incident's own files but not of a pack another held incident shares.
+#[test]
+fn holds_are_enforced_by_the_store_and_verify_reports_a_lifted_one() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let v = TestVault::new();
+    declared(&v, "INC-A");
+    declared(&v, "INC-B");
+    let writable = |key: &str| {
+        std::fs::metadata(v.vault.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o222
+            != 0
+    };
+    let hold = |verb: &str, id: &str| {
+        ok(&v
+            .cmd(&[
+                "incident",
+                verb,
+                id,
+                "--name",
+                "h",
+                "--reason",
+                "litigation",
+                "--authorisation",
+                "counsel",
+            ])
+            .output()
+            .unwrap());
+    };
+    let verify = || {
+        let o = v
+            .cmd(&["verify", "--json", "--quiet", "--no-record"])
+            .output()
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code(), r)
+    };
+    let packs: Vec<String> = crate::common::walk(&v.vault.join("packs"))
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&v.vault)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(packs.len(), 1, "both incidents share one pack: {packs:?}");
+    hold("hold", "INC-A");
+    for key in segments_of(&v, "INC-A").iter().chain(&packs) {
+        assert!(!writable(key), "{key} of the held incident is writable");
+    }
+    for key in segments_of(&v, "INC-B") {
+        assert!(writable(&key), "{key} of INC-B was made read-only");
+    }
+    // A segment written later for the held incident is protected too.
+    ok(&v
+        .cmd(&["incident", "note", "INC-A", "called the DPO"])
+        .output()
+        .unwrap());
+    let newest = segments_of(&v, "INC-A").pop().unwrap();
+    assert!(!writable(&newest), "{newest}: a later segment is writable");
+    let (code, r) = verify();
+    assert_eq!(code, Some(0), "{r:#}");
+    // Someone makes one file writable again: verify names it.
+    let victim = segments_of(&v, "INC-A")[0].clone();
+    std::fs::set_permissions(
+        v.vault.join(&victim),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, r) = verify();
+    assert_eq!(code, Some(1), "{r:#}");
+    let f: Vec<_> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "hold_missing")
+        .collect();
+    assert_eq!(f.len(), 1, "{r:#}");
+    assert_eq!(f[0]["object"], victim.as_str());
+    assert!(f[0]["message"].as_str().unwrap().contains("writable"));
+    ok(&v.cmd(&["incident", "protect", "INC-A"]).output().unwrap());
+    let (code, r) = verify();
+    assert_eq!(code, Some(0), "{r:#}");
+    // INC-B is held as well; releasing INC-A frees its own segments but
+    // not the pack INC-B's hold still covers.
+    hold("hold", "INC-B");
+    hold("release", "INC-A");
+    for key in segments_of(&v, "INC-A") {
+        if segments_of(&v, "INC-B").contains(&key) {
+            continue;
+        }
+        assert!(writable(&key), "{key} stayed read-only after the release");
+    }
+    assert!(!writable(&packs[0]), "the shared pack lost its protection");
+    let (code, r) = verify();
+    assert_eq!(code, Some(0), "{r:#}");
+    // Nothing to protect once no hold is in place.
+    hold("release", "INC-B");
+    let o = v.cmd(&["incident", "protect", "INC-B"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(writable(&packs[0]));
+    v.assert_intact();
+}

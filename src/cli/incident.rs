@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use custody::config::Config;
+use custody::hold::{self as holds, HoldIndex};
 use custody::incident::{Book, Incident};
 use custody::keys::VaultSigner;
 use custody::segment::{
@@ -62,6 +63,7 @@ impl ActorArgs {
 pub(super) struct Session {
     pub vault: Vault,
     pub book: Book,
+    pub holds: HoldIndex,
     pub cfg: Config,
 }
 
@@ -69,8 +71,17 @@ impl Session {
     pub fn open(v: &VaultArg) -> Result<Self> {
         let (store, cfg) = open_store(v)?;
         let mut book = Book::default();
-        let vault = Vault::open_with(store, |seq, seg| book.absorb(seq, seg))?;
-        Ok(Self { vault, book, cfg })
+        let mut holds = HoldIndex::default();
+        let vault = Vault::open_with(store, |seq, seg| {
+            book.absorb(seq, seg);
+            holds.absorb(seq, seg);
+        })?;
+        Ok(Self {
+            vault,
+            book,
+            holds,
+            cfg,
+        })
     }
 
     pub fn incident(&self, id: &str) -> Result<&Incident> {
@@ -100,17 +111,30 @@ impl Session {
         }
         let appended = self.vault.append(signer, entries.clone(), Time::now)?;
         // The book follows the log: later steps of the command see the entry.
-        self.book.absorb(
-            appended.seq,
-            &custody::segment::Segment {
-                format: custody::segment::FORMAT_VERSION,
-                vault: Some(self.vault.id()),
-                seq: appended.seq,
-                prev: None,
-                sealed_at: now,
-                entries,
-            },
-        );
+        let seg = custody::segment::Segment {
+            format: custody::segment::FORMAT_VERSION,
+            vault: Some(self.vault.id()),
+            seq: appended.seq,
+            prev: None,
+            sealed_at: now,
+            entries,
+        };
+        self.book.absorb(appended.seq, &seg);
+        self.holds.absorb(appended.seq, &seg);
+        // A new segment of a held incident is protected like the rest of
+        // it (FORMAT.md §11.2).
+        let key = custody::layout::segment_path(appended.seq);
+        for e in &seg.entries {
+            if let Some(id) = e.incident()
+                && self.holds.held(id)
+                && let Err(err) = self.vault.store().set_hold(&key, true)
+            {
+                eprintln!(
+                    "custody: warning: {key} of held incident {id} is not protected by the store: {err}"
+                );
+                break;
+            }
+        }
         if let Some(e) = &appended.checkpoint_error {
             eprintln!(
                 "custody: warning: segment {} is committed but the checkpoint was not updated: {e}",
@@ -165,10 +189,27 @@ Example:
       --source 'auth servers' --source 'token service' \\
       --from 2025-04-01T00:00:00+09:00 --until 2025-11-20T00:00:00+09:00")]
     Order(OrderArgs),
-    /// Place a legal hold on the incident's evidence.
+    /// Place a legal hold on the incident's evidence: recorded in the log, and enforced by the store.
+    #[command(after_help = "\
+The store enforces the hold where it can: on an s3:// vault whose bucket has
+Object Lock, every segment and pack of the incident gets an S3 legal hold
+(no one can delete or overwrite that version until it is lifted); on a local
+vault, their files are made read-only. Evidence added to the incident later
+is protected too. `release` lifts the protection of objects no other hold
+in place covers (packs are shared between incidents). Exit status 1 when the
+hold is recorded but the store could not enforce it (for example a bucket
+without Object Lock); `custody verify` then reports hold_missing.")]
     Hold(HoldArgs),
     /// Release a legal hold placed earlier.
     Release(HoldArgs),
+    /// Re-apply the store's protection to every object of the incident's holds in place.
+    #[command(after_help = "\
+A hold is recorded in the log and enforced by the store: on S3, a legal
+hold on every segment and pack of the incident (the bucket needs Object
+Lock); on a local vault, read-only files. `custody verify` reports an object
+a hold covers that the store does not protect (hold_missing); this command
+puts the protection back without writing a new entry.")]
+    Protect(ProtectArgs),
     /// Record a report filed with an authority (it closes the matching regulatory clock).
     #[command(after_help = "\
 Regimes and filing kinds: `custody incident status` lists them for the
@@ -243,6 +284,14 @@ pub(super) struct HoldArgs {
     authorisation: String,
     #[command(flatten)]
     c: Common,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ProtectArgs {
+    /// Incident id
+    incident: String,
+    #[command(flatten)]
+    v: VaultArg,
 }
 
 #[derive(Debug, Args)]
@@ -396,13 +445,24 @@ pub(super) fn run(cmd: IncidentCommand) -> Result<ExitCode> {
         }
         IncidentCommand::Hold(a) => {
             let h = hold(&a)?;
-            let code = write(&a.c, Entry::HoldPlaced(h), "hold placed")?;
-            make_read_only(&a.c.v, &a.incident)?;
-            Ok(code)
+            write(&a.c, Entry::HoldPlaced(h), "hold placed")?;
+            protect(&a.c.v, &a.incident, true)
         }
         IncidentCommand::Release(a) => {
             let h = hold(&a)?;
-            write(&a.c, Entry::HoldReleased(h), "hold released")
+            write(&a.c, Entry::HoldReleased(h), "hold released")?;
+            protect(&a.c.v, &a.incident, false)
+        }
+        IncidentCommand::Protect(a) => {
+            let s = Session::open(&a.v)?;
+            s.incident(&a.incident)?;
+            if !s.holds.held(&a.incident) {
+                bail!(
+                    "incident {} has no hold in place: there is nothing to protect",
+                    a.incident
+                );
+            }
+            protect(&a.v, &a.incident, true)
         }
         IncidentCommand::Report(a) => {
             for (flag, v) in [
@@ -463,60 +523,58 @@ pub(super) fn run(cmd: IncidentCommand) -> Result<ExitCode> {
     }
 }
 
-/// On a local vault, a hold also makes the incident's segment and pack
-/// files read-only (custody never writes them again; this keeps careless
-/// hands off them). Object stores keep their own retention (FORMAT.md
-/// §11.1). Files are opened without following links and changed through
-/// the open handle.
-fn make_read_only(v: &VaultArg, incident: &str) -> Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+/// Places (`on`) or lifts the store's own protection of the incident's
+/// objects after a hold was placed or released (FORMAT.md §11.2): a legal
+/// hold on S3, read-only files on a local vault. An object another hold in
+/// place still covers keeps its protection. Exit status 1 when the store
+/// could not protect every object (the hold itself is recorded).
+pub(super) fn protect(v: &VaultArg, incident: &str, on: bool) -> Result<ExitCode> {
     let s = Session::open(v)?;
-    let Some(root) = s.vault.store().local_root() else {
-        return Ok(());
+    let r = if on {
+        holds::place(s.vault.store(), &s.holds, incident)
+    } else {
+        holds::lift(s.vault.store(), &s.holds, incident)
     };
-    let inc = s.incident(incident)?;
-    let mut keys: std::collections::BTreeSet<String> = inc
-        .segments
-        .iter()
-        .map(|seq| custody::layout::segment_path(*seq))
-        .collect();
-    for (_, art) in inc.artifacts() {
-        keys.extend(
-            art.chunks
-                .iter()
-                .map(|c| custody::layout::pack_path(&c.pack)),
+    if let Some(why) = &r.unsupported {
+        eprintln!(
+            "custody: warning: the hold is recorded, but the store does not enforce it: {why}"
+        );
+        return Ok(ExitCode::from(1));
+    }
+    for (key, why) in &r.failed {
+        eprintln!("custody: warning: {key}: {why}");
+    }
+    let what = if s.vault.store().local_root().is_some() {
+        if on {
+            "made read-only"
+        } else {
+            "made writable again"
+        }
+    } else if on {
+        "put under legal hold"
+    } else {
+        "released from legal hold"
+    };
+    if on {
+        eprintln!(
+            "{incident}: {} of {} objects newly {what}; {} failed",
+            r.changed,
+            r.objects,
+            r.failed.len()
+        );
+    } else if s.holds.held(incident) {
+        eprintln!("{incident}: another hold is still in place; its objects stay protected");
+    } else {
+        eprintln!(
+            "{incident}: {} of {} objects {what} (objects another incident's hold covers stay protected)",
+            r.changed, r.objects,
         );
     }
-    let mut changed = 0;
-    for key in &keys {
-        let f = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-            .open(root.join(key))
-        {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("custody: warning: {key} not made read-only: {e}");
-                continue;
-            }
-        };
-        let meta = f.metadata()?;
-        if !meta.is_file() {
-            eprintln!("custody: warning: {key} is not a regular file; left alone");
-            continue;
-        }
-        let mode = meta.permissions().mode();
-        if mode & 0o222 != 0 {
-            f.set_permissions(std::fs::Permissions::from_mode(mode & !0o222))?;
-            changed += 1;
-        }
-    }
-    eprintln!(
-        "{} of {} segment and pack files of {incident} made read-only",
-        changed,
-        keys.len()
-    );
-    Ok(())
+    Ok(if r.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn hold(a: &HoldArgs) -> Result<Hold> {

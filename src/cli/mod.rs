@@ -198,7 +198,7 @@ The same vault always exports the same node ids.")]
 
 #[derive(Debug, Args)]
 struct VaultArg {
-    /// Vault location: a directory or file:// URL [default: from custody.toml]
+    /// Vault location: a directory, a file:// URL or s3://bucket/prefix [default: from custody.toml]
     #[arg(long, env = "CUSTODY_VAULT", value_name = "URL")]
     vault: Option<String>,
     /// Config file [default: ./custody.toml if it exists]
@@ -217,6 +217,18 @@ struct InitArgs {
     /// [default: ~/.config/custody/keys/<origin>.key]
     #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
     key: Option<PathBuf>,
+    /// s3:// only: create the bucket if it does not exist, with Object Lock when --object-lock is
+    /// given (S3 enables Object Lock only when a bucket is created)
+    #[arg(long)]
+    create_bucket: bool,
+    /// s3:// only: set the bucket's default retention, so that every object version custody
+    /// writes is kept --retention-days: governance (users with s3:BypassGovernanceRetention may
+    /// still delete) or compliance (nobody may, not even the account's root user)
+    #[arg(long, value_name = "MODE", value_parser = ["governance", "compliance"], requires = "retention_days")]
+    object_lock: Option<String>,
+    /// Days of the default retention (with --object-lock)
+    #[arg(long, value_name = "DAYS", requires = "object_lock", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    retention_days: Option<u32>,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -589,6 +601,32 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     let shown = dir
         .as_ref()
         .map_or(loc.clone(), |d| d.display().to_string());
+    let lock_mode = match a.object_lock.as_deref() {
+        Some("compliance") => Some(custody::s3::LockMode::Compliance),
+        Some(_) => Some(custody::s3::LockMode::Governance),
+        None => None,
+    };
+    if dir.is_some() && (a.create_bucket || lock_mode.is_some()) {
+        bail!(
+            "--create-bucket and --object-lock apply to s3:// vaults only; on a local vault a hold makes files read-only (custody incident hold)"
+        );
+    }
+    if dir.is_none() && a.create_bucket {
+        let store = Store::open_with(&loc, &s3)?;
+        let created = store.create_bucket(lock_mode.is_some())?;
+        eprintln!(
+            "bucket {}: {}",
+            loc.trim_start_matches("s3://")
+                .split('/')
+                .next()
+                .unwrap_or_default(),
+            match (created, lock_mode.is_some()) {
+                (true, true) => "created with Object Lock",
+                (true, false) => "created",
+                (false, _) => "already exists and is yours; left as it is",
+            }
+        );
+    }
     if dir.as_ref().is_none_or(|d| d.exists()) {
         let store = Store::open_with(&loc, &s3)?;
         let objects: Vec<_> = store
@@ -667,6 +705,22 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         }
         None => Store::open_with(&loc, &s3)?,
     };
+    // The default retention is set before the first object is written, so
+    // that the genesis segment is kept like every later one.
+    if let (Some(mode), Some(days)) = (lock_mode, a.retention_days) {
+        let lock = store.bucket_lock()?.unwrap_or(custody::s3::BucketLock {
+            enabled: false,
+            default_retention: None,
+        });
+        if !lock.enabled {
+            bail!(
+                "{shown}: the bucket has no Object Lock, and S3 enables it only when a bucket is created: init a vault in a new bucket with --create-bucket --object-lock {} --retention-days {days}",
+                a.object_lock.as_deref().unwrap_or_default()
+            );
+        }
+        store.set_default_retention(mode, days)?;
+    }
+    let object_lock = store.bucket_lock()?;
     let opts = InitOptions {
         origin: signer.name().to_owned(),
         created_by: os_user(),
@@ -674,12 +728,27 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         now: Time::now(),
         nonce: random_hex(16),
     };
-    let vault = Vault::init(store, &signer, opts)?;
+    let mut vault = Vault::init(store, &signer, opts)?;
+    // An object store is probed at once, and the result recorded, so that
+    // writers know from the start whether they may run side by side
+    // (FORMAT.md §11.1). This process is the vault's only writer so far.
+    let probed = if dir.is_none() {
+        let r = custody::doctor::probe(vault.store())?;
+        vault.store().set_single_writer(true);
+        let actor = ActorArgs::default().actor()?;
+        vault.append(&signer, vec![probe_entry(&r, actor)], Time::now)?;
+        vault.store().set_single_writer(false);
+        Some(r)
+    } else {
+        None
+    };
     if a.json {
         let out = serde_json::json!({
             "vault": shown, "vault_id": vault.id(), "origin": signer.name(), "key": key_abs,
             "key_id": signer.key_id(), "key_created": created_key,
             "verifier_key": custody::keys::PublicKey::note_verifier_key(&signer.verifying_key(), signer.name()),
+            "object_lock": object_lock,
+            "probe": probed,
         });
         outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -700,6 +769,34 @@ fn init(a: InitArgs) -> Result<ExitCode> {
             "  verifier {}",
             custody::keys::PublicKey::note_verifier_key(&signer.verifying_key(), signer.name())
         );
+        match &object_lock {
+            None => {}
+            Some(l) if !l.enabled => {
+                outln!(
+                    "  lock     none: the bucket has no Object Lock; anyone with delete rights can"
+                );
+                outln!("           remove evidence (custody verify detects it, the store does not");
+                outln!("           prevent it), and holds are recorded but not enforced");
+            }
+            Some(l) => match l.default_retention {
+                Some((mode, days)) => outln!(
+                    "  lock     Object Lock, default retention {mode} {days} days; holds become legal holds"
+                ),
+                None => outln!(
+                    "  lock     Object Lock without default retention; holds become legal holds"
+                ),
+            },
+        }
+        if let Some(r) = &probed {
+            outln!(
+                "  writers  {}",
+                if r.multi_writer_safe {
+                    "several may append at once (probed: create-once and compare-and-swap hold)"
+                } else {
+                    "ONE AT A TIME: this backend does not keep concurrent writers apart (see custody doctor);\n           writers refuse it unless CUSTODY_SINGLE_WRITER=1 or single_writer = true"
+                }
+            );
+        }
         outln!();
         outln!("Record the vault id somewhere outside this vault (a ticket, a printed note, an");
         outln!(
@@ -884,7 +981,7 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let result = preserve::declare(&mut vault, &signer, &d, &bar);
     bar.done();
-    let s = match result {
+    let mut s = match result {
         Ok(s) => s,
         Err(DeclareError::Pipeline(e)) => {
             return Err(anyhow!(
@@ -894,6 +991,24 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let secs = started.elapsed().as_secs_f64();
+    if !s.newly_declared {
+        // Evidence added to a held incident is protected like the rest of
+        // it (FORMAT.md §11.2).
+        let sess = Session::open(&a.v)?;
+        if sess.holds.held(&s.incident) {
+            let r = custody::hold::place(sess.vault.store(), &sess.holds, &s.incident);
+            if let Some(why) = r.unsupported {
+                s.warnings.push(format!(
+                    "the incident is held, but the store does not enforce it: {why}"
+                ));
+            }
+            for (key, why) in r.failed {
+                s.warnings.push(format!(
+                    "{key} of the held incident is not protected: {why}"
+                ));
+            }
+        }
+    }
     if a.json {
         let out = serde_json::json!({
             "incident": s.incident, "run": s.run, "newly_declared": s.newly_declared,
@@ -1305,7 +1420,16 @@ fn record_probe(a: &DoctorArgs, r: &custody::doctor::Report) -> Result<u64, Stri
         .actor
         .actor()
         .map_err(|e| format!("not recorded: {e:#}"))?;
-    let entry = Entry::BackendProbed(custody::segment::BackendProbed {
+    let entry = probe_entry(r, actor);
+    session
+        .record(&signer, vec![entry])
+        .map(|ap| ap.seq)
+        .map_err(|e| format!("not recorded: {e:#}"))
+}
+
+/// The `backend_probed` entry of a probe (FORMAT.md §9.11).
+fn probe_entry(r: &custody::doctor::Report, actor: custody::segment::Actor) -> Entry {
+    Entry::BackendProbed(custody::segment::BackendProbed {
         location: r.location.clone(),
         probes: r
             .probes
@@ -1320,11 +1444,7 @@ fn record_probe(a: &DoctorArgs, r: &custody::doctor::Report) -> Result<u64, Stri
         immutable: r.immutable,
         at: Time::now(),
         actor,
-    });
-    session
-        .record(&signer, vec![entry])
-        .map(|ap| ap.seq)
-        .map_err(|e| format!("not recorded: {e:#}"))
+    })
 }
 
 /// One line of advice per kind of finding.
@@ -1384,6 +1504,9 @@ fn finding_advice(kind: verify::Kind) -> &'static str {
         }
         K::ArtifactSizeMismatch | K::ArtifactHashMismatch => {
             "restore the packs of this artifact from a replica"
+        }
+        K::HoldMissing => {
+            "someone lifted the protection, or it was never placed: run `custody incident hold` again with the same name to re-apply it, and find out who changed it"
         }
     }
 }
