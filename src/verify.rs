@@ -161,6 +161,9 @@ pub struct Report {
     pub bytes_checked: u64,
     /// Whether the content phase ran.
     pub content_checked: bool,
+    /// Objects a hold in place covers, whose protection by the store was
+    /// checked.
+    pub held_objects: u64,
     /// Every finding, in phase order.
     pub findings: Vec<Finding>,
 }
@@ -178,6 +181,16 @@ impl Report {
             .iter()
             .filter(|f| f.severity == Severity::Damage)
             .count();
+        let unprotected = self
+            .findings
+            .iter()
+            .filter(|f| f.kind == Kind::HoldMissing)
+            .count();
+        if damage > 0 && damage == unprotected {
+            return format!(
+                "NOT PROTECTED ({damage} finding(s)): the evidence checks out, but objects under a hold are not protected by the store"
+            );
+        }
         if damage > 0 {
             return format!(
                 "DAMAGED ({damage} finding(s)): the evidence or its proof is not intact"
@@ -265,6 +278,7 @@ pub fn verify(
         chunks_checked: 0,
         bytes_checked: 0,
         content_checked: false,
+        held_objects: 0,
         findings: Vec::new(),
     };
 
@@ -513,6 +527,7 @@ pub fn verify(
     // Phase: holds. Every object a hold in place covers must be protected
     // by the store itself (FORMAT.md §11.2).
     f.phase = "holds";
+    report.held_objects = holds.covered().len() as u64;
     match crate::hold::check(store, &holds) {
         Ok(open) => {
             for u in open {

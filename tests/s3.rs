@@ -372,8 +372,14 @@ fn single_writer_mode_on_a_backend_that_ignores_create_once(endpoint: &str, buck
         }
         c.output().unwrap()
     };
-    ok(&run(&["init", "--origin", "lock.example/v"], false));
+    // init probes the backend and records what it found; so does doctor,
+    // which then needs the single-writer word like every other writer.
+    let init = ok(&run(&["init", "--origin", "lock.example/v"], false));
+    assert!(init.contains("ONE AT A TIME"), "{init}");
     let o = run(&["doctor", "--json"], false);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["not_recorded"].is_string(), "{r:#}");
+    let o = run(&["doctor", "--json"], true);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(r["recorded_in"].is_u64(), "{r:#}");
     let declare = [
@@ -474,5 +480,276 @@ fn doctor_probes_what_each_backend_enforces() {
             assert_eq!(holds(&r, "create_once"), true, "{name}: {r:#}");
             assert_eq!(code, Some(0), "{name}");
         }
+    }
+}
+
+/// boto3 (from the moto venv scripts/start-moto.sh makes) as an independent
+/// S3 client: it reads legal holds with HEAD, lifts one, or tries to delete
+/// an object's current version for good.
+fn boto3(endpoint: &str, bucket: &str, prefix: &str, args: &[&str]) -> String {
+    const SCRIPT: &str = r#"
+import sys, json, boto3, botocore
+from botocore.config import Config
+ep, bucket, prefix, action = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=ep,
+                  config=Config(request_checksum_calculation="when_required"))
+full = lambda k: prefix + "/" + k
+if action == "holds":
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for o in page.get("Contents", []):
+            h = s3.head_object(Bucket=bucket, Key=o["Key"])
+            out[o["Key"][len(prefix) + 1:]] = h.get("ObjectLockLegalHoldStatus") or "none"
+    print(json.dumps(out))
+elif action == "lift":
+    s3.put_object_legal_hold(Bucket=bucket, Key=full(sys.argv[5]), LegalHold={"Status": "OFF"})
+    print("lifted")
+elif action == "delete-version":
+    h = s3.head_object(Bucket=bucket, Key=full(sys.argv[5]))
+    try:
+        s3.delete_object(Bucket=bucket, Key=full(sys.argv[5]), VersionId=h["VersionId"])
+        print("deleted")
+    except botocore.exceptions.ClientError as e:
+        print(e.response["Error"]["Code"])
+"#;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-s3/bin/python");
+    let o = Command::new(&python)
+        .args(["-c", SCRIPT, endpoint, bucket, prefix])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    assert!(
+        o.status.success(),
+        "boto3 {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+/// FORMAT.md §11.2 on both servers: `init --create-bucket --object-lock`
+/// makes a bucket with Object Lock and a default retention; a hold puts
+/// every object of the incident under S3 legal hold (boto3 reads it back,
+/// and cannot delete a held version); verify reports a hold lifted behind
+/// custody's back, `incident protect` restores it; a release lifts the
+/// incident's own objects but not a pack another held incident shares.
+/// On Ceph the lock bucket ignores If-None-Match, so init's probe puts the
+/// vault in single-writer mode.
+#[test]
+fn object_lock_retention_and_legal_holds() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-s3/bin/python");
+    if !crate::common::available(python.exists(), "boto3 in .venv-s3 (scripts/start-moto.sh)") {
+        return;
+    }
+    for (name, endpoint) in servers() {
+        let bucket = format!("custody-lock-{:012x}", rand::random::<u64>() >> 16);
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("auth.log"), crate::common::log_text(200_000, 3)).unwrap();
+        let v = S3Vault {
+            endpoint: endpoint.clone(),
+            vault: format!("s3://{bucket}/v"),
+            key: tmp.path().join("vault.key"),
+            data,
+            _tmp: tmp,
+        };
+        let init: serde_json::Value = serde_json::from_str(&ok(&v
+            .cmd(&[
+                "init",
+                "--json",
+                "--origin",
+                "lock.custody.example/v",
+                "--key",
+                v.key.to_str().unwrap(),
+                "--create-bucket",
+                "--object-lock",
+                "governance",
+                "--retention-days",
+                "1",
+            ])
+            .output()
+            .unwrap()))
+        .unwrap();
+        assert_eq!(init["object_lock"]["enabled"], true, "{name}: {init:#}");
+        assert_eq!(
+            init["object_lock"]["default_retention"],
+            serde_json::json!(["governance", 1]),
+            "{name}"
+        );
+        let probe = |n: &str| {
+            init["probe"]["probes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == n)
+                .map(|p| p["holds"].clone())
+        };
+        assert_eq!(probe("legal_hold"), Some(true.into()), "{name}: {init:#}");
+        assert_eq!(probe("retention"), Some(true.into()), "{name}: {init:#}");
+        // Ceph ignores If-None-Match on a versioned bucket: writers refuse
+        // it until the operator vouches for a single writer.
+        let single = init["probe"]["multi_writer_safe"] == false;
+        assert_eq!(single, name == "ceph", "{name}: {init:#}");
+        let cmd = |args: &[&str]| {
+            let mut c = v.cmd(args);
+            if single {
+                c.env("CUSTODY_SINGLE_WRITER", "1");
+            }
+            c.output().unwrap()
+        };
+        if single {
+            let o = v.declare("INC-REFUSED", &v.data);
+            assert_eq!(o.status.code(), Some(2), "{name}");
+            assert!(String::from_utf8_lossy(&o.stderr).contains("CUSTODY_SINGLE_WRITER"));
+        }
+        let seqs = |o: &Output| -> Vec<String> {
+            let s: serde_json::Value = serde_json::from_str(&ok(o)).unwrap();
+            s["segments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| format!("segments/{:020}", n.as_u64().unwrap()))
+                .collect()
+        };
+        let declare = |id: &str| {
+            cmd(&[
+                "declare",
+                id,
+                "--title",
+                "lock test",
+                "--quiet",
+                "--json",
+                "--path",
+                v.data.to_str().unwrap(),
+            ])
+        };
+        let a_segs = seqs(&declare("INC-A"));
+        let b_segs = seqs(&declare("INC-B"));
+        let hold = |verb: &str, id: &str| {
+            ok(&cmd(&[
+                "incident",
+                verb,
+                id,
+                "--name",
+                "h",
+                "--reason",
+                "litigation",
+                "--authorisation",
+                "counsel",
+            ]))
+        };
+        let holds = || -> std::collections::BTreeMap<String, String> {
+            serde_json::from_str(&boto3(&endpoint, &bucket, "v", &["holds"])).unwrap()
+        };
+        let verify = || {
+            let o = cmd(&["verify", "--json", "--quiet", "--no-record"]);
+            let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            (o.status.code(), r)
+        };
+        hold("hold", "INC-A");
+        let h = holds();
+        let packs: Vec<&String> = h.keys().filter(|k| k.starts_with("packs/")).collect();
+        assert_eq!(
+            packs.len(),
+            1,
+            "{name}: the incidents share one pack: {h:?}"
+        );
+        let pack = packs[0].clone();
+        assert_eq!(h[&pack], "ON", "{name}: {h:?}");
+        for s in &a_segs {
+            assert_eq!(h[s], "ON", "{name}: {s} of the held incident: {h:?}");
+        }
+        for s in &b_segs {
+            assert_ne!(h[s], "ON", "{name}: {s} of INC-B is held: {h:?}");
+        }
+        // The store itself refuses to destroy a held version.
+        assert_eq!(
+            boto3(&endpoint, &bucket, "v", &["delete-version", &pack]),
+            "AccessDenied",
+            "{name}"
+        );
+        let (code, r) = verify();
+        assert_eq!(code, Some(0), "{name}: {r:#}");
+        assert!(r["held_objects"].as_u64().unwrap() > a_segs.len() as u64);
+        // Someone lifts one legal hold behind custody's back.
+        assert_eq!(
+            boto3(&endpoint, &bucket, "v", &["lift", &a_segs[0]]),
+            "lifted"
+        );
+        let (code, r) = verify();
+        assert_eq!(code, Some(1), "{name}: {r:#}");
+        let found: Vec<_> = r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "hold_missing")
+            .collect();
+        assert_eq!(found.len(), 1, "{name}: {r:#}");
+        assert_eq!(found[0]["object"], a_segs[0].as_str(), "{name}");
+        ok(&cmd(&["incident", "protect", "INC-A"]));
+        assert_eq!(holds()[&a_segs[0]], "ON", "{name}");
+        assert_eq!(verify().0, Some(0), "{name}");
+        // Releasing INC-A while INC-B is held keeps the shared pack held.
+        hold("hold", "INC-B");
+        hold("release", "INC-A");
+        let h = holds();
+        assert_eq!(
+            h[&pack], "ON",
+            "{name}: the shared pack was released: {h:?}"
+        );
+        assert_eq!(h[&a_segs[0]], "OFF", "{name}: {h:?}");
+        assert_eq!(h[&b_segs[0]], "ON", "{name}: {h:?}");
+        assert_eq!(verify().0, Some(0), "{name}");
+        // Under the default retention, even a version no hold covers stays.
+        assert_eq!(
+            boto3(&endpoint, &bucket, "v", &["delete-version", &a_segs[0]]),
+            "AccessDenied",
+            "{name}"
+        );
+    }
+}
+
+/// A hold on a bucket without Object Lock is recorded, says plainly that
+/// the store does not enforce it (exit 1), and verify reports it.
+#[test]
+fn a_hold_on_a_bucket_without_object_lock_is_recorded_but_reported() {
+    for (name, endpoint) in servers() {
+        let v = S3Vault::new(&endpoint, "nolock");
+        v.write("auth.log", b"Nov 17 16:00:01 web-1 sshd[1]: Accepted\n");
+        ok(&v.declare("INC-N", &v.data));
+        let o = v
+            .cmd(&[
+                "incident",
+                "hold",
+                "INC-N",
+                "--name",
+                "h",
+                "--reason",
+                "r",
+                "--authorisation",
+                "a",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("has no Object Lock"), "{name}: {err}");
+        let o = v
+            .cmd(&["verify", "--json", "--quiet", "--no-record"])
+            .output()
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(o.status.code(), Some(1), "{name}: {r:#}");
+        assert_eq!(
+            crate::common::kinds(&r),
+            vec!["hold_missing".to_string()],
+            "{name}: {r:#}"
+        );
+        assert!(
+            r["conclusion"]
+                .as_str()
+                .unwrap()
+                .starts_with("NOT PROTECTED")
+        );
     }
 }

@@ -1625,8 +1625,17 @@ fn print_report(r: &verify::Report) {
         } else {
             let _ = writeln!(out, "content    skipped (--quick)");
         }
+        let detail = if r.held_objects == 0 {
+            "no hold in place".to_string()
+        } else {
+            format!(
+                "{} object(s) under hold, checked with the store",
+                r.held_objects
+            )
+        };
+        let _ = writeln!(out, "{}", phase_line("holds", detail));
     }
-    for phase in ["segments", "checkpoint", "packs", "content"] {
+    for phase in ["segments", "checkpoint", "packs", "content", "holds"] {
         let found: Vec<_> = r.findings.iter().filter(|f| f.phase == phase).collect();
         if found.is_empty() {
             continue;
