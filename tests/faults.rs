@@ -1,6 +1,7 @@
 //! A fault-injecting store (sunlight's and tessera's habit): fail the Nth
-//! put, or persist it and still report failure; flag any overwrite of an
-//! immutable object. After every fault the vault must verify, and a later
+//! put, persist it and still report failure, or persist it and stop the
+//! process right after (every later request fails); flag any overwrite of
+//! an immutable object. After every fault the vault must verify, and a later
 //! declare must complete.
 
 use std::fmt;
@@ -31,6 +32,9 @@ enum Fault {
     Fail,
     /// The Nth put is persisted, but the caller is told it failed.
     PersistThenFail,
+    /// The Nth put is persisted and acknowledged, and then the process is
+    /// gone: every later request of this store fails.
+    StopAfter,
 }
 
 #[derive(Debug)]
@@ -39,6 +43,7 @@ struct FaultyStore {
     puts: AtomicUsize,
     fault_at: Option<(usize, Fault)>,
     overwrites: Mutex<Vec<String>>,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Display for FaultyStore {
@@ -54,7 +59,18 @@ impl FaultyStore {
             puts: AtomicUsize::new(0),
             fault_at,
             overwrites: Mutex::new(Vec::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    fn check_alive(&self, location: &str) -> Result<()> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(object_store::Error::Generic {
+                store: "FaultyStore",
+                source: format!("process stopped before touching {location}").into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +92,7 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        self.check_alive(location.as_ref())?;
         let n = self.puts.fetch_add(1, Ordering::SeqCst);
         if location.as_ref() != "checkpoint" && !matches!(opts.mode, PutMode::Create) {
             self.overwrites.lock().unwrap().push(location.to_string());
@@ -85,6 +102,11 @@ impl ObjectStore for FaultyStore {
             Some((at, Fault::PersistThenFail)) if at == n => {
                 self.inner.put_opts(location, payload, opts).await?;
                 Err(disk_full(location))
+            }
+            Some((at, Fault::StopAfter)) if at == n => {
+                let r = self.inner.put_opts(location, payload, opts).await;
+                self.stopped.store(true, Ordering::SeqCst);
+                r
             }
             _ => self.inner.put_opts(location, payload, opts).await,
         }
@@ -101,6 +123,7 @@ impl ObjectStore for FaultyStore {
         self.inner.put_multipart_opts(location, opts).await
     }
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.check_alive(location.as_ref())?;
         self.inner.get_opts(location, options).await
     }
     fn delete_stream(
@@ -111,9 +134,14 @@ impl ObjectStore for FaultyStore {
         self.inner.delete_stream(locations)
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        use futures::StreamExt as _;
+        match self.check_alive("the listing") {
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            Ok(()) => self.inner.list(prefix),
+        }
     }
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.check_alive("the listing")?;
         self.inner.list_with_delimiter(prefix).await
     }
     async fn copy_opts(
@@ -212,7 +240,7 @@ fn crash_matrix_every_put_fails_in_turn() {
     assert!(total >= 9, "a declare makes several puts ({total})");
     eprintln!("crash matrix over {total} puts");
     for at in 0..total {
-        for fault in [Fault::Fail, Fault::PersistThenFail] {
+        for fault in [Fault::Fail, Fault::PersistThenFail, Fault::StopAfter] {
             let ctx = format!("fault {fault:?} at put {at} of {total}");
             let inner = Arc::new(InMemory::new());
             let clean = Store::from_object_store(FaultyStore::new(inner.clone(), None), "memory");
@@ -228,6 +256,9 @@ fn crash_matrix_every_put_fails_in_turn() {
                 &Silent,
             );
             match r {
+                // The process is gone: whatever it was told, what it left
+                // must verify and be recoverable (below).
+                _ if fault == Fault::StopAfter => {}
                 Err(DeclareError::Pipeline(msg)) => {
                     assert!(msg.contains("No space left"), "{ctx}: {msg}")
                 }
@@ -263,6 +294,7 @@ fn crash_matrix_every_put_fails_in_turn() {
             )
             .unwrap();
             assert_eq!(s.failed + s.partial, 0, "{ctx}");
+            assert_eq!(s.complete, 2602, "{ctx}: every file preserved whole");
             assert!(healthy.overwrites.lock().unwrap().is_empty(), "{ctx}");
             assert_verifies(&inner, &format!("{ctx}, after recovery"));
         }
