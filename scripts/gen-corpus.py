@@ -3,6 +3,8 @@
 
 Usage:
     gen-corpus.py OUTDIR --size-mib N [--small-files K] [--seed S]
+    gen-corpus.py OUTDIR --small-only --small-files K [--seed S]
+    gen-corpus.py OUTDIR --single-file --size-mib N [--seed S]
     gen-corpus.py OUTDIR --append-percent P [--seed S]
 
 The first form writes about N MiB into OUTDIR (which must be empty or
@@ -17,7 +19,12 @@ absent):
 The same arguments always give the same bytes. Rotated pairs are
 continuous in time: x.1 is older, x continues where x.1 stops.
 
-The second form appends P percent of each file's current size to the live
+The second form writes only the K small files (no large files): a
+many-small-files set. The third writes only the large files' bytes, about N
+MiB, into one file OUTDIR/all.log: exactly the concatenation, in the order
+above, of the large files of `OUTDIR --size-mib N --small-files 0`.
+
+The last form appends P percent of each file's current size to the live
 large files of an existing corpus (access.log, app.jsonl, syslog, auth.log;
 rotated *.1 files stay as they are, as on a real host), continuing their
 timestamps, for an incremental benchmark. It is deterministic too: the same corpus, P and S
@@ -422,25 +429,30 @@ def generate(args):
     if os.path.isdir(out) and os.listdir(out):
         sys.exit(f"gen-corpus: {out} is not empty")
     pools = build_pools(args.seed)
-    total_target = int(args.size_mib * MIB)
+    total_target = int((args.size_mib or 0) * MIB)
     t0 = time.monotonic()
     small = write_small(out, pools, args.seed, args.small_files) if args.small_files else 0
-    if small > total_target:
+    if small > total_target and not args.small_only:
         print(f"gen-corpus: note: {args.small_files} small files alone exceed --size-mib {args.size_mib:g}",
               file=sys.stderr)
-    large_target = max(0, total_target - small)
+    large_target = 0 if args.small_only else max(0, total_target - small)
     total = small
     next_second = {}
-    for name, kind, share in LARGE:
-        path = os.path.join(out, name)
+    if args.single_file:
+        os.makedirs(out, exist_ok=True)
+        open(os.path.join(out, "all.log"), "wb").close()
+    for name, kind, share in [] if args.small_only else LARGE:
+        # --single-file: the same streams, one after the other in one file.
+        path = os.path.join(out, "all.log" if args.single_file else name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         rng = random.Random(f"{args.seed}:large:{name}")
         start = next_second.get(CONTINUES.get(name), START + rng.randrange(0, 3600))
-        t, n = stream(path, Block(pools, kind, rng), start, int(large_target * share))
+        t, n = stream(path, Block(pools, kind, rng), start, int(large_target * share),
+                      mode="ab" if args.single_file else "wb")
         next_second[name] = t
         total += n
     dt = time.monotonic() - t0
-    files = len(LARGE) + args.small_files
+    files = (0 if args.small_only else 1 if args.single_file else len(LARGE)) + args.small_files
     print(f"gen-corpus: wrote {total / MIB:.1f} MiB in {files} files to {out} "
           f"in {dt:.1f} s ({total / MIB / max(dt, 1e-9):.0f} MiB/s)", file=sys.stderr)
 
@@ -475,18 +487,30 @@ def main():
     p.add_argument("--size-mib", type=float, metavar="N", help="total size of a new corpus in MiB")
     p.add_argument("--small-files", type=int, default=2000, metavar="K", help="number of 1-10 KiB files under small/ (default 2000)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
+    p.add_argument("--small-only", action="store_true",
+                   help="write only the --small-files K small files, no large files")
+    p.add_argument("--single-file", action="store_true",
+                   help="write the large files' bytes (--size-mib N) into one file, OUTDIR/all.log (no small files)")
     p.add_argument("--append-percent", type=float, metavar="P",
                    help="append P%% of their size to the live large files of an existing corpus")
     args = p.parse_args()
     if args.append_percent is not None:
-        if args.size_mib is not None:
-            p.error("--append-percent and --size-mib exclude each other")
+        if args.size_mib is not None or args.small_only or args.single_file:
+            p.error("--append-percent excludes --size-mib, --small-only and --single-file")
         if args.append_percent < 0:
             p.error("--append-percent must be >= 0")
         append(args)
+    elif args.small_only:
+        if args.size_mib is not None or args.single_file:
+            p.error("--small-only excludes --size-mib and --single-file")
+        if args.small_files <= 0:
+            p.error("--small-only needs --small-files K (> 0)")
+        generate(args)
     else:
         if args.size_mib is None or args.size_mib <= 0:
             p.error("--size-mib N (> 0) is required")
+        if args.single_file:
+            args.small_files = 0
         if args.small_files < 0:
             p.error("--small-files must be >= 0")
         generate(args)
