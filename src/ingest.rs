@@ -3,8 +3,10 @@
 //!
 //! Shape: the caller's thread reads each item, cuts it with FastCDC, hashes
 //! every chunk (BLAKE3, to name and deduplicate it) and the whole item
-//! (BLAKE3 and SHA-256). New chunks go through a bounded channel to
-//! compression workers, then to one packer thread that appends zstd frames
+//! (BLAKE3); a digest thread computes the item's SHA-256 from the same
+//! chunks alongside (inline for items under [`OFFLOAD_MIN`], where the
+//! hand-off would cost more than it saves). New chunks go through a bounded
+//! channel to compression workers, then to one packer thread that appends zstd frames
 //! to the current pack and creates it in the store once it reaches
 //! [`PACK_TARGET`]. Bounded channels keep memory flat whatever the evidence
 //! size: at most [`QUEUE_DEPTH`] chunks wait per stage, plus one pack.
@@ -46,6 +48,8 @@ pub const ZSTD_LEVEL: i32 = 3;
 const READ_WINDOW: usize = 16 << 20;
 /// Chunks waiting per pipeline stage.
 const QUEUE_DEPTH: usize = 4;
+/// Items smaller than this are SHA-256-hashed on the caller's thread.
+pub const OFFLOAD_MIN: usize = 1 << 20;
 
 /// Counters of one pipeline run.
 #[derive(Debug, Default, Clone, Copy)]
@@ -109,9 +113,16 @@ enum ToPacker {
     },
 }
 
+/// Work for the digest thread: the chunks of one item, then its end.
+enum ToDigest {
+    Data(Bytes),
+    End(Sender<Sha256Digest>),
+}
+
 /// The running pipeline; lives inside a [`std::thread::scope`].
 pub struct Pipeline<'scope, 'env> {
-    to_workers: Option<Sender<(Blake3Id, Vec<u8>)>>,
+    to_workers: Option<Sender<(Blake3Id, Bytes)>>,
+    to_digest: Option<Sender<ToDigest>>,
     to_packer: Sender<ToPacker>,
     workers: Vec<ScopedJoinHandle<'scope, ()>>,
     packer: Option<ScopedJoinHandle<'scope, Result<(), String>>>,
@@ -135,7 +146,9 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         let n = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 8);
-        let (to_workers, work_rx) = bounded::<(Blake3Id, Vec<u8>)>(QUEUE_DEPTH);
+        let (to_workers, work_rx) = bounded::<(Blake3Id, Bytes)>(QUEUE_DEPTH);
+        let (to_digest, digest_rx) = bounded::<ToDigest>(QUEUE_DEPTH);
+        scope.spawn(move || digest_worker(digest_rx));
         let (to_packer, pack_rx) = bounded::<ToPacker>(QUEUE_DEPTH);
         let workers = (0..n)
             .map(|_| {
@@ -153,6 +166,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         };
         Self {
             to_workers: Some(to_workers),
+            to_digest: Some(to_digest),
             to_packer,
             workers,
             packer: Some(packer),
@@ -173,7 +187,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// # Errors
     /// When the packer has stopped (a storage failure); the cause comes from
     /// [`Pipeline::flush`].
-    pub fn add_chunk(&mut self, data: Vec<u8>) -> Result<(Blake3Id, u32), PipelineError> {
+    pub fn add_chunk(&mut self, data: Bytes) -> Result<(Blake3Id, u32), PipelineError> {
         let id = Blake3Id::of(&data);
         let size = u32::try_from(data.len()).expect("chunks are at most CHUNK_MAX");
         self.stats.bytes_read += u64::from(size);
@@ -201,12 +215,14 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         mut r: impl Read,
         mut on_bytes: impl FnMut(u64),
     ) -> Result<Captured, PipelineError> {
-        let mut sha = sha2::Sha256::new();
+        // SHA-256 here, or on the digest thread once the item proves large.
+        let mut sha: Option<sha2::Sha256> = None;
         let mut b3 = blake3::Hasher::new();
         let mut chunks = Vec::new();
         let mut size = 0u64;
         let mut error = None;
         let mut truncated = false;
+        let mut failed = None;
         // A large reusable window, cut in place: bytes are moved only when
         // a window is refilled (at most one maximal chunk's worth), not per
         // chunk as a small streaming buffer would.
@@ -214,6 +230,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         window.resize(READ_WINDOW, 0);
         let mut len = 0usize;
         let mut eof = false;
+        let mut first = true;
         'fill: loop {
             while !eof && len < window.len() {
                 match r.read(&mut window[len..]) {
@@ -226,6 +243,12 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                     }
                 }
             }
+            if first {
+                first = false;
+                if self.to_digest.is_none() || (eof && len < OFFLOAD_MIN) {
+                    sha = Some(sha2::Sha256::new());
+                }
+            }
             let cdc = fastcdc::v2020::FastCDC::new(&window[..len], CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
             let mut pos = 0usize;
             // Cut only where a whole maximal chunk is visible, or at the end:
@@ -236,16 +259,25 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                     break 'fill;
                 }
                 let (_, end) = cdc.cut(pos, len - pos);
-                let data = window[pos..end].to_vec();
-                sha.update(&data);
+                let data = Bytes::copy_from_slice(&window[pos..end]);
+                match (&mut sha, &self.to_digest) {
+                    (Some(h), _) => h.update(&data),
+                    (None, Some(tx)) => {
+                        if tx.send(ToDigest::Data(data.clone())).is_err() {
+                            failed = Some(PipelineError("the digest thread stopped".into()));
+                            break 'fill;
+                        }
+                    }
+                    (None, None) => unreachable!("hashed inline without a digest thread"),
+                }
                 b3.update(&data);
                 size += data.len() as u64;
                 on_bytes(data.len() as u64);
                 match self.add_chunk(data) {
                     Ok(c) => chunks.push(c),
                     Err(e) => {
-                        self.window = window;
-                        return Err(e);
+                        failed = Some(e);
+                        break 'fill;
                     }
                 }
                 pos = end;
@@ -257,10 +289,32 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             len -= pos;
         }
         self.window = window;
+        // The digest thread's state is per item: end it on every path.
+        let sha256 = match sha {
+            Some(h) => Sha256Digest(h.finalize().into()),
+            None => {
+                let (tx, rx) = bounded(1);
+                let sent = self
+                    .to_digest
+                    .as_ref()
+                    .is_some_and(|d| d.send(ToDigest::End(tx)).is_ok());
+                match rx.recv() {
+                    Ok(d) if sent => d,
+                    _ => {
+                        self.to_digest = None;
+                        return Err(failed
+                            .unwrap_or_else(|| PipelineError("the digest thread stopped".into())));
+                    }
+                }
+            }
+        };
+        if let Some(e) = failed {
+            return Err(e);
+        }
         Ok(Captured {
             size,
             blake3: b3.finalize().into(),
-            sha256: Sha256Digest(sha.finalize().into()),
+            sha256,
             chunks,
             error,
             truncated,
@@ -328,6 +382,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     pub fn finish(mut self) -> Result<Stats, PipelineError> {
         let flushed = self.flush();
         self.to_workers.take();
+        self.to_digest.take();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -344,7 +399,20 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     }
 }
 
-fn compress_worker(rx: Receiver<(Blake3Id, Vec<u8>)>, tx: Sender<ToPacker>) {
+fn digest_worker(rx: Receiver<ToDigest>) {
+    let mut sha = sha2::Sha256::new();
+    for m in rx {
+        match m {
+            ToDigest::Data(b) => sha.update(&b),
+            ToDigest::End(reply) => {
+                let h = std::mem::replace(&mut sha, sha2::Sha256::new());
+                let _ = reply.send(Sha256Digest(h.finalize().into()));
+            }
+        }
+    }
+}
+
+fn compress_worker(rx: Receiver<(Blake3Id, Bytes)>, tx: Sender<ToPacker>) {
     let mut z = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level 3 is valid");
     z.include_contentsize(true)
         .expect("zstd accepts the content-size flag");
@@ -506,6 +574,49 @@ mod tests {
             assert_eq!(sizes, expected, "{n} bytes");
             assert_eq!(got.sha256, Sha256Digest::of(&data));
         }
+    }
+
+    /// Large items are SHA-256-hashed on the digest thread, small ones
+    /// inline; the digest of each item is its own, in any order of sizes,
+    /// also after a read error ends an item early.
+    #[test]
+    fn offloaded_and_inline_digests_are_each_items_own() {
+        struct Failing<'a>(&'a [u8]);
+        impl Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("disk gone"));
+                }
+                let n = self.0.read(buf)?;
+                Ok(n)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let known = HashMap::new();
+        let items = [
+            pseudo_random(3 << 20, 2),
+            b"tiny".to_vec(),
+            pseudo_random(OFFLOAD_MIN - 1, 3),
+            pseudo_random(20 << 20, 4),
+            Vec::new(),
+            pseudo_random(OFFLOAD_MIN, 5),
+        ];
+        std::thread::scope(|s| {
+            let mut p = Pipeline::start(s, store.clone(), &known);
+            for it in &items {
+                let c = p.capture(&it[..], |_| {}).unwrap();
+                assert_eq!(c.sha256, Sha256Digest::of(it), "{} bytes", it.len());
+                assert_eq!(c.blake3, Blake3Id::of(it));
+            }
+            let big = &items[3];
+            let c = p.capture(Failing(&big[..]), |_| {}).unwrap();
+            assert!(c.error.is_some());
+            assert_eq!(c.sha256, Sha256Digest::of(&big[..c.size as usize]));
+            let c = p.capture(&items[0][..], |_| {}).unwrap();
+            assert_eq!(c.sha256, Sha256Digest::of(&items[0]), "state was reset");
+            p.finish().unwrap();
+        });
     }
 
     #[test]
