@@ -2,7 +2,8 @@
 # Throughput and memory benchmark of custody against plain pipelines and two
 # backup tools (restic 0.14, borg 1.2), in one run, on generated log corpora
 # (scripts/gen-corpus.py). Warm page cache: dropping it is not possible here,
-# so every task reads warm data after one warm-up read.
+# so every task reads warm data: its input is read once, untimed, right
+# before it (borg drops what it reads from the cache, POSIX_FADV_DONTNEED).
 #
 # Every task runs BENCH_RUNS times, interleaved round by round. Each round
 # starts from a fresh copy WORK of the base corpus (so the base corpus never
@@ -227,17 +228,27 @@ new_borg() {
 }
 
 # The timed commands, one per tool.
+# warm DIR: read DIR into the page cache (untimed). borg reads its input
+# with POSIX_FADV_DONTNEED, dropping it from the cache; without this, the
+# task after a borg run would read from disk.
+warm() {
+	find "$1" -type f -print0 | xargs -0 cat >/dev/null
+}
 custody_declare() { # custody_declare TASK RUN VAULT PATH
+	warm "$4"
 	measure "$1" "$2" "$BIN" declare "BENCH-$2" --title "benchmark run $2" \
 		--path "$4" --vault "$3" --key "$K" --quiet
 }
 restic_backup() { # restic_backup TASK RUN REPO PATH
+	warm "$4"
 	measure "$1" "$2" restic -r "$3" backup --quiet --host bench "$4"
 }
 borg_create() { # borg_create TASK RUN REPO::ARCHIVE PATH
+	warm "$4"
 	measure "$1" "$2" borg create --compression zstd,3 "$3" "$4"
 }
 tar_zstd_b3sum() { # tar_zstd_b3sum TASK RUN DIR
+	warm "$3"
 	# shellcheck disable=SC2016 # $1 expands inside bash -c
 	measure "$1" "$2" bash -c \
 		'set -o pipefail; tar -cf - -C "$1" . | zstd -3 -T2 -q | b3sum' _ "$3"
@@ -259,6 +270,7 @@ main_round() {
 	borg_create borg-create "$run" "$b::first" "$W"
 	tar_zstd_b3sum tar-zstd-b3sum "$run" "$C"
 	# shellcheck disable=SC2016 # $1, $2 expand inside bash -c
+	warm "$C"
 	measure cp-sync "$run" bash -c 'cp -r -- "$1" "$2" && sync' _ "$C" "$T/copy"
 	rm -rf -- "$T/copy"
 	meta stored_custody_first "$(stored_bytes "$v")"
@@ -282,9 +294,11 @@ main_round() {
 		zstd -d -q -c "$1" | tee -- "$2" | b3sum || { kill "$!"; exit 1; }
 		wait "$!"' _ "$T/corpus.tar.zst" "$T/sha256.fifo" "$T/same-work.sha256"
 	# shellcheck disable=SC2016 # $1 expands inside bash -c
+	warm "$C"
 	measure b3sum "$run" bash -c \
 		'set -o pipefail; find "$1" -type f -print0 | xargs -0 cat | b3sum' _ "$C"
 	# shellcheck disable=SC2016 # $1 expands inside bash -c
+	warm "$C"
 	measure sha256sum "$run" bash -c \
 		'set -o pipefail; find "$1" -type f -print0 | xargs -0 cat | sha256sum' _ "$C"
 
