@@ -32,7 +32,12 @@ fn logs(n: usize) -> Vec<u8> {
         x ^= x << 17;
         x
     };
-    let paths = ["/api/v1/login", "/static/app.js", "/api/v1/orders", "/health"];
+    let paths = [
+        "/api/v1/login",
+        "/static/app.js",
+        "/api/v1/orders",
+        "/health",
+    ];
     while out.len() < n {
         let r = next();
         let line = format!(
@@ -71,7 +76,9 @@ fn hashing(c: &mut Criterion) {
     let chunk = logs(1 << 20);
     let mut g = c.benchmark_group("hashing");
     g.throughput(Throughput::Bytes(chunk.len() as u64));
-    g.bench_function("blake3_1MiB", |b| b.iter(|| Blake3Id::of(black_box(&chunk))));
+    g.bench_function("blake3_1MiB", |b| {
+        b.iter(|| Blake3Id::of(black_box(&chunk)))
+    });
     g.bench_function("sha256_1MiB", |b| {
         b.iter(|| Sha256Digest::of(black_box(&chunk)))
     });
@@ -197,12 +204,5 @@ fn sealing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches,
-    chunking,
-    hashing,
-    compression,
-    capture,
-    sealing
-);
+criterion_group!(benches, chunking, hashing, compression, capture, sealing);
 criterion_main!(benches);

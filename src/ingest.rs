@@ -218,6 +218,9 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         // SHA-256 here, or on the digest thread once the item proves large.
         let mut sha: Option<sha2::Sha256> = None;
         let mut b3 = blake3::Hasher::new();
+        // The first chunk, held back from `b3`: an item of one chunk (every
+        // small file) has the chunk's BLAKE3 as its own, so it is hashed once.
+        let mut held: Option<Bytes> = None;
         let mut chunks = Vec::new();
         let mut size = 0u64;
         let mut error = None;
@@ -270,7 +273,14 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                     }
                     (None, None) => unreachable!("hashed inline without a digest thread"),
                 }
-                b3.update(&data);
+                if size == 0 && held.is_none() {
+                    held = Some(data.clone());
+                } else {
+                    if let Some(h) = held.take() {
+                        b3.update(&h);
+                    }
+                    b3.update(&data);
+                }
                 size += data.len() as u64;
                 on_bytes(data.len() as u64);
                 match self.add_chunk(data) {
@@ -311,9 +321,18 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         if let Some(e) = failed {
             return Err(e);
         }
+        let blake3 = match (held, chunks.as_slice()) {
+            (Some(_), [(id, _)]) => *id,
+            (held, _) => {
+                if let Some(h) = held {
+                    b3.update(&h);
+                }
+                b3.finalize().into()
+            }
+        };
         Ok(Captured {
             size,
-            blake3: b3.finalize().into(),
+            blake3,
             sha256,
             chunks,
             error,

@@ -348,6 +348,36 @@ fn walk(
     }
 }
 
+/// The name of a user (`user`) or group id, looked up once per run: the
+/// system's lookup reads and parses /etc/passwd or /etc/group on every call,
+/// which cost more than reading a small file.
+fn id_name(id: u32, user: bool) -> Option<String> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static NAMES: RefCell<HashMap<(bool, u32), Option<String>>> = RefCell::new(HashMap::new());
+    }
+    NAMES.with(|names| {
+        names
+            .borrow_mut()
+            .entry((user, id))
+            .or_insert_with(|| {
+                if user {
+                    nix::unistd::User::from_uid(id.into())
+                        .ok()
+                        .flatten()
+                        .map(|u| u.name)
+                } else {
+                    nix::unistd::Group::from_gid(id.into())
+                        .ok()
+                        .flatten()
+                        .map(|g| g.name)
+                }
+            })
+            .clone()
+    })
+}
+
 fn file_meta(m: &std::fs::Metadata) -> FileMeta {
     let t = |s: i64, ns: i64| {
         jiff::Timestamp::new(s, ns as i32).map_or_else(|_| Time::from_unix(0), Time::at)
@@ -358,14 +388,8 @@ fn file_meta(m: &std::fs::Metadata) -> FileMeta {
         mode: format!("{:o}", m.mode()),
         uid: m.uid(),
         gid: m.gid(),
-        owner: nix::unistd::User::from_uid(m.uid().into())
-            .ok()
-            .flatten()
-            .map(|u| u.name),
-        group: nix::unistd::Group::from_gid(m.gid().into())
-            .ok()
-            .flatten()
-            .map(|g| g.name),
+        owner: id_name(m.uid(), true),
+        group: id_name(m.gid(), false),
         dev: m.dev(),
         ino: m.ino(),
     }
