@@ -288,3 +288,18 @@ pub fn ok(o: &std::process::Output) -> String {
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// `incident hold|release ID` with a fixed name, reason and authorisation.
+pub fn hold_args<'a>(verb: &'a str, incident: &'a str) -> [&'a str; 9] {
+    [
+        "incident",
+        verb,
+        incident,
+        "--name",
+        "h",
+        "--reason",
+        "litigation",
+        "--authorisation",
+        "counsel",
+    ]
+}

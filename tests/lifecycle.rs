@@ -750,20 +750,7 @@ fn holds_are_enforced_by_the_store_and_verify_reports_a_lifted_one() {
             != 0
     };
     let hold = |verb: &str, id: &str| {
-        ok(&v
-            .cmd(&[
-                "incident",
-                verb,
-                id,
-                "--name",
-                "h",
-                "--reason",
-                "litigation",
-                "--authorisation",
-                "counsel",
-            ])
-            .output()
-            .unwrap());
+        ok(&v.cmd(&crate::common::hold_args(verb, id)).output().unwrap());
     };
     let verify = || {
         let o = v

@@ -625,19 +625,7 @@ fn object_lock_retention_and_legal_holds() {
         };
         let a_segs = seqs(&declare("INC-A"));
         let b_segs = seqs(&declare("INC-B"));
-        let hold = |verb: &str, id: &str| {
-            ok(&cmd(&[
-                "incident",
-                verb,
-                id,
-                "--name",
-                "h",
-                "--reason",
-                "litigation",
-                "--authorisation",
-                "counsel",
-            ]))
-        };
+        let hold = |verb: &str, id: &str| ok(&cmd(&crate::common::hold_args(verb, id)));
         let holds = || -> std::collections::BTreeMap<String, String> {
             serde_json::from_str(&boto3(&endpoint, &bucket, "v", &["holds"])).unwrap()
         };
