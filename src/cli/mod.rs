@@ -83,12 +83,13 @@ Exit status:
 Phases: segments (genesis, signatures, chain), checkpoint (signature, size,
 root), packs (exist, magic, hash), content (every chunk decompresses within
 its declared size and re-hashes; every artifact re-hashes to its BLAKE3 and
-SHA-256). Without --vault-id, verify proves the vault self-consistent only:
+SHA-256), holds (every object a hold in place covers is protected by the
+store: an S3 legal hold, or a read-only file). Without --vault-id, verify proves the vault self-consistent only:
 pin the vault id printed by `custody init` to prove it is the vault you expect.
 
 Exit status:
   0  no damage (information findings, such as unreferenced packs, may exist)
-  1  damage found: every finding is listed
+  1  damage found, or a held object is not protected: every finding is listed
   2  verification could not run")]
     Verify(VerifyArgs),
     /// Print the latest signed checkpoint (a C2SP signed note), to save and pin later.
@@ -172,8 +173,11 @@ Exit status:
 Writes canary objects under doctor/ in the vault and checks that a second
 create of a key is refused, that the checkpoint pointer's compare-and-swap
 refuses a stale ETag, and whether the backend itself refuses overwrites and
-deletes (Object Lock retention or legal hold). Several S3-compatible servers
-accept these settings without enforcing them.
+deletes. On S3 it also puts a canary under legal hold and tries to delete
+its version for good (legal_hold), then lifts the hold and tries again under
+the bucket's default retention (retention). Several S3-compatible servers
+accept these settings without enforcing them. The result is recorded in the
+log (backend_probed) when a signing key is at hand; writers follow it.
 
 Exit status:
   0  several writers may append safely (create-once and compare-and-swap hold)
