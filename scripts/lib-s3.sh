@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # Shared by scripts/start-ceph.sh and scripts/start-moto.sh (sourced, not
 # run): logging, timed steps, Debian installs, and SigV4-signed curl requests
-# as the test user. Expects ACCESS_KEY, SECRET_KEY and REGION to be set.
+# as the test user, buckets and the env line. Expects ACCESS_KEY, SECRET_KEY
+# and REGION (and, for the bucket and env helpers, ENDPOINT, BUCKET,
+# LOCK_BUCKET and STATE) to be set.
 
 # Progress goes to stderr: stdout carries only the env line.
 log() { printf '%s\n' "$*" >&2; }
@@ -52,4 +54,49 @@ s3() {
 # http_code CURL-ARGS...: the status of a signed request, 000 if no answer.
 http_code() {
 	s3 -o /dev/null -w '%{http_code}' --max-time 10 "$@" 2>/dev/null || true
+}
+
+# ensure_bucket NAME [HEADER]: create the bucket unless it exists already.
+# Expects ENDPOINT.
+ensure_bucket() {
+	local bucket=$1 code
+	shift
+	code=$(http_code -I "$ENDPOINT/$bucket")
+	case $code in
+	200) ;;
+	404)
+		code=$(http_code -X PUT "$@" "$ENDPOINT/$bucket")
+		[[ $code == 200 ]] || die "creating bucket $bucket: HTTP $code"
+		;;
+	*) die "HEAD bucket $bucket: HTTP $code" ;;
+	esac
+}
+
+# ensure_buckets: the plain test bucket BUCKET and LOCK_BUCKET with Object
+# Lock enabled (hence versioned).
+ensure_buckets() {
+	ensure_bucket "$BUCKET"
+	ensure_bucket "$LOCK_BUCKET" -H 'x-amz-bucket-object-lock-enabled: true'
+	# A lock bucket made by hand without Object Lock would fail the tests
+	# in confusing ways: check it. (The "=" matters: curl 7.88 signs a bare
+	# "?object-lock" differently from a checking server.)
+	# (Read whole before grep: with pipefail, grep -q quitting early could
+	# fail the pipe.)
+	local conf
+	conf=$(s3 --max-time 10 "$ENDPOINT/$LOCK_BUCKET?object-lock=" 2>/dev/null || true)
+	[[ $conf == *'<ObjectLockEnabled>Enabled</ObjectLockEnabled>'* ]] ||
+		die "bucket $LOCK_BUCKET exists without Object Lock; run scripts/stop-s3.sh"
+}
+
+# print_env VAR WHAT: the env line for the tests (VAR names the endpoint),
+# on stdout and in STATE/env.
+print_env() {
+	local var=$1 what=$2 line
+	# %q: values the caller chose stay one word each when eval'ed.
+	line=$(printf 'export %s=%q AWS_ACCESS_KEY_ID=%q AWS_SECRET_ACCESS_KEY=%q AWS_REGION=%q CUSTODY_TEST_BUCKET=%q CUSTODY_TEST_LOCK_BUCKET=%q' \
+		"$var" "$ENDPOINT" "$ACCESS_KEY" "$SECRET_KEY" "$REGION" "$BUCKET" "$LOCK_BUCKET")
+	mkdir -p -- "$STATE"
+	printf '%s\n' "$line" >"$STATE/env"
+	log "$what ready on $ENDPOINT (env also in $STATE/env)"
+	printf '%s\n' "$line"
 }

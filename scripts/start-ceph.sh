@@ -261,46 +261,6 @@ create_user() {
 		fail_with_logs "radosgw-admin user create failed"
 }
 
-# ensure_bucket NAME [HEADER]: create the bucket unless it exists already.
-ensure_bucket() {
-	local bucket=$1 code
-	shift
-	code=$(http_code -I "$ENDPOINT/$bucket")
-	case $code in
-	200) ;;
-	404)
-		code=$(http_code -X PUT "$@" "$ENDPOINT/$bucket")
-		[[ $code == 200 ]] || die "creating bucket $bucket: HTTP $code"
-		;;
-	*) die "HEAD bucket $bucket: HTTP $code" ;;
-	esac
-}
-
-ensure_buckets() {
-	ensure_bucket "$BUCKET"
-	ensure_bucket "$LOCK_BUCKET" -H 'x-amz-bucket-object-lock-enabled: true'
-	# A lock bucket made by hand without Object Lock would fail the tests
-	# in confusing ways: check it. (The "=" matters: curl 7.88 signs a bare
-	# "?object-lock" differently from the server.)
-	# (Read whole before grep: with pipefail, grep -q quitting early could
-	# fail the pipe.)
-	local conf
-	conf=$(s3 --max-time 10 "$ENDPOINT/$LOCK_BUCKET?object-lock=" 2>/dev/null || true)
-	[[ $conf == *'<ObjectLockEnabled>Enabled</ObjectLockEnabled>'* ]] ||
-		die "bucket $LOCK_BUCKET exists without Object Lock; run scripts/stop-s3.sh"
-}
-
-print_env() {
-	local line
-	# %q: values the caller chose stay one word each when eval'ed.
-	line=$(printf 'export CUSTODY_TEST_CEPH_ENDPOINT=%q AWS_ACCESS_KEY_ID=%q AWS_SECRET_ACCESS_KEY=%q AWS_REGION=%q CUSTODY_TEST_BUCKET=%q CUSTODY_TEST_LOCK_BUCKET=%q' \
-		"$ENDPOINT" "$ACCESS_KEY" "$SECRET_KEY" "$REGION" "$BUCKET" "$LOCK_BUCKET")
-	mkdir -p -- "$STATE"
-	printf '%s\n' "$line" >"$STATE/env"
-	log "Ceph S3 gateway ready on $ENDPOINT (env also in $STATE/env)"
-	printf '%s\n' "$line"
-}
-
 # ---------------------------------------------------------------- main
 T_START=$(now)
 setup_curl
@@ -312,7 +272,7 @@ code=$(http_code "$ENDPOINT/")
 if [[ $code == 200 && $(s3 --max-time 10 "$ENDPOINT/" 2>/dev/null || true) == *"<ID>$USER_ID</ID>"* ]]; then
 	log "a gateway already answers on $ENDPOINT with the test user"
 	ensure_buckets
-	print_env
+	print_env CUSTODY_TEST_CEPH_ENDPOINT 'Ceph S3 gateway'
 	exit 0
 elif [[ $code != 000 ]]; then
 	die "something else answers on $ENDPOINT (HTTP $code to the test user); free the port or set CEPH_RGW_PORT"
@@ -327,4 +287,4 @@ step "start gateway on $ENDPOINT" start_rgw
 step "create test user $USER_ID" create_user
 step "create buckets" ensure_buckets
 log "total: $(since "$T_START") s"
-print_env
+print_env CUSTODY_TEST_CEPH_ENDPOINT 'Ceph S3 gateway'

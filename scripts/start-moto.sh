@@ -136,46 +136,6 @@ start_moto() {
 	fail_with_log "moto did not answer on $ENDPOINT after ${UP_TIMEOUT} s"
 }
 
-# ensure_bucket NAME [HEADER]: create the bucket unless it exists already.
-ensure_bucket() {
-	local bucket=$1 code
-	shift
-	code=$(http_code -I "$ENDPOINT/$bucket")
-	case $code in
-	200) ;;
-	404)
-		code=$(http_code -X PUT "$@" "$ENDPOINT/$bucket")
-		[[ $code == 200 ]] || die "creating bucket $bucket: HTTP $code"
-		;;
-	*) die "HEAD bucket $bucket: HTTP $code" ;;
-	esac
-}
-
-ensure_buckets() {
-	ensure_bucket "$BUCKET"
-	ensure_bucket "$LOCK_BUCKET" -H 'x-amz-bucket-object-lock-enabled: true'
-	# A lock bucket made by hand without Object Lock would fail the tests
-	# in confusing ways: check it. (The "=" matters: curl 7.88 signs a bare
-	# "?object-lock" differently from a checking server.)
-	# (Read whole before grep: with pipefail, grep -q quitting early could
-	# fail the pipe.)
-	local conf
-	conf=$(s3 --max-time 10 "$ENDPOINT/$LOCK_BUCKET?object-lock=" 2>/dev/null || true)
-	[[ $conf == *'<ObjectLockEnabled>Enabled</ObjectLockEnabled>'* ]] ||
-		die "bucket $LOCK_BUCKET exists without Object Lock; run scripts/stop-s3.sh"
-}
-
-print_env() {
-	local line
-	# %q: values the caller chose stay one word each when eval'ed.
-	line=$(printf 'export CUSTODY_TEST_MOTO_ENDPOINT=%q AWS_ACCESS_KEY_ID=%q AWS_SECRET_ACCESS_KEY=%q AWS_REGION=%q CUSTODY_TEST_BUCKET=%q CUSTODY_TEST_LOCK_BUCKET=%q' \
-		"$ENDPOINT" "$ACCESS_KEY" "$SECRET_KEY" "$REGION" "$BUCKET" "$LOCK_BUCKET")
-	mkdir -p -- "$STATE"
-	printf '%s\n' "$line" >"$STATE/env"
-	log "moto S3 server ready on $ENDPOINT (env also in $STATE/env)"
-	printf '%s\n' "$line"
-}
-
 # ---------------------------------------------------------------- main
 T_START=$(now)
 setup_curl
@@ -186,7 +146,7 @@ if [[ $code == 200 ]]; then
 	log "moto already answers on $ENDPOINT"
 	alive || log "note: it was not started from $STATE; scripts/stop-s3.sh will not stop it"
 	ensure_buckets
-	print_env
+	print_env CUSTODY_TEST_MOTO_ENDPOINT 'moto S3 server'
 	exit 0
 elif [[ $code != 000 ]]; then
 	die "something else answers on $ENDPOINT (HTTP $code on /moto-api/); free the port or set MOTO_PORT"
@@ -196,4 +156,4 @@ step "venv $VENV with moto $MOTO_VERSION" setup_venv
 step "start moto on $ENDPOINT" start_moto
 step "create buckets" ensure_buckets
 log "total: $(since "$T_START") s"
-print_env
+print_env CUSTODY_TEST_MOTO_ENDPOINT 'moto S3 server'

@@ -161,19 +161,22 @@ fn apply(store: &Store, keys: BTreeSet<String>, on: bool) -> Applied {
     out
 }
 
-/// The objects a hold in place covers that the store does not protect.
+/// The objects of `covered` ([`HoldIndex::covered`]) that the store does
+/// not protect.
 ///
 /// # Errors
 /// The store could not be asked.
-pub fn check(store: &Store, index: &HoldIndex) -> Result<Vec<Unprotected>, StoreError> {
-    let covered = index.covered();
+pub fn check(
+    store: &Store,
+    covered: &BTreeMap<String, (String, String)>,
+) -> Result<Vec<Unprotected>, StoreError> {
     if covered.is_empty() {
         return Ok(Vec::new());
     }
     if let Some(why) = store.hold_support()? {
         // One finding per incident: every object of it is unprotected.
         let mut out: Vec<Unprotected> = Vec::new();
-        for (key, (incident, hold)) in &covered {
+        for (key, (incident, hold)) in covered {
             if out.iter().any(|u| &u.incident == incident) {
                 continue;
             }
@@ -189,14 +192,14 @@ pub fn check(store: &Store, index: &HoldIndex) -> Result<Vec<Unprotected>, Store
     }
     let mut out = Vec::new();
     for (key, (incident, hold)) in covered {
-        match store.protection(&key)? {
+        match store.protection(key)? {
             Protection::Held => {}
             // A missing object is a finding of the segment or pack phase.
             Protection::Missing => {}
             Protection::Open(why) => out.push(Unprotected {
-                key,
-                incident,
-                hold,
+                key: key.clone(),
+                incident: incident.clone(),
+                hold: hold.clone(),
                 why,
             }),
         }

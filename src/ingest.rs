@@ -541,10 +541,11 @@ fn packer(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    /// Deterministic incompressible bytes (xorshift).
+    pub(crate) fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed;
         (0..n)
             .map(|_| {

@@ -299,19 +299,10 @@ fn short_run(run: &str) -> String {
     run.get(..8).unwrap_or(run).to_owned()
 }
 
+/// A byte count with the exact number beside the rounded one.
 fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {} ({n} B)", UNITS[u])
-    }
+    let h = crate::progress::human_bytes(n);
+    if n < 1024 { h } else { format!("{h} ({n} B)") }
 }
 
 /// `2025-11-17 16:00:00 +09:00`: the wall clock as written, to the second,

@@ -1160,16 +1160,8 @@ impl Store {
                 .put(&Path::from(key), PutPayload::from_bytes(bytes)),
         ) {
             Ok(_) => Ok(true),
-            Err(
-                object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Ok(false),
-            Err(object_store::Error::Generic { source, .. })
-                if source.to_string().contains("403") =>
-            {
-                Ok(false)
-            }
+            Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) if refused(&e) => Ok(false),
             Err(e) => Err(Self::backend("write", key)(e)),
         }
     }
@@ -1182,17 +1174,22 @@ impl Store {
     pub fn delete(&self, key: &str) -> Result<bool, StoreError> {
         match self.rt.block_on(self.inner.delete(&Path::from(key))) {
             Ok(()) => Ok(true),
-            Err(
-                object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. },
-            ) => Ok(false),
-            Err(object_store::Error::Generic { source, .. })
-                if source.to_string().contains("403") =>
-            {
-                Ok(false)
-            }
+            Err(e) if refused(&e) => Ok(false),
             Err(e) => Err(Self::backend("delete", key)(e)),
         }
+    }
+}
+
+/// Whether the backend refused an overwrite or a delete (retention, a legal
+/// hold, missing rights) rather than failing: S3 answers 403, which
+/// object_store reports as a permission error or, for some servers, as a
+/// generic error naming the status.
+fn refused(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => true,
+        object_store::Error::Generic { source, .. } => source.to_string().contains("403"),
+        _ => false,
     }
 }
 

@@ -527,8 +527,9 @@ pub fn verify(
     // Phase: holds. Every object a hold in place covers must be protected
     // by the store itself (FORMAT.md §11.2).
     f.phase = "holds";
-    report.held_objects = holds.covered().len() as u64;
-    match crate::hold::check(store, &holds) {
+    let covered = holds.covered();
+    report.held_objects = covered.len() as u64;
+    match crate::hold::check(store, &covered) {
         Ok(open) => {
             for u in open {
                 f.add(
@@ -1243,17 +1244,7 @@ impl Helper {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(n: usize, mut x: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
+    use crate::ingest::tests::pseudo_random;
 
     fn artifact(path: &str, data: &[u8], chunks: Vec<crate::segment::ChunkRef>) -> Artifact {
         use crate::segment::{ItemKind, SourceKind, Status, Tool};

@@ -9,8 +9,8 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use custody::segment::{Action, Entry};
 
-use super::VaultArg;
 use super::incident::{ActorArgs, Session};
+use super::{VaultArg, stage_beside};
 
 #[derive(Debug, Args)]
 pub(super) struct ExportCaseArgs {
@@ -64,23 +64,16 @@ pub(super) fn export_case_cmd(a: ExportCaseArgs) -> Result<ExitCode> {
     bytes.push(b'\n');
     match &a.out {
         Some(out) => {
-            let fail = |e: std::io::Error| {
-                anyhow::Error::from(e).context(format!(
-                    "the export is recorded in segment {} but {} was not written",
-                    recorded.seq,
-                    out.display()
-                ))
-            };
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(out)
-                .map_err(fail)?;
-            if let Err(e) = f.write_all(&bytes).and_then(|()| f.sync_all()) {
-                drop(f);
-                let _ = std::fs::remove_file(out);
-                return Err(fail(e));
-            }
+            stage_beside(out, &bytes)?
+                .persist_noclobber(out)
+                .map_err(|e| e.error)
+                .with_context(|| {
+                    format!(
+                        "the export is recorded in segment {} but {} was not written",
+                        recorded.seq,
+                        out.display()
+                    )
+                })?;
             let nodes = doc["@graph"].as_array().map_or(0, Vec::len);
             eprintln!(
                 "wrote {} (CASE {} JSON-LD, {nodes} nodes); the export is recorded in segment {}",

@@ -13,7 +13,7 @@ use custody::time::Time;
 
 use super::incident::{ActorArgs, Session};
 use super::outln;
-use super::{VaultArg, anchor, does_not_check_out, human};
+use super::{VaultArg, anchor, does_not_check_out, human, stage_beside};
 
 #[derive(Debug, Args)]
 pub(super) struct ManifestArgs {
@@ -73,16 +73,7 @@ pub(super) fn manifest_cmd(a: ManifestArgs) -> Result<ExitCode> {
     let sha256 = Sha256Digest::of(&bytes);
     // Written beside the target, sealed in the log, then renamed: the file
     // appears only once the log records it.
-    let dir = match a.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".custody-manifest-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("couldn't write in {}", dir.display()))?;
-    tmp.write_all(&bytes)?;
-    tmp.as_file().sync_all()?;
+    let tmp = stage_beside(&a.out, &bytes)?;
     let p = &statement.predicate;
     let sealed = Entry::ManifestSealed(ManifestSealed {
         incident: a.incident.clone(),

@@ -13,7 +13,7 @@ use custody::config::{self, Config};
 use custody::hash::Sha256Digest;
 use custody::keys::{KeyError, VaultSigner};
 use custody::preserve::{self, Declaration, DeclareError};
-use custody::progress::Progress;
+use custody::progress::{Progress, human_bytes as human};
 use custody::segment::{Artifact, Entry, SourceKind, SourceSpec, Status};
 use custody::store::{self, Store};
 use custody::time::Time;
@@ -853,19 +853,22 @@ impl Progress for Bar {
     }
 }
 
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+/// Writes `bytes` to a new temporary file beside `path` and syncs it. The
+/// caller renames it into place with `persist_noclobber` once what it
+/// records is sealed: an output file appears whole or not at all, and never
+/// replaces an existing one.
+pub(super) fn stage_beside(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".custody-")
+        .tempfile_in(dir)
+        .with_context(|| format!("couldn't write in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    Ok(tmp)
 }
 
 fn resolve_key(
@@ -935,7 +938,10 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             "nothing to preserve: pass --path or --command, or list sources in custody.toml (--config)"
         );
     }
-    let mut vault = Vault::open(store)?;
+    // Whether the incident is held, read on the way: evidence added to a
+    // held incident is protected like the rest of it.
+    let mut holds_before = custody::hold::HoldIndex::default();
+    let mut vault = Vault::open_with(store, |seq, seg| holds_before.absorb(seq, seg))?;
     let (signer, key_path) = resolve_key(a.key.clone(), &cfg, &vault.root().genesis.origin)?;
     let inode = |p: &Path| {
         std::fs::metadata(p).map(|m| {
@@ -995,22 +1001,20 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let secs = started.elapsed().as_secs_f64();
-    if !s.newly_declared {
-        // Evidence added to a held incident is protected like the rest of
-        // it (FORMAT.md §11.2).
+    if holds_before.held(&s.incident) {
+        // FORMAT.md §11.2. The run's objects are known only from the log:
+        // read it again, which only a held incident pays for.
         let sess = Session::open(&a.v)?;
-        if sess.holds.held(&s.incident) {
-            let r = custody::hold::place(sess.vault.store(), &sess.holds, &s.incident);
-            if let Some(why) = r.unsupported {
-                s.warnings.push(format!(
-                    "the incident is held, but the store does not enforce it: {why}"
-                ));
-            }
-            for (key, why) in r.failed {
-                s.warnings.push(format!(
-                    "{key} of the held incident is not protected: {why}"
-                ));
-            }
+        let r = custody::hold::place(sess.vault.store(), &sess.holds, &s.incident);
+        if let Some(why) = r.unsupported {
+            s.warnings.push(format!(
+                "the incident is held, but the store does not enforce it: {why}"
+            ));
+        }
+        for (key, why) in r.failed {
+            s.warnings.push(format!(
+                "{key} of the held incident is not protected: {why}"
+            ));
         }
     }
     if a.json {

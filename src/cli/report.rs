@@ -12,8 +12,8 @@ use custody::report::{self, Context};
 use custody::segment::{Action, Entry};
 use custody::time::Time;
 
-use super::VaultArg;
 use super::incident::{ActorArgs, Session};
+use super::{VaultArg, stage_beside};
 
 pub(super) const AFTER_HELP: &str = "\
 The report has a title block, a summary, a timeline of every entry of the
@@ -101,34 +101,22 @@ pub(super) fn report_cmd(a: ReportArgs) -> Result<ExitCode> {
         generated_at: now,
         generated_by: &actor,
     };
-    let text = match a.format {
+    let mut text = match a.format {
         Format::Md => report::markdown(&ctx),
         Format::Html => report::html(&ctx),
     };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
     match &a.out {
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;
-            if !text.ends_with('\n') {
-                out.write_all(b"\n")?;
-            }
             out.flush()?;
         }
         Some(path) => {
-            let dir = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".custody-report-")
-                .tempfile_in(&dir)
-                .with_context(|| format!("couldn't write in {}", dir.display()))?;
-            tmp.write_all(text.as_bytes())?;
-            if !text.ends_with('\n') {
-                tmp.write_all(b"\n")?;
-            }
-            tmp.as_file().sync_all()?;
-            tmp.persist_noclobber(path)
+            stage_beside(path, text.as_bytes())?
+                .persist_noclobber(path)
                 .map_err(|e| e.error)
                 .with_context(|| {
                     format!(
