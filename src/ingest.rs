@@ -14,6 +14,14 @@
 //! [`Pipeline::flush`] returns once every chunk submitted so far is in a
 //! durable pack; only then may a segment reference them.
 //!
+//! Re-preserving known data: [`KnownCuts`] remembers which chunk followed
+//! which in earlier artifacts. Where the bytes at the current position hash
+//! to the chunk that followed last time, the cut is taken from there instead
+//! of running FastCDC over them: every byte is still read and hashed (BLAKE3
+//! of the chunk, BLAKE3 and SHA-256 of the item), only the cut-point search
+//! is skipped, and the cuts are the ones FastCDC would make (see
+//! [`KnownCuts`]).
+//!
 //! Not here: what an item is (`sources`), sealing segments (`preserve`).
 
 use std::collections::{HashMap, HashSet};
@@ -66,6 +74,8 @@ pub struct Stats {
     pub packs: u64,
     /// New chunks.
     pub chunks_new: u64,
+    /// Chunks cut where an earlier artifact was cut ([`KnownCuts`]).
+    pub chunks_hinted: u64,
 }
 
 /// One item's content as captured.
@@ -113,6 +123,59 @@ enum ToPacker {
     },
 }
 
+/// Cut points seen in earlier artifacts, to re-cut known data without
+/// searching for them again.
+///
+/// Why a hinted cut equals FastCDC's: FastCDC's decision to cut at `p`,
+/// starting from `pos`, depends only on the bytes `pos..p` (a cut before the
+/// end of the visible data is a gear-hash match or the maximum size, and the
+/// masks it uses at each offset do not depend on how much data follows). So
+/// a chunk that was followed by more data in some artifact is a cut of its
+/// own bytes: wherever those bytes (same BLAKE3) start at a cut, FastCDC cuts
+/// after them again. An artifact's last chunk was cut by its end, not its
+/// content, and is never used as a hint.
+#[derive(Debug, Default)]
+pub struct KnownCuts {
+    /// Chunk id to the chunk that followed it, when that one was not last.
+    next: HashMap<Blake3Id, (Blake3Id, u32)>,
+    /// Artifact path to its first chunk, when that one was not last.
+    first: HashMap<String, (Blake3Id, u32)>,
+}
+
+impl KnownCuts {
+    /// Learns the cuts of one artifact's chunk list (id, plaintext size).
+    pub fn learn(&mut self, path: &str, chunks: impl ExactSizeIterator<Item = (Blake3Id, u32)>) {
+        let n = chunks.len();
+        let mut prev: Option<Blake3Id> = None;
+        for (i, c) in chunks.enumerate() {
+            if i + 1 == n {
+                break;
+            }
+            match prev {
+                None => {
+                    if let Some(v) = self.first.get_mut(path) {
+                        *v = c;
+                    } else {
+                        self.first.insert(path.to_owned(), c);
+                    }
+                }
+                Some(p) => {
+                    self.next.insert(p, c);
+                }
+            }
+            prev = Some(c.0);
+        }
+    }
+
+    fn first(&self, path: &str) -> Option<(Blake3Id, u32)> {
+        self.first.get(path).copied()
+    }
+
+    fn after(&self, id: &Blake3Id) -> Option<(Blake3Id, u32)> {
+        self.next.get(id).copied()
+    }
+}
+
 /// Work for the digest thread: the chunks of one item, then its end.
 enum ToDigest {
     Data(Bytes),
@@ -127,6 +190,7 @@ pub struct Pipeline<'scope, 'env> {
     workers: Vec<ScopedJoinHandle<'scope, ()>>,
     packer: Option<ScopedJoinHandle<'scope, Result<(), String>>>,
     known: &'env HashMap<Blake3Id, ChunkRef>,
+    cuts: Option<&'env KnownCuts>,
     placed: Arc<Mutex<HashMap<Blake3Id, ChunkRef>>>,
     shared: Arc<Mutex<Stats>>,
     seen: HashSet<Blake3Id>,
@@ -171,6 +235,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             workers,
             packer: Some(packer),
             known,
+            cuts: None,
             placed,
             shared,
             seen: HashSet::new(),
@@ -181,6 +246,13 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         }
     }
 
+    /// Uses the cut points of earlier artifacts for [`Pipeline::capture_at`].
+    #[must_use]
+    pub fn with_cuts(mut self, cuts: &'env KnownCuts) -> Self {
+        self.cuts = Some(cuts);
+        self
+    }
+
     /// Hashes one chunk and, if neither the vault nor this run has it yet,
     /// queues it for compression. Blocks when the pipeline is full.
     ///
@@ -189,6 +261,10 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// [`Pipeline::flush`].
     pub fn add_chunk(&mut self, data: Bytes) -> Result<(Blake3Id, u32), PipelineError> {
         let id = Blake3Id::of(&data);
+        self.add_hashed(id, data)
+    }
+
+    fn add_hashed(&mut self, id: Blake3Id, data: Bytes) -> Result<(Blake3Id, u32), PipelineError> {
         let size = u32::try_from(data.len()).expect("chunks are at most CHUNK_MAX");
         self.stats.bytes_read += u64::from(size);
         if self.known.contains_key(&id) || !self.seen.insert(id) {
@@ -212,9 +288,25 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// [`Captured::error`] with what was read before them.
     pub fn capture(
         &mut self,
+        r: impl Read,
+        on_bytes: impl FnMut(u64),
+    ) -> Result<Captured, PipelineError> {
+        self.capture_at(r, None, on_bytes)
+    }
+
+    /// [`Pipeline::capture`] of the item found at `path`, cut where earlier
+    /// artifacts of the same content were cut (see [`KnownCuts`]).
+    ///
+    /// # Errors
+    /// As [`Pipeline::capture`].
+    pub fn capture_at(
+        &mut self,
         mut r: impl Read,
+        path: Option<&str>,
         mut on_bytes: impl FnMut(u64),
     ) -> Result<Captured, PipelineError> {
+        let cuts = self.cuts;
+        let mut hint = cuts.zip(path).and_then(|(c, p)| c.first(p));
         // SHA-256 here, or on the digest thread once the item proves large.
         let mut sha: Option<sha2::Sha256> = None;
         let mut b3 = blake3::Hasher::new();
@@ -261,7 +353,23 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                     truncated = true;
                     break 'fill;
                 }
-                let (_, end) = cdc.cut(pos, len - pos);
+                // The hinted chunk if the bytes here are that chunk, else
+                // FastCDC's cut.
+                let hinted = hint.take().and_then(|(id, n)| {
+                    let end = pos + n as usize;
+                    (end <= len && Blake3Id::of(&window[pos..end]) == id).then_some((id, end))
+                });
+                let (id, end) = match hinted {
+                    Some(h) => {
+                        self.stats.chunks_hinted += 1;
+                        h
+                    }
+                    None => {
+                        let (_, end) = cdc.cut(pos, len - pos);
+                        (Blake3Id::of(&window[pos..end]), end)
+                    }
+                };
+                hint = cuts.and_then(|c| c.after(&id));
                 let data = Bytes::copy_from_slice(&window[pos..end]);
                 match (&mut sha, &self.to_digest) {
                     (Some(h), _) => h.update(&data),
@@ -283,7 +391,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                 }
                 size += data.len() as u64;
                 on_bytes(data.len() as u64);
-                match self.add_chunk(data) {
+                match self.add_hashed(id, data) {
                     Ok(c) => chunks.push(c),
                     Err(e) => {
                         failed = Some(e);
@@ -637,6 +745,55 @@ pub(crate) mod tests {
             assert_eq!(c.sha256, Sha256Digest::of(&items[0]), "state was reset");
             p.finish().unwrap();
         });
+    }
+
+    /// Cuts taken from hints are FastCDC's own: known data, data with an
+    /// append, data changed in the middle, a shorter copy and wrong hints all
+    /// cut as if there were no hints, and known data is cut from them.
+    #[test]
+    fn hinted_cuts_are_fastcdcs_cuts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let known = HashMap::new();
+        let base = pseudo_random(24 << 20, 7);
+        let mut appended = base.clone();
+        appended.extend(pseudo_random(300 << 10, 8));
+        let mut changed = base.clone();
+        changed[12 << 20] ^= 1;
+        let shorter = base[..20 << 20].to_vec();
+        let items = [&base, &appended, &changed, &shorter];
+        let plain: Vec<_> = std::thread::scope(|s| {
+            let mut p = Pipeline::start(s, store.clone(), &known);
+            let c = items.map(|it| p.capture(&it[..], |_| {}).unwrap().chunks);
+            assert_eq!(p.finish().unwrap().chunks_hinted, 0);
+            c.to_vec()
+        });
+        let n = plain[0].len();
+        assert!(n > 8, "{n} chunks: too few to test hints");
+        let mut cuts = KnownCuts::default();
+        cuts.learn("base", plain[0].iter().copied());
+        // Wrong hints: a first chunk and a successor that are not the bytes.
+        let wrong = (Blake3Id::of(b"not these bytes"), plain[0][0].1);
+        cuts.learn("wrong", [wrong, plain[0][0]].into_iter());
+        cuts.next.insert(plain[0][3].0, wrong);
+        for (i, it) in items.iter().enumerate() {
+            for path in ["base", "wrong"] {
+                let (chunks, stats) = std::thread::scope(|s| {
+                    let mut p = Pipeline::start(s, store.clone(), &known).with_cuts(&cuts);
+                    let c = p.capture_at(&it[..], Some(path), |_| {}).unwrap();
+                    (c.chunks, p.finish().unwrap())
+                });
+                assert_eq!(chunks, plain[i], "item {i} with hints from {path:?}");
+                if i == 0 && path == "base" {
+                    // Every chunk but those after the wrong hint, and the
+                    // last (cut by the end of the data, not a hint).
+                    assert_eq!(stats.chunks_hinted, n as u64 - 2);
+                }
+                if path == "wrong" {
+                    assert!(stats.chunks_hinted < n as u64 - 2);
+                }
+            }
+        }
     }
 
     #[test]

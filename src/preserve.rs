@@ -212,11 +212,12 @@ pub fn declare(
         .filter(|(_, c)| present.contains(&c.pack))
         .map(|(id, c)| (*id, *c))
         .collect();
+    let cuts = vault.take_cuts();
     let store = vault.store().clone();
     let mut counts = [0u64; 3];
     let mut problems = Vec::new();
     let (stats, last) = std::thread::scope(|scope| -> Result<(Stats, Appended), DeclareError> {
-        let mut pipe = Pipeline::start(scope, store, &known);
+        let mut pipe = Pipeline::start(scope, store, &known).with_cuts(&cuts);
         let mut pending: Vec<Pending> = Vec::new();
         let mut pending_bytes = 0usize;
         let mut emit = |pipe: &mut Pipeline<'_, '_>, p: Pending| -> Result<(), DeclareError> {

@@ -464,7 +464,7 @@ fn capture_path(
         }
         Err(e) => return Ok(item.failed(ItemKind::File, shown, format!("couldn't stat: {e}"))),
     };
-    let cap = pipe.capture(&mut file, |n| progress.bytes(n))?;
+    let cap = pipe.capture_at(&mut file, Some(&shown), |n| progress.bytes(n))?;
     let after = file.metadata().ok();
     let now_at_path = std::fs::symlink_metadata(path).ok();
     let reason = change_reason(&opened, after.as_ref(), now_at_path.as_ref(), cap.size);

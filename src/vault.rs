@@ -288,6 +288,8 @@ pub struct LogIndex {
     pub incidents: BTreeMap<String, IncidentDeclared>,
     /// The latest `backend_probed` entry, if any.
     pub backend: Option<crate::segment::BackendProbed>,
+    /// Cut points of the artifacts read, for re-preserving known data.
+    pub cuts: crate::ingest::KnownCuts,
 }
 
 impl LogIndex {
@@ -300,6 +302,8 @@ impl LogIndex {
                     for c in &a.chunks {
                         self.chunks.entry(c.id).or_insert(*c);
                     }
+                    self.cuts
+                        .learn(&a.path, a.chunks.iter().map(|c| (c.id, c.size)));
                 }
                 Entry::IncidentDeclared(d) => {
                     self.incidents
@@ -539,6 +543,12 @@ impl Vault {
     /// The vault id.
     pub fn id(&self) -> Sha256Digest {
         self.root.vault_id
+    }
+
+    /// Moves the known cut points out to a writer (the vault goes on
+    /// learning those of later appends).
+    pub fn take_cuts(&mut self) -> crate::ingest::KnownCuts {
+        std::mem::take(&mut self.index.cuts)
     }
 
     /// What was read from the log.
