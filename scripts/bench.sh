@@ -569,7 +569,7 @@ for group in [("declare", "restic-backup", "borg-create", "tar-zstd-b3sum"),
 declare_rss = max((rss[t] for t in ("declare", "redeclare", "declare-append", "small-declare", "big-declare")
                    if t in rss), default=None)
 if declare_rss is not None:
-    print(f"  custody declare peak RSS < 256 MiB: {'yes' if declare_rss < 256 else 'NO'} "
+    print(f"  custody declare peak RSS <= 128 MiB (the target): {'yes' if declare_rss <= 128 else 'NO'} "
           f"({declare_rss:.1f} MiB, largest of all declare tasks)")
 
 print()
