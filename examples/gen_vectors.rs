@@ -52,8 +52,8 @@ use custody::layout;
 use custody::log::{self, Tree};
 use custody::segment::{
     Action, Actor, Artifact, BackendProbed, CheckpointRef, ChunkRef, CustodyEvent, Entry,
-    FactLearned, FileMeta, Genesis, Hold, IncidentClosed, IncidentDeclared, ItemKind,
-    ManifestSealed, Note, PreservationFinished, PreservationOrder, PreservationStarted,
+    FactLearned, FileMeta, Genesis, Hold, IncidentClosed, IncidentDeclared, ItemKind, KeyContent,
+    KeyFile, ManifestSealed, Note, PreservationFinished, PreservationOrder, PreservationStarted,
     ProbeResult, ReportFiled, SEGMENT_PAYLOAD_TYPE, Segment, SourceKind, SourceSpec, Status,
     Subject, Tool,
 };
@@ -345,6 +345,7 @@ fn build(nonce: &str, tweak: impl FnOnce(&mut Evidence)) -> Result<Built> {
                 exclude: vec![],
                 argv: vec![],
                 timeout_secs: None,
+                seal_to: vec![],
             }],
         }),
     ];
@@ -628,6 +629,73 @@ fn lifecycle_entries(o: &Objects) -> Vec<Entry> {
     ]
 }
 
+/// Two key files of the base run (FORMAT.md §9.12): one withheld (a
+/// private key, described only), one whose bytes are stored as the given
+/// `file` artifact of the same run (which must have its digests).
+fn key_file_entries(o: &Objects, content: KeyContent, path: &str) -> Vec<Entry> {
+    use custody::keymaterial::{Form, KeyRecord, commitment};
+    let artifacts = payload(get(o, &seg(2))).entries;
+    let backing = artifacts.iter().find_map(|e| match e {
+        Entry::Artifact(a) if a.path == path => Some(a),
+        _ => None,
+    });
+    let (size, blake3, sha256) = backing.map_or(
+        (5, Blake3Id::of(b"other"), Sha256Digest::of(b"other")),
+        |a| (a.size, a.blake3, a.sha256),
+    );
+    let record: KeyRecord = serde_json::from_value(serde_json::json!({
+        "index": 0, "container": "pem PRIVATE KEY", "part": "private",
+        "algorithm": "ed25519", "curve": "Ed25519",
+        "jwk_thumbprint": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k",
+        "spki_sha256": Sha256Digest::of(b"spki").to_hex(),
+        "commitment": commitment("ed25519", &[0x42; 32]).to_hex(),
+    }))
+    .expect("a key record");
+    let file = |path: &str,
+                content,
+                form,
+                keys: Vec<KeyRecord>,
+                digests: (u64, Blake3Id, Sha256Digest)| {
+        Entry::KeyFile(Box::new(KeyFile {
+            incident: INCIDENT.into(),
+            run: RUN.into(),
+            source: SOURCE.into(),
+            path: path.into(),
+            status: Status::Complete,
+            reason: None,
+            error: None,
+            size: digests.0,
+            blake3: digests.1,
+            sha256: digests.2,
+            file: None,
+            form,
+            content,
+            sealed_to: vec![],
+            keys,
+            notes: vec![],
+            host: HOST.into(),
+            collector: HOST.into(),
+            tool: Tool::this(),
+            started_at: t(21),
+            ended_at: t(21),
+        }))
+    };
+    vec![
+        file(
+            "/etc/ssl/private/token-signing.pem",
+            KeyContent::Withheld,
+            Form::Private,
+            vec![record],
+            (
+                119,
+                Blake3Id::of(b"key file"),
+                Sha256Digest::of(b"key file"),
+            ),
+        ),
+        file(path, content, Form::Public, vec![], (size, blake3, sha256)),
+    ]
+}
+
 fn next_segment(o: &Objects, entries: Vec<Entry>) -> Segment {
     Segment {
         seq: 4,
@@ -722,6 +790,21 @@ fn ok_vectors(base: &Objects) -> Result<Vec<Vector>> {
         o,
     ));
 
+    // FORMAT.md §9.12: key files, withheld and stored.
+    let mut o = base.clone();
+    let keys = next_segment(
+        &o,
+        key_file_entries(&o, KeyContent::Stored, "/var/log/auth.log"),
+    );
+    o.insert(seg(4), seal(&keys, &k));
+    recheckpoint(&mut o);
+    out.push(Vector::new(
+        "ok_key_files",
+        "ok",
+        "segment 4 holds a withheld key file and a stored one whose bytes are the run's /var/log/auth.log artifact",
+        o,
+    ));
+
     let mut o = base.clone();
     let tree = log_tree(&o);
     let body = checkpoint_body(ORIGIN, tree.size(), tree.root(), "ext: ignored by v1\n");
@@ -791,6 +874,22 @@ fn genesis_vectors(base: &Objects, other_id: Sha256Digest) -> Vec<Vector> {
 fn segment_vectors(base: &Objects, other: &Objects) -> Result<Vec<Vector>> {
     let k = vault_key();
     let mut out = Vec::new();
+
+    // FORMAT.md §9.12: a key file that says its bytes are stored, with no
+    // artifact of its run holding them (another path, other digests).
+    let mut o = base.clone();
+    let keys = next_segment(
+        &o,
+        key_file_entries(&o, KeyContent::Stored, "/etc/ssl/certs/login.pem"),
+    );
+    o.insert(seg(4), seal(&keys, &k));
+    recheckpoint(&mut o);
+    out.push(Vector::new(
+        "key_file_unbacked",
+        "key_file_unbacked",
+        "segment 4 holds a key file whose content is `stored` but no artifact of its run has its path and digests",
+        o,
+    ));
 
     let mut o = base.clone();
     o.remove(&seg(2));

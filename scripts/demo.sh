@@ -135,6 +135,24 @@ run head -n 24 "$T/report.md"
 section "11. The same record as CASE/UCO JSON-LD for forensic tools"
 custody export-case "$INCIDENT" --out "$T/case.jsonld" --to "forensic lab" --vault "$T/vault"
 
+section "12. Key material: fingerprints and commitments, private keys never stored in clear"
+# A copy of the sample key set plus a private signing key made for the demo.
+# The private key is described (public part, fingerprints, commitment) and
+# its file withheld; with --seal-to age1... it would be kept, encrypted.
+mkdir -p -- "$T/app-keys"
+cp -- sample/keys/* "$T/app-keys/"
+if command -v openssl >/dev/null 2>&1; then
+	run openssl genpkey -algorithm ed25519 -out "$T/app-keys/token-signing.pem"
+	cp -- "$T/app-keys/token-signing.pem" "$T/app-keys/token-signing.backup.pem"
+fi
+custody declare "$INCIDENT" --title "Forged login tokens" --keys "$T/app-keys" --vault "$T/vault" --quiet
+# Exit 1 means findings (here: the same private key in two files, keys
+# published without their private key, files changed after discovery).
+custody keys "$INCIDENT" --vault "$T/vault" || true
+if [[ -f "$T/app-keys/token-signing.pem" ]]; then
+	custody keys inspect "$T/app-keys/token-signing.pem"
+fi
+
 section "Done"
 if [[ "$KEEP" == 0 ]]; then
 	echo "temp dir $T will be removed (KEEP=0)"

@@ -23,6 +23,11 @@
 #   ... and case-utils                     (PyPI) case_validate checks the
 #                                          CASE/UCO JSON-LD of export-case
 #                                          (.venv-test/bin/case_validate)
+#   ... and jwcrypto, cryptography         (PyPI) generate the key fixtures
+#                                          and compute RFC 7638 thumbprints,
+#                                          SPKI fingerprints and commitments
+#   age                                    (Debian) decrypts key files sealed
+#                                          with --seal-to
 set -euo pipefail
 
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -40,6 +45,7 @@ esac
 
 SECURESYSTEMSLIB_VERSION=1.6.0
 CASE_UTILS_VERSION=0.18.0
+JWCRYPTO_VERSION=1.5.6
 VENV=$ROOT/.venv-test
 TEST_LOG=$ROOT/target/test-output.log
 rm -f -- "$TEST_LOG"
@@ -122,15 +128,17 @@ GO_X_MOD=/usr/share/gocode/src/golang.org/x/mod/sumdb
 setup_system_packages() {
 	local missing=()
 	command -v b3sum >/dev/null 2>&1 || missing+=(b3sum)
+	command -v age >/dev/null 2>&1 || missing+=(age)
 	command -v go >/dev/null 2>&1 || missing+=(golang-go)
 	[[ -d $GO_X_MOD/note && -d $GO_X_MOD/tlog ]] || missing+=(golang-golang-x-mod-dev)
 	if ((${#missing[@]})); then
 		echo "installing: ${missing[*]}"
 		apt_install "${missing[@]}"
 	else
-		echo "b3sum, go and golang.org/x/mod already installed"
+		echo "b3sum, age, go and golang.org/x/mod already installed"
 	fi
 	b3sum --version
+	echo "age $(age --version)"
 	go version
 }
 
@@ -148,7 +156,7 @@ setup_chromium() {
 
 venv_ok() {
 	[[ -x $VENV/bin/python ]] &&
-		"$VENV/bin/python" -c 'import securesystemslib, cryptography' >/dev/null 2>&1 &&
+		"$VENV/bin/python" -c 'import securesystemslib, cryptography, jwcrypto' >/dev/null 2>&1 &&
 		case_utils_ok
 }
 
@@ -160,7 +168,7 @@ case_utils_ok() {
 
 setup_python_venv() {
 	if venv_ok; then
-		echo "$VENV already has securesystemslib and case-utils"
+		echo "$VENV already has securesystemslib, case-utils and jwcrypto"
 	else
 		# An older venv (securesystemslib only) is upgraded in place.
 		if ! [[ -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
@@ -174,7 +182,8 @@ setup_python_venv() {
 		fi
 		"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
 			"securesystemslib[crypto]==$SECURESYSTEMSLIB_VERSION" \
-			"case-utils==$CASE_UTILS_VERSION"
+			"case-utils==$CASE_UTILS_VERSION" \
+			"jwcrypto==$JWCRYPTO_VERSION"
 		venv_ok
 	fi
 	"$VENV/bin/python" -c 'import securesystemslib; print("securesystemslib", securesystemslib.__version__)'

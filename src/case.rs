@@ -316,6 +316,10 @@ pub fn export(vault: &Sha256Digest, inc: &Incident, vault_events: &[(u64, Custod
             )),
             ItemKind::Command => about.push(format!("standard output of the command {}", a.path)),
             ItemKind::Missing => about.push(format!("nothing captured at {}", a.path)),
+            ItemKind::Sealed => about.push(format!(
+                "the key file {} encrypted with age to named recipients",
+                a.path
+            )),
         }
         g.push(node(vec![
             ("@id", observable.clone().into()),
@@ -754,6 +758,7 @@ mod tests {
                             exclude: vec![],
                             argv: vec![],
                             timeout_secs: None,
+                            seal_to: vec![],
                         }],
                     }),
                 ],

@@ -55,6 +55,9 @@ pub struct Config {
     /// This is the only writer of the vault: required on a backend that
     /// `custody doctor` found not to enforce create-once (FORMAT.md §11.1).
     pub single_writer: Option<bool>,
+    /// Rules for `custody keys` findings.
+    #[serde(default)]
+    pub keys: KeyRules,
     /// Sources to preserve on `declare`.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSpec>,
@@ -129,6 +132,14 @@ impl Config {
     }
 }
 
+/// The `[keys]` table: rules for key findings (`custody keys`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRules {
+    /// Keys older than this many days are `stale_key` (default 365).
+    pub max_age_days: Option<u64>,
+}
+
 /// Checks that a source has the fields its kind needs, and only those.
 ///
 /// # Errors
@@ -148,6 +159,12 @@ pub fn check_source(s: &SourceSpec) -> Result<(), String> {
             for g in &s.exclude {
                 globset::Glob::new(g).map_err(|e| format!("exclude {g:?}: {e}"))?;
             }
+            if !s.seal_to.is_empty() && s.kind != SourceKind::Keys {
+                return Err("only a `keys` source takes `seal_to`".into());
+            }
+            for r in &s.seal_to {
+                crate::keymaterial::parse_recipient(r)?;
+            }
         }
         SourceKind::Command => {
             if s.argv.is_empty() || s.argv[0].is_empty() {
@@ -156,8 +173,8 @@ pub fn check_source(s: &SourceSpec) -> Result<(), String> {
             if s.timeout_secs == Some(0) {
                 return Err("`timeout_secs` must be at least 1".into());
             }
-            if !s.paths.is_empty() || !s.exclude.is_empty() {
-                return Err("a `command` source takes no `paths` or `exclude`".into());
+            if !s.paths.is_empty() || !s.exclude.is_empty() || !s.seal_to.is_empty() {
+                return Err("a `command` source takes no `paths`, `exclude` or `seal_to`".into());
             }
         }
     }

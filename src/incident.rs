@@ -265,7 +265,7 @@ impl Book {
                 Ok(())
             }
             Entry::IncidentClosed(_) => refuse_closed("close it again"),
-            Entry::Artifact(_) | Entry::PreservationFinished(_) => Ok(()),
+            Entry::Artifact(_) | Entry::KeyFile(_) | Entry::PreservationFinished(_) => Ok(()),
             // Notes, custody events and manifests are recorded in any state:
             // evidence is still read and handed over after closure.
             Entry::Note(_) | Entry::CustodyEvent(_) | Entry::ManifestSealed(_) => Ok(()),

@@ -44,6 +44,7 @@
 //!         exclude: vec![],
 //!         argv: vec![],
 //!         timeout_secs: None,
+//!         seal_to: vec![],
 //!     }],
 //!     refuse: vec![],
 //! }, &Silent)?;
@@ -68,6 +69,8 @@ pub mod hash;
 pub mod hold;
 pub mod incident;
 pub mod ingest;
+pub mod keyfind;
+pub mod keymaterial;
 pub mod keys;
 pub mod layout;
 mod localfile;

@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::segment::{
     Entry, IncidentDeclared, PreservationFinished, PreservationStarted, SourceSpec, Status, Tool,
 };
-use crate::sources::{self, Pending, RunContext};
+use crate::sources::{self, Found, Pending, RunContext};
 use crate::time::Time;
 use crate::vault::{Appended, Vault, VaultError};
 
@@ -93,8 +93,15 @@ pub struct Summary {
     pub partial: u64,
     /// Failed artifacts.
     pub failed: u64,
-    /// Incomplete artifacts, in order.
+    /// Incomplete artifacts and key files, in order.
     pub problems: Vec<Problem>,
+    /// Key files described (FORMAT.md §9.12).
+    pub key_files: u64,
+    /// Keys found in them.
+    pub keys: u64,
+    /// Key files whose bytes were withheld or sealed (they hold secrets or
+    /// content that is not understood).
+    pub key_files_not_in_clear: u64,
     /// Pipeline counters.
     pub stats: Stats,
     /// Segments written.
@@ -215,32 +222,55 @@ pub fn declare(
     let cuts = vault.take_cuts();
     let store = vault.store().clone();
     let mut counts = [0u64; 3];
+    let mut key_counts = [0u64; 3];
     let mut problems = Vec::new();
     let (stats, last) = std::thread::scope(|scope| -> Result<(Stats, Appended), DeclareError> {
         let mut pipe = Pipeline::start(scope, store, &known).with_cuts(&cuts);
-        let mut pending: Vec<Pending> = Vec::new();
+        let mut pending: Vec<Found> = Vec::new();
         let mut pending_bytes = 0usize;
-        let mut emit = |pipe: &mut Pipeline<'_, '_>, p: Pending| -> Result<(), DeclareError> {
-            let a = &p.artifact;
-            let i = match a.status {
-                Status::Complete => 0,
-                Status::Partial => 1,
-                Status::Failed => 2,
+        let mut emit = |pipe: &mut Pipeline<'_, '_>, f: Found| -> Result<(), DeclareError> {
+            let (status, source, path, detail) = match &f {
+                Found::Artifact(p) => {
+                    let a = &p.artifact;
+                    let i = match a.status {
+                        Status::Complete => 0,
+                        Status::Partial => 1,
+                        Status::Failed => 2,
+                    };
+                    counts[i] += 1;
+                    (
+                        a.status,
+                        &a.source,
+                        &a.path,
+                        a.reason.as_ref().or(a.error.as_ref()),
+                    )
+                }
+                Found::KeyFile(k) => {
+                    key_counts[0] += 1;
+                    key_counts[1] += k.keys.len() as u64;
+                    if k.content != crate::segment::KeyContent::Stored {
+                        key_counts[2] += 1;
+                    }
+                    (
+                        k.status,
+                        &k.source,
+                        &k.path,
+                        k.reason.as_ref().or(k.error.as_ref()),
+                    )
+                }
             };
-            counts[i] += 1;
-            if a.status != Status::Complete {
+            if status != Status::Complete {
                 problems.push(Problem {
-                    source: a.source.clone(),
-                    path: a.path.clone(),
-                    status: a.status,
-                    detail: a
-                        .reason
-                        .clone()
-                        .or_else(|| a.error.clone())
-                        .unwrap_or_default(),
+                    source: source.clone(),
+                    path: path.clone(),
+                    status,
+                    detail: detail.cloned().unwrap_or_default(),
                 });
             }
-            let size = entry_estimate(&p);
+            let size = match &f {
+                Found::Artifact(p) => entry_estimate(p),
+                Found::KeyFile(k) => serde_json::to_vec(k).map_or(SEAL_BYTES, |j| j.len() * 3),
+            };
             // A large entry goes into a segment of its own rather than
             // pushing a batch past the segment size limit.
             if !pending.is_empty() && pending_bytes + size > SEAL_BYTES {
@@ -249,7 +279,7 @@ pub fn declare(
                 pending_bytes = 0;
             }
             pending_bytes += size;
-            pending.push(p);
+            pending.push(f);
             if pending_bytes >= SEAL_BYTES {
                 let a = seal_pending(pipe, vault, signer, &mut pending)?;
                 segments.push(note(a, &mut warnings).seq);
@@ -289,6 +319,9 @@ pub fn declare(
         partial: counts[1],
         failed: counts[2],
         problems,
+        key_files: key_counts[0],
+        keys: key_counts[1],
+        key_files_not_in_clear: key_counts[2],
         stats,
         segments,
         last,
@@ -302,7 +335,7 @@ fn seal_pending(
     pipe: &mut Pipeline<'_, '_>,
     vault: &mut Vault,
     signer: &VaultSigner,
-    pending: &mut Vec<Pending>,
+    pending: &mut Vec<Found>,
 ) -> Result<Appended, DeclareError> {
     pipe.flush()?;
     let entries = resolve(pipe, std::mem::take(pending))?;
@@ -325,10 +358,14 @@ fn entry_estimate(p: &Pending) -> usize {
 
 /// Fills in chunk locations; every chunk must be in the vault or in a pack
 /// flushed by this run.
-fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Pending>) -> Result<Vec<Entry>, DeclareError> {
+fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Found>) -> Result<Vec<Entry>, DeclareError> {
     pending
         .into_iter()
-        .map(|p| {
+        .map(|f| {
+            let p = match f {
+                Found::KeyFile(k) => return Ok(Entry::KeyFile(k)),
+                Found::Artifact(p) => *p,
+            };
             let mut a = p.artifact;
             a.chunks = p
                 .chunks

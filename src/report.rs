@@ -637,6 +637,7 @@ fn timeline(ctx: &Context<'_>) -> Section {
         let seq = Some(*seq);
         let ev = match e {
             Entry::Artifact(_)
+            | Entry::KeyFile(_)
             | Entry::Genesis(_)
             | Entry::IncidentDeclared(_)
             | Entry::BackendProbed(_) => continue,

@@ -180,6 +180,8 @@ pub enum Entry {
     ManifestSealed(ManifestSealed),
     /// `custody doctor` probed what the storage backend enforces.
     BackendProbed(BackendProbed),
+    /// A file of a `keys` source, described key by key.
+    KeyFile(Box<KeyFile>),
 }
 
 impl Entry {
@@ -200,6 +202,7 @@ impl Entry {
             Entry::IncidentClosed(c) => &c.incident,
             Entry::CustodyEvent(e) => return e.incident.as_deref(),
             Entry::ManifestSealed(m) => &m.incident,
+            Entry::KeyFile(k) => &k.incident,
         })
     }
 
@@ -221,6 +224,7 @@ impl Entry {
             Entry::CustodyEvent(_) => "custody_event",
             Entry::ManifestSealed(_) => "manifest_sealed",
             Entry::BackendProbed(_) => "backend_probed",
+            Entry::KeyFile(_) => "key_file",
         }
     }
 }
@@ -603,6 +607,9 @@ pub struct SourceSpec {
     /// Seconds a `command` may run before it is killed (default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// age recipients that key files holding secrets are sealed to (`keys`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seal_to: Vec<String>,
 }
 
 /// Kinds of source.
@@ -663,6 +670,9 @@ pub enum ItemKind {
     Command,
     /// Nothing was captured (the path did not exist, the glob matched nothing).
     Missing,
+    /// A key file's bytes encrypted with age to the source's `seal_to`
+    /// recipients (FORMAT.md §9.12).
+    Sealed,
 }
 
 /// Where a chunk of an artifact is stored.
@@ -775,6 +785,84 @@ pub struct Artifact {
     /// Capture start.
     pub started_at: Time,
     /// Capture end.
+    pub ended_at: Time,
+}
+
+/// Where a key file's bytes are (FORMAT.md §9.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyContent {
+    /// In clear, as the `file` artifact of the same run and path: the file
+    /// holds public key material only.
+    Stored,
+    /// Encrypted to `sealed_to`, as the `sealed` artifact of the same run
+    /// and path.
+    Sealed,
+    /// Not in the vault: only the digests, the metadata and the key records.
+    Withheld,
+}
+
+impl KeyContent {
+    /// The name used in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Sealed => "sealed",
+            Self::Withheld => "withheld",
+        }
+    }
+}
+
+/// A file of a `keys` source, described key by key (FORMAT.md §9.12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// The incident.
+    pub incident: String,
+    /// The preservation run.
+    pub run: String,
+    /// The source's name.
+    pub source: String,
+    /// Path on the host.
+    pub path: String,
+    /// How completely the file was read.
+    pub status: Status,
+    /// For `partial`: what changed.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub reason: Option<String>,
+    /// For `failed`: the error.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub error: Option<String>,
+    /// Bytes read.
+    pub size: u64,
+    /// BLAKE3 of the bytes read.
+    pub blake3: Blake3Id,
+    /// SHA-256 of the bytes read.
+    pub sha256: Sha256Digest,
+    /// Metadata of the file as opened.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub file: Option<FileMeta>,
+    /// What the file holds as a whole.
+    pub form: crate::keymaterial::Form,
+    /// Where its bytes are.
+    pub content: KeyContent,
+    /// For `sealed`: the age recipients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed_to: Vec<String>,
+    /// The keys found, in file order.
+    pub keys: Vec<crate::keymaterial::KeyRecord>,
+    /// What was not understood.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Host it was collected on.
+    pub host: String,
+    /// Collector.
+    pub collector: String,
+    /// The tool.
+    pub tool: Tool,
+    /// Read start.
+    pub started_at: Time,
+    /// Read end.
     pub ended_at: Time,
 }
 

@@ -1,6 +1,6 @@
 //! Reading sources into artifacts (FORMAT.md §9 (entries)): files,
-//! directories and globs; command output; key files (preserved as files in
-//! format 1).
+//! directories and globs; command output; key files, described key by key
+//! and stored in clear only when they hold nothing secret (§9.12).
 //!
 //! Nothing is skipped silently: a path that does not exist, a glob that
 //! matches nothing, an unreadable file or directory, a command that cannot
@@ -19,9 +19,11 @@ use std::process::{Command, Stdio};
 
 use crate::hash::{Blake3Id, Sha256Digest};
 use crate::ingest::{Captured, Pipeline, PipelineError};
+use crate::keymaterial::{Form, MAX_KEY_FILE};
 use crate::progress::Progress;
 use crate::segment::{
-    Artifact, CommandOutcome, FileMeta, ItemKind, SourceKind, SourceSpec, Status, Tool,
+    Artifact, CommandOutcome, FileMeta, ItemKind, KeyContent, KeyFile, SourceKind, SourceSpec,
+    Status, Tool,
 };
 use crate::time::Time;
 
@@ -53,6 +55,21 @@ pub struct Pending {
     pub artifact: Artifact,
     /// Chunk ids and sizes, in order.
     pub chunks: Vec<(Blake3Id, u32)>,
+}
+
+/// What a source yields: an artifact, or the description of a key file.
+#[derive(Debug)]
+pub enum Found {
+    /// An artifact.
+    Artifact(Box<Pending>),
+    /// A key file (FORMAT.md §9.12).
+    KeyFile(Box<KeyFile>),
+}
+
+impl From<Pending> for Found {
+    fn from(p: Pending) -> Self {
+        Self::Artifact(Box::new(p))
+    }
 }
 
 fn empty_capture() -> Captured {
@@ -138,7 +155,7 @@ pub fn preserve_source<E: From<PipelineError>>(
     ctx: &RunContext,
     pipe: &mut Pipeline<'_, '_>,
     progress: &dyn Progress,
-    emit: &mut dyn FnMut(&mut Pipeline<'_, '_>, Pending) -> Result<(), E>,
+    emit: &mut dyn FnMut(&mut Pipeline<'_, '_>, Found) -> Result<(), E>,
 ) -> Result<(), E> {
     match spec.kind {
         SourceKind::Command => {
@@ -149,7 +166,7 @@ pub fn preserve_source<E: From<PipelineError>>(
             };
             progress.item(&command_line(&spec.argv));
             let p = capture_command(&item, pipe, progress)?;
-            emit(pipe, p)
+            emit(pipe, p.into())
         }
         SourceKind::Files | SourceKind::Keys => {
             let excludes = build_excludes(&spec.exclude).map_err(|e| E::from(PipelineError(e)))?;
@@ -171,8 +188,14 @@ pub fn preserve_source<E: From<PipelineError>>(
                                 continue;
                             }
                             progress.item(&path.to_string_lossy());
-                            let p = capture_path(&item, &path, pipe, progress)?;
-                            emit(pipe, p)?;
+                            if spec.kind == SourceKind::Keys {
+                                for f in capture_key_file(&item, &path, pipe, progress)? {
+                                    emit(pipe, f)?;
+                                }
+                            } else {
+                                let p = capture_path(&item, &path, pipe, progress)?;
+                                emit(pipe, p.into())?;
+                            }
                         }
                         Err((path, error)) => {
                             emit(
@@ -181,7 +204,8 @@ pub fn preserve_source<E: From<PipelineError>>(
                                     ItemKind::Missing,
                                     path.to_string_lossy().into_owned(),
                                     error,
-                                ),
+                                )
+                                .into(),
                             )?;
                         }
                     }
@@ -198,7 +222,8 @@ pub fn preserve_source<E: From<PipelineError>>(
                             ItemKind::Missing,
                             pattern.clone(),
                             "the glob matched nothing".into(),
-                        ),
+                        )
+                        .into(),
                     )?;
                 }
             }
@@ -402,67 +427,9 @@ fn capture_path(
     progress: &dyn Progress,
 ) -> Result<Pending, PipelineError> {
     let shown = path.to_string_lossy().into_owned();
-    let before = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) => return Ok(item.failed(ItemKind::Missing, shown, format!("couldn't stat: {e}"))),
-    };
-    if before.file_type().is_symlink() {
-        let target = match std::fs::read_link(path) {
-            Ok(t) => t.to_string_lossy().into_owned(),
-            Err(e) => {
-                return Ok(item.failed(
-                    ItemKind::Symlink,
-                    shown,
-                    format!("couldn't read link: {e}"),
-                ));
-            }
-        };
-        let mut p = item.artifact(ItemKind::Symlink, shown, empty_capture());
-        p.artifact.link_target = Some(target);
-        p.artifact.file = Some(file_meta(&before));
-        return Ok(p);
-    }
-    if !before.file_type().is_file() {
-        let mut p = item.failed(
-            ItemKind::File,
-            shown,
-            format!("not a regular file (mode {:o})", before.mode()),
-        );
-        p.artifact.file = Some(file_meta(&before));
-        return Ok(p);
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
-        .open(path);
-    let mut file = match file {
-        Ok(f) => f,
-        Err(e) => {
-            let mut p = item.failed(ItemKind::File, shown, format!("couldn't open: {e}"));
-            p.artifact.file = Some(file_meta(&before));
-            return Ok(p);
-        }
-    };
-    let opened = file.metadata().map_err(|e| e.to_string());
-    let opened = match opened {
-        Ok(m) if item.ctx.refuse.contains(&(m.dev(), m.ino())) => {
-            let mut p = item.failed(
-                ItemKind::File,
-                shown,
-                "refused: this is the vault's own signing key".into(),
-            );
-            p.artifact.file = Some(file_meta(&m));
-            return Ok(p);
-        }
-        Ok(m) if m.is_file() => m,
-        Ok(_) => {
-            return Ok(item.failed(
-                ItemKind::File,
-                shown,
-                "replaced by a non-file while opening".into(),
-            ));
-        }
-        Err(e) => return Ok(item.failed(ItemKind::File, shown, format!("couldn't stat: {e}"))),
+    let (mut file, opened) = match open_item(item, path, &shown) {
+        Ok(o) => o,
+        Err(p) => return Ok(*p),
     };
     let cap = pipe.capture_at(&mut file, Some(&shown), |n| progress.bytes(n))?;
     let after = file.metadata().ok();
@@ -477,6 +444,179 @@ fn capture_path(
         }
     }
     Ok(p)
+}
+
+/// Reads a file of a `keys` source and describes it (FORMAT.md §9.12).
+/// The key records always; the bytes in clear only when the file holds
+/// public key material and nothing else; sealed to the source's `seal_to`
+/// recipients when it holds more; otherwise not at all.
+fn capture_key_file(
+    item: &Item<'_>,
+    path: &Path,
+    pipe: &mut Pipeline<'_, '_>,
+    progress: &dyn Progress,
+) -> Result<Vec<Found>, PipelineError> {
+    use sha2::Digest as _;
+    let shown = path.to_string_lossy().into_owned();
+    let (mut file, opened) = match open_item(item, path, &shown) {
+        Ok(o) => o,
+        Err(p) => return Ok(vec![(*p).into()]),
+    };
+    // Everything is hashed; at most MAX_KEY_FILE (and one buffer) is kept,
+    // in memory that is wiped when dropped.
+    let limit = usize::try_from(MAX_KEY_FILE).unwrap_or(usize::MAX);
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; 64 << 10]);
+    let expect = usize::try_from(opened.len()).unwrap_or(usize::MAX);
+    let mut kept = zeroize::Zeroizing::new(Vec::with_capacity(expect.min(limit) + buf.len()));
+    let (mut sha, mut b3) = (sha2::Sha256::new(), blake3::Hasher::new());
+    let mut size = 0u64;
+    let mut error = None;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                sha.update(&buf[..n]);
+                b3.update(&buf[..n]);
+                size += n as u64;
+                if kept.len() <= limit {
+                    kept.extend_from_slice(&buf[..n]);
+                }
+                progress.bytes(n as u64);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                error = Some(format!("read failed after {size} bytes: {e}"));
+                break;
+            }
+        }
+    }
+    let after = file.metadata().ok();
+    let now_at_path = std::fs::symlink_metadata(path).ok();
+    let reason = change_reason(&opened, after.as_ref(), now_at_path.as_ref(), size);
+    let status = match (&error, &reason) {
+        (Some(_), _) => Status::Failed,
+        (None, Some(_)) => Status::Partial,
+        (None, None) => Status::Complete,
+    };
+    let analysis = if size > MAX_KEY_FILE {
+        crate::keymaterial::Analysis {
+            form: Form::NotKeyMaterial,
+            keys: Vec::new(),
+            notes: vec![format!(
+                "{size} bytes, more than the {MAX_KEY_FILE} read as key material: not parsed"
+            )],
+        }
+    } else {
+        crate::keymaterial::analyze(&kept)
+    };
+    let mut notes = analysis.notes;
+    let seal_to = &item.spec.seal_to;
+    let mut out = Vec::new();
+    let mut content = KeyContent::Withheld;
+    let (kind, bytes) = if analysis.form == Form::Public {
+        (Some(ItemKind::File), Some(kept.to_vec()))
+    } else if !seal_to.is_empty() && size <= MAX_KEY_FILE {
+        match crate::keymaterial::seal(&kept, seal_to) {
+            Ok(ct) => (Some(ItemKind::Sealed), Some(ct)),
+            Err(e) => {
+                notes.push(format!("not sealed: {e}"));
+                (None, None)
+            }
+        }
+    } else {
+        (None, None)
+    };
+    if let (Some(kind), Some(bytes)) = (kind, bytes) {
+        let cap = pipe.capture_at(&bytes[..], None, |_| {})?;
+        let mut p = item.artifact(kind, shown.clone(), cap);
+        p.artifact.file = Some(file_meta(&opened));
+        p.artifact.status = status;
+        p.artifact.reason.clone_from(&reason);
+        p.artifact.error.clone_from(&error);
+        content = if kind == ItemKind::Sealed {
+            KeyContent::Sealed
+        } else {
+            KeyContent::Stored
+        };
+        out.push(p.into());
+    }
+    out.push(Found::KeyFile(Box::new(KeyFile {
+        incident: item.ctx.incident.clone(),
+        run: item.ctx.run.clone(),
+        source: item.spec.name.clone(),
+        path: shown,
+        status,
+        reason,
+        error,
+        size,
+        blake3: b3.finalize().into(),
+        sha256: Sha256Digest(sha.finalize().into()),
+        file: Some(file_meta(&opened)),
+        form: analysis.form,
+        content,
+        sealed_to: if content == KeyContent::Sealed {
+            seal_to.clone()
+        } else {
+            Vec::new()
+        },
+        keys: analysis.keys,
+        notes,
+        host: item.ctx.host.clone(),
+        collector: item.ctx.collector.clone(),
+        tool: Tool::this(),
+        started_at: item.started.clone(),
+        ended_at: Time::now(),
+    })));
+    Ok(out)
+}
+
+/// Opens a path for reading as a regular file, never through a link, and
+/// never the vault's own key. A symbolic link, a non-file or a failure comes
+/// back as the artifact that records it.
+fn open_item(
+    item: &Item<'_>,
+    path: &Path,
+    shown: &str,
+) -> Result<(std::fs::File, std::fs::Metadata), Box<Pending>> {
+    let shown = shown.to_owned();
+    let failed = |kind, error: String, meta: Option<&std::fs::Metadata>| {
+        let mut p = item.failed(kind, shown.clone(), error);
+        p.artifact.file = meta.map(file_meta);
+        Box::new(p)
+    };
+    let before = std::fs::symlink_metadata(path)
+        .map_err(|e| failed(ItemKind::Missing, format!("couldn't stat: {e}"), None))?;
+    if before.file_type().is_symlink() {
+        let target = std::fs::read_link(path)
+            .map_err(|e| failed(ItemKind::Symlink, format!("couldn't read link: {e}"), None))?;
+        let mut p = item.artifact(ItemKind::Symlink, shown, empty_capture());
+        p.artifact.link_target = Some(target.to_string_lossy().into_owned());
+        p.artifact.file = Some(file_meta(&before));
+        return Err(Box::new(p));
+    }
+    if !before.file_type().is_file() {
+        let why = format!("not a regular file (mode {:o})", before.mode());
+        return Err(failed(ItemKind::File, why, Some(&before)));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(path)
+        .map_err(|e| failed(ItemKind::File, format!("couldn't open: {e}"), Some(&before)))?;
+    match file.metadata() {
+        Ok(m) if item.ctx.refuse.contains(&(m.dev(), m.ino())) => Err(failed(
+            ItemKind::File,
+            "refused: this is the vault's own signing key".into(),
+            Some(&m),
+        )),
+        Ok(m) if m.is_file() => Ok((file, m)),
+        Ok(_) => Err(failed(
+            ItemKind::File,
+            "replaced by a non-file while opening".into(),
+            None,
+        )),
+        Err(e) => Err(failed(ItemKind::File, format!("couldn't stat: {e}"), None)),
+    }
 }
 
 /// Why a file read is not a faithful snapshot, if it is not.

@@ -27,7 +27,7 @@ use crate::layout;
 use crate::log::{self, CheckpointError, Tree};
 use crate::progress::Progress;
 use crate::restore::{ChunkError, ChunkReader};
-use crate::segment::{Artifact, Entry, MAX_SEGMENT_BYTES};
+use crate::segment::{Artifact, Entry, ItemKind, KeyContent, KeyFile, MAX_SEGMENT_BYTES};
 use crate::store::{Store, StoreError};
 use crate::vault::{self, Root, SegmentFault};
 
@@ -90,6 +90,7 @@ kinds! {
     ArtifactSizeMismatch = "artifact_size_mismatch", Damage;
     ArtifactHashMismatch = "artifact_hash_mismatch", Damage;
     HoldMissing = "hold_missing", Damage;
+    KeyFileUnbacked = "key_file_unbacked", Damage;
 }
 
 impl Serialize for Kind {
@@ -240,6 +241,54 @@ impl Findings {
     }
 }
 
+/// A key file whose bytes are said to be in the vault (FORMAT.md §9.12)
+/// needs the artifact that holds them: of the same run, source and path, in
+/// the same or an earlier segment, a `file` with the key file's digests when
+/// `stored`, a `sealed` one when `sealed`.
+fn check_key_files(key_files: &[(u64, KeyFile)], artifacts: &[(u64, Artifact)], f: &mut Findings) {
+    if key_files.is_empty() {
+        return;
+    }
+    // (run, source, path) to the artifacts there, with their segments.
+    type Place<'a> = (&'a str, &'a str, &'a str);
+    let mut by_place: HashMap<Place<'_>, Vec<(u64, &Artifact)>> = HashMap::new();
+    for (seq, a) in artifacts {
+        by_place
+            .entry((a.run.as_str(), a.source.as_str(), a.path.as_str()))
+            .or_default()
+            .push((*seq, a));
+    }
+    for (seq, k) in key_files {
+        let want = match k.content {
+            KeyContent::Withheld => continue,
+            KeyContent::Stored => ItemKind::File,
+            KeyContent::Sealed => ItemKind::Sealed,
+        };
+        let found = by_place
+            .get(&(k.run.as_str(), k.source.as_str(), k.path.as_str()))
+            .into_iter()
+            .flatten()
+            .any(|(aseq, a)| {
+                *aseq <= *seq
+                    && a.kind == want
+                    && (want == ItemKind::Sealed || (a.sha256 == k.sha256 && a.size == k.size))
+            });
+        if !found {
+            f.add(
+                Kind::KeyFileUnbacked,
+                layout::segment_path(*seq),
+                format!(
+                    "key file {} says its bytes are {} in the vault, but no {} artifact of run {} holds them",
+                    k.path,
+                    k.content.as_str(),
+                    if want == ItemKind::Sealed { "sealed" } else { "file" },
+                    k.run
+                ),
+            );
+        }
+    }
+}
+
 fn fault_kind(f: &SegmentFault) -> Kind {
     match f {
         SegmentFault::Malformed(_) => Kind::SegmentMalformed,
@@ -356,6 +405,7 @@ pub fn verify(
         .map_or(0, |s| s.saturating_add(1));
     let mut leaves: BTreeMap<u64, Sha256Digest> = BTreeMap::from([(0, root.vault_id)]);
     let mut artifacts: Vec<(u64, Artifact)> = Vec::new();
+    let mut key_files: Vec<(u64, KeyFile)> = Vec::new();
     let mut expected = 1u64;
     let mut holds = crate::hold::HoldIndex::default();
     for &seq in segment_seqs.iter().filter(|&&s| s > 0) {
@@ -390,8 +440,10 @@ pub fn verify(
             Ok(seg) => {
                 holds.absorb(seq, &seg);
                 for e in seg.entries {
-                    if let Entry::Artifact(a) = e {
-                        artifacts.push((seq, *a));
+                    match e {
+                        Entry::Artifact(a) => artifacts.push((seq, *a)),
+                        Entry::KeyFile(k) => key_files.push((seq, *k)),
+                        _ => {}
                     }
                 }
             }
@@ -400,6 +452,7 @@ pub fn verify(
         leaves.insert(seq, leaf);
     }
     report.artifacts = artifacts.len() as u64;
+    check_key_files(&key_files, &artifacts, &mut f);
 
     // Phase: checkpoint.
     f.phase = "checkpoint";

@@ -181,6 +181,7 @@ fn declaration(dir: &std::path::Path, incident: &str) -> Declaration {
             exclude: vec![],
             argv: vec![],
             timeout_secs: None,
+            seal_to: vec![],
         }],
         refuse: vec![],
     }

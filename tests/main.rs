@@ -7,6 +7,7 @@ mod crash;
 mod faults;
 mod fixture;
 mod interop;
+mod keys;
 mod lifecycle;
 mod report;
 mod s3;

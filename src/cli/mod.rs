@@ -22,6 +22,7 @@ use custody::verify::{self, Severity};
 
 mod case;
 mod incident;
+mod keys;
 mod manifest;
 mod report;
 
@@ -66,16 +67,22 @@ Examples:
       --path /var/log/nginx/ --path '/var/log/auth.log*' \\
       --command 'journalctl -o export --since -30d'
   custody declare INC-2026-001 --title 'Forged login tokens' --config /etc/custody/custody.toml
+  custody declare INC-2026-001 --title 'Forged login tokens' --keys /etc/app/keys/ \
+      --seal-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
 
 The declaration is sealed into the vault before any source is read. Every item
 becomes an artifact: complete, partial (it changed while read; the reason is
 recorded) or failed (with the error); nothing is skipped silently. Declaring a
 known incident again preserves again under it. Symbolic links are recorded as
-links; the vault itself and its signing key are never preserved.
+links; the vault itself and its signing key are never preserved. Key files
+(--keys, `keys` sources) are described key by key (fingerprints, and a
+commitment for a private key); a file holding private keys is never stored in
+clear: withheld, or sealed with age to the --seal-to recipients (see `custody
+keys --help`).
 
 Exit status:
-  0  every artifact complete
-  1  some artifacts partial or failed, or a checkpoint update failed (all recorded)
+  0  every artifact and key file complete
+  1  some artifacts or key files partial or failed, or a checkpoint update failed (all recorded)
   2  could not run (no vault, bad key or config, storage failure)")]
     Declare(Box<DeclareArgs>),
     /// Check the whole vault and report every finding.
@@ -198,10 +205,13 @@ carries it. Runs and custody events become investigative actions, orders
 authorizations, artifacts observables (with SHA-256) and provenance records.
 The same vault always exports the same node ids.")]
     ExportCase(case::ExportCaseArgs),
+    /// Key snapshots: list one with its findings, diff two, or inspect local key files.
+    #[command(after_help = keys::AFTER_HELP)]
+    Keys(keys::KeysArgs),
 }
 
 #[derive(Debug, Args)]
-struct VaultArg {
+pub(crate) struct VaultArg {
     /// Vault location: a directory, a file:// URL or s3://bucket/prefix [default: from custody.toml]
     #[arg(long, env = "CUSTODY_VAULT", value_name = "URL")]
     vault: Option<String>,
@@ -272,6 +282,15 @@ struct DeclareArgs {
     /// A file, directory (recursive) or glob to preserve; repeatable
     #[arg(long = "path", value_name = "P")]
     paths: Vec<String>,
+    /// A file, directory or glob of key material (JWKS, PEM, DER, OpenSSH): each key is recorded
+    /// by its public part, fingerprints and, for a private key, a commitment; files holding
+    /// private keys are not stored unless --seal-to is given; repeatable
+    #[arg(long = "keys", value_name = "P")]
+    keys: Vec<String>,
+    /// An age recipient (age1...) that key files holding private keys, encrypted keys or
+    /// unrecognised content are sealed to, so that only its identity can read them; repeatable
+    #[arg(long = "seal-to", value_name = "RECIPIENT")]
+    seal_to: Vec<String>,
     /// A command whose standard output is preserved, e.g. 'journalctl -o export'; repeatable
     #[arg(long = "command", value_name = "CMD ARGS")]
     commands: Vec<String>,
@@ -471,6 +490,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::VerifyManifest(a) => manifest::verify_manifest_cmd(a),
         Command::Report(a) => report::report_cmd(a),
         Command::ExportCase(a) => case::export_case_cmd(a),
+        Command::Keys(a) => keys::keys_cmd(a),
     }
 }
 
@@ -524,7 +544,7 @@ fn vault_location(v: &VaultArg, cfg: &Config) -> Result<String> {
         .ok_or_else(|| anyhow!("no vault given: pass --vault DIR, set CUSTODY_VAULT, or set `vault` in custody.toml"))
 }
 
-fn open_store(v: &VaultArg) -> Result<(Store, Config)> {
+pub(crate) fn open_store(v: &VaultArg) -> Result<(Store, Config)> {
     let cfg = load_config(v)?;
     let loc = vault_location(v, &cfg)?;
     let store =
@@ -900,9 +920,28 @@ fn cli_sources(a: &DeclareArgs) -> Result<Vec<SourceSpec>> {
             exclude: a.exclude.clone(),
             argv: vec![],
             timeout_secs: None,
+            seal_to: vec![],
         });
     } else if !a.exclude.is_empty() {
         bail!("--exclude applies to --path, and no --path was given");
+    }
+    if !a.keys.is_empty() {
+        let paths = a
+            .keys
+            .iter()
+            .map(|p| std::path::absolute(p).map(|a| a.to_string_lossy().into_owned()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        out.push(SourceSpec {
+            name: "cli-keys".into(),
+            kind: SourceKind::Keys,
+            paths,
+            exclude: vec![],
+            argv: vec![],
+            timeout_secs: None,
+            seal_to: a.seal_to.clone(),
+        });
+    } else if !a.seal_to.is_empty() {
+        bail!("--seal-to applies to --keys, and no --keys was given");
     }
     for (i, c) in a.commands.iter().enumerate() {
         let argv = shell_words::split(c)
@@ -914,6 +953,7 @@ fn cli_sources(a: &DeclareArgs) -> Result<Vec<SourceSpec>> {
             exclude: vec![],
             argv,
             timeout_secs: a.command_timeout,
+            seal_to: vec![],
         });
     }
     for s in &out {
@@ -935,7 +975,7 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
     sources.extend(cli_sources(&a)?);
     if sources.is_empty() {
         bail!(
-            "nothing to preserve: pass --path or --command, or list sources in custody.toml (--config)"
+            "nothing to preserve: pass --path, --keys or --command, or list sources in custody.toml (--config)"
         );
     }
     // Whether the incident is held, read on the way: evidence added to a
@@ -1021,6 +1061,7 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
         let out = serde_json::json!({
             "incident": s.incident, "run": s.run, "newly_declared": s.newly_declared,
             "complete": s.complete, "partial": s.partial, "failed": s.failed,
+            "key_files": s.key_files, "keys": s.keys, "key_files_not_in_clear": s.key_files_not_in_clear,
             "problems": s.problems.iter().map(|p| serde_json::json!({"source": p.source, "path": p.path, "status": p.status.as_str(), "detail": p.detail})).collect::<Vec<_>>(),
             "bytes_read": s.stats.bytes_read, "bytes_stored": s.stats.bytes_stored, "bytes_deduplicated": s.stats.bytes_deduplicated,
             "packs": s.stats.packs, "segments": s.segments, "checkpoint": {"size": s.last.size, "root": s.last.root},
@@ -1040,6 +1081,15 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             s.partial,
             s.failed
         );
+        if s.key_files > 0 {
+            outln!(
+                "keys       {} key(s) in {} file(s); {} file(s) not stored in clear (see `custody keys {}`)",
+                s.keys,
+                s.key_files,
+                s.key_files_not_in_clear,
+                s.incident
+            );
+        }
         for p in &s.problems {
             outln!(
                 "  {:<8} [{}] {}: {}",
@@ -1071,7 +1121,7 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             outln!("warning    {w}");
         }
     }
-    Ok(if s.partial + s.failed > 0 || !s.warnings.is_empty() {
+    Ok(if !s.problems.is_empty() || !s.warnings.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -1513,6 +1563,9 @@ fn finding_advice(kind: verify::Kind) -> &'static str {
         K::ArtifactSizeMismatch | K::ArtifactHashMismatch => {
             "restore the packs of this artifact from a replica"
         }
+        K::KeyFileUnbacked => {
+            "a key file's description names bytes the log does not hold: the segments were altered or written by another tool; restore them from a replica"
+        }
         K::HoldMissing => {
             "someone lifted the protection, or it was never placed: run `custody incident hold` again with the same name to re-apply it, and find out who changed it"
         }
@@ -1746,6 +1799,15 @@ fn entry_line(e: &Entry) -> String {
         Entry::ManifestSealed(m) => format!(
             "manifest_sealed {} sha256 {} ({} subjects)",
             m.incident, m.sha256, m.subjects
+        ),
+        Entry::KeyFile(k) => format!(
+            "key_file {} {:<8} {} {} key(s) {} {}",
+            k.incident,
+            k.status.as_str(),
+            k.form.as_str(),
+            k.keys.len(),
+            k.content.as_str(),
+            k.path
         ),
     }
 }
