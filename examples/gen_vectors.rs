@@ -891,6 +891,23 @@ fn segment_vectors(base: &Objects, other: &Objects) -> Result<Vec<Vector>> {
         o,
     ));
 
+    // FORMAT.md §9.12: a key file holding a private key whose bytes are
+    // stored in clear (an artifact of its place has them).
+    let mut o = base.clone();
+    let mut entries = key_file_entries(&o, KeyContent::Stored, "/var/log/auth.log");
+    if let Some(Entry::KeyFile(k)) = entries.last_mut() {
+        k.form = custody::keymaterial::Form::Private;
+    }
+    let keys = next_segment(&o, entries);
+    o.insert(seg(4), seal(&keys, &k));
+    recheckpoint(&mut o);
+    out.push(Vector::new(
+        "key_file_in_clear",
+        "key_file_in_clear",
+        "segment 4 holds a key file of form `private` whose bytes are stored in clear as the run's /var/log/auth.log artifact",
+        o,
+    ));
+
     let mut o = base.clone();
     o.remove(&seg(2));
     out.push(Vector::new(

@@ -172,6 +172,11 @@ fn place(f: &KeyFile) -> String {
     format!("{}:{}", f.host, f.path)
 }
 
+/// A place with its source, so that two sources naming one path stay two.
+fn source_place(f: &KeyFile) -> String {
+    format!("{} [{}]", place(f), f.source)
+}
+
 fn days_between(a: &Time, b: &Time) -> i64 {
     (b.timestamp().as_second() - a.timestamp().as_second()).div_euclid(86_400)
 }
@@ -182,11 +187,26 @@ pub fn findings(snap: &Snapshot, all: &[Snapshot], rules: Rules) -> Vec<Finding>
     let mut out = Vec::new();
     // Keys grouped by identity, in first-seen order.
     let mut groups: Vec<(String, Vec<(&KeyFile, &KeyRecord)>)> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for (f, k) in snap.keys() {
         let Some(id) = k.identity() else { continue };
-        match groups.iter_mut().find(|(g, _)| *g == id) {
-            Some((_, v)) => v.push((f, k)),
-            None => groups.push((id, vec![(f, k)])),
+        match index.get(&id) {
+            Some(&i) => groups[i].1.push((f, k)),
+            None => {
+                index.insert(id.clone(), groups.len());
+                groups.push((id, vec![(f, k)]));
+            }
+        }
+    }
+    // The first snapshot (oldest first) that holds each key.
+    let mut first_seen: BTreeMap<String, &Snapshot> = BTreeMap::new();
+    for s in all {
+        for (_, k) in s.keys() {
+            if let Some(id) = k.identity() {
+                if index.contains_key(&id) {
+                    first_seen.entry(id).or_insert(s);
+                }
+            }
         }
     }
     let published: BTreeSet<&str> = groups
@@ -232,16 +252,13 @@ pub fn findings(snap: &Snapshot, all: &[Snapshot], rules: Rules) -> Vec<Finding>
                 );
             }
         }
-        if let Some(s) = all
-            .iter()
-            .find(|s| s.keys().any(|(_, k)| k.identity().as_deref() == Some(id)))
-        {
+        if let Some(s) = first_seen.get(id) {
             consider(
                 &s.taken_at,
                 format!(
                     "first preserved in incident {} (run {}) at {}",
                     s.incident,
-                    &s.run[..8.min(s.run.len())],
+                    s.run.get(..8).unwrap_or(&s.run),
                     s.taken_at
                 ),
             );
@@ -252,7 +269,7 @@ pub fn findings(snap: &Snapshot, all: &[Snapshot], rules: Rules) -> Vec<Finding>
                 out.push(finding(
                     FindingKind::StaleKey,
                     format!(
-                        "the key is at least {age} days old at the snapshot, beyond the maximum of {} days, and no newer key replaced it",
+                        "the key is at least {age} days old at the snapshot, beyond the maximum of {} days: rotate it",
                         rules.max_age_days
                     ),
                     vec![why],
@@ -289,7 +306,10 @@ pub fn findings(snap: &Snapshot, all: &[Snapshot], rules: Rules) -> Vec<Finding>
 
         // Published and private halves.
         let has_private = members.iter().any(|(_, k)| k.part.is_secret());
-        if published.contains(id.as_str()) && !has_private {
+        // An encrypted private key (OpenSSH shows its public part) counts
+        // as held.
+        let held = has_private || members.iter().any(|(_, k)| k.part == Part::Encrypted);
+        if published.contains(id.as_str()) && !held {
             out.push(finding(
                 FindingKind::PublishedWithoutPrivate,
                 "a JWKS publishes this key but none of the sources holds its private key".into(),
@@ -393,7 +413,8 @@ pub struct Diff {
     /// Places that held one key before and another after: (place, before
     /// label, after label).
     pub replaced: Vec<(String, String, String)>,
-    /// Places whose file bytes changed while holding the same keys.
+    /// Places whose file bytes changed while holding the same keys (every
+    /// one with a fingerprint or commitment).
     pub rewritten: Vec<String>,
 }
 
@@ -411,7 +432,7 @@ fn key_places(s: &Snapshot) -> BTreeMap<String, (String, BTreeSet<String>)> {
 }
 
 fn by_place(s: &Snapshot) -> BTreeMap<String, &KeyFile> {
-    s.files.iter().map(|(_, f)| (place(f), f)).collect()
+    s.files.iter().map(|(_, f)| (source_place(f), f)).collect()
 }
 
 /// Compares two snapshots by key identity and by place.
@@ -444,7 +465,8 @@ pub fn diff(a: &Snapshot, b: &Snapshot) -> Diff {
         let ids = |f: &KeyFile| -> BTreeSet<String> {
             f.keys.iter().filter_map(KeyRecord::identity).collect()
         };
-        if ids(fa) != ids(fb) {
+        let unnamed = |f: &KeyFile| f.keys.iter().any(|k| k.identity().is_none());
+        if ids(fa) != ids(fb) || (fa.sha256 != fb.sha256 && (unnamed(fa) || unnamed(fb))) {
             let labels = |f: &KeyFile| {
                 let l: Vec<String> = f.keys.iter().map(KeyRecord::label).collect();
                 if l.is_empty() {
@@ -453,9 +475,9 @@ pub fn diff(a: &Snapshot, b: &Snapshot) -> Diff {
                     l.join(", ")
                 }
             };
-            d.replaced.push((p.clone(), labels(fa), labels(fb)));
+            d.replaced.push((place(fa), labels(fa), labels(fb)));
         } else if fa.sha256 != fb.sha256 {
-            d.rewritten.push(p.clone());
+            d.rewritten.push(place(fa));
         }
     }
     d

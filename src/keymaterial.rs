@@ -31,6 +31,11 @@ use crate::time::Time;
 /// Files larger than this are not parsed as key material.
 pub const MAX_KEY_FILE: u64 = 1 << 20;
 
+/// Key records kept per file; the rest is noted, and the file is `mixed`.
+const MAX_RECORDS: usize = 1000;
+/// Notes kept per file.
+const MAX_NOTES: usize = 100;
+
 /// Prefix of every key commitment (§9.12).
 const COMMITMENT_DOMAIN: &[u8] = b"custody key commitment v1\0";
 
@@ -221,9 +226,17 @@ impl KeyRecord {
                 self.algorithm = "rsa".into();
                 self.bits = Some(bit_length(n));
             }
-            PublicKey::Ec { curve, .. } => {
+            PublicKey::Ec { curve, point } => {
                 self.algorithm = "ec".into();
                 self.curve = Some(curve.name().into());
+                let on_curve = match curve {
+                    Curve::P256 => Some(p256::PublicKey::from_sec1_bytes(point).is_ok()),
+                    Curve::P384 => Some(p384::PublicKey::from_sec1_bytes(point).is_ok()),
+                    Curve::P521 | Curve::Secp256k1 => None,
+                };
+                if on_curve == Some(false) {
+                    self.fail("the EC point is not on its curve");
+                }
             }
             PublicKey::Ed25519(_) => {
                 self.algorithm = "ed25519".into();
@@ -237,6 +250,18 @@ impl KeyRecord {
 
     fn set_secret(&mut self, secret: &Secret) {
         self.commitment = Some(commitment(secret.algorithm(), secret.bytes()));
+    }
+
+    /// Whether a public record was read whole: RSA, EC P-256 or P-384, or
+    /// Ed25519, with no problem.
+    fn understood(&self) -> bool {
+        self.problem.is_none()
+            && self.spki_sha256.is_some()
+            && match self.algorithm.as_str() {
+                "rsa" | "ed25519" => true,
+                "ec" => matches!(self.curve.as_deref(), Some("P-256" | "P-384")),
+                _ => false,
+            }
     }
 
     fn fail(&mut self, what: impl std::fmt::Display) {
@@ -325,20 +350,45 @@ struct Found {
     keys: Vec<KeyRecord>,
     notes: Vec<String>,
     unrecognized: bool,
+    truncated: bool,
     certificates: u32,
 }
 
 impl Found {
     fn unknown(&mut self, note: String) {
         self.unrecognized = true;
-        self.notes.push(note);
+        match self.notes.len() {
+            n if n < MAX_NOTES => self.notes.push(note),
+            MAX_NOTES => self
+                .notes
+                .push("more that is not understood: notes stop here".into()),
+            _ => {}
+        }
+    }
+
+    fn push(&mut self, r: KeyRecord) {
+        if self.keys.len() < MAX_RECORDS {
+            self.keys.push(r);
+        } else if !self.truncated {
+            self.truncated = true;
+            self.unknown(format!("more than {MAX_RECORDS} keys: records stop here"));
+        }
     }
 
     fn next(&self) -> usize {
         self.keys.len()
     }
 
-    fn finish(self) -> Analysis {
+    fn finish(mut self) -> Analysis {
+        // A public key counts as understood only when every byte of it was:
+        // a known algorithm, parsed without a problem, a point on its curve.
+        if self
+            .keys
+            .iter()
+            .any(|k| k.part == Part::Public && !k.understood())
+        {
+            self.unrecognized = true;
+        }
         let any = |p: fn(Part) -> bool| self.keys.iter().any(|k| p(k.part));
         let form = if any(Part::is_secret) {
             Form::Private
@@ -689,7 +739,7 @@ fn read_certificate(der: &[u8], container: &str, out: &mut Found) -> Result<(), 
         self_signed: tbs.subject == tbs.issuer,
     });
     out.certificates += 1;
-    out.keys.push(r);
+    out.push(r);
     Ok(())
 }
 
@@ -701,7 +751,7 @@ fn read_spki(der: &[u8], container: &str, out: &mut Found) -> Result<(), String>
         Ok(k) => r.set_public(&k),
         Err(e) => r.fail(e),
     }
-    out.keys.push(r);
+    out.push(r);
     Ok(())
 }
 
@@ -712,7 +762,7 @@ fn read_pkcs1_public(der: &[u8], container: &str, out: &mut Found) -> Result<(),
         n: k.modulus.as_bytes().to_vec(),
         e: k.public_exponent.as_bytes().to_vec(),
     });
-    out.keys.push(r);
+    out.push(r);
     Ok(())
 }
 
@@ -803,7 +853,7 @@ fn read_encrypted_pkcs8(der: &[u8], container: &str, out: &mut Found) {
     if let Err(e) = pkcs8::EncryptedPrivateKeyInfo::from_der(der) {
         r.fail(format!("encrypted PKCS#8 key: {e}"));
     }
-    out.keys.push(r);
+    out.push(r);
 }
 
 /// A private key of the given parser, recorded as private even when it
@@ -818,7 +868,7 @@ fn read_private(
     if let Err(e) = fill(der, &mut r) {
         r.fail(e);
     }
-    out.keys.push(r);
+    out.push(r);
 }
 
 /// One DER object of unknown type: the first parser that takes the whole
@@ -847,98 +897,127 @@ fn read_der(der: &[u8], container: &str, out: &mut Found) {
 
 // ------------------------------------------------------------------ PEM
 
-fn read_pem(bytes: &[u8], out: &mut Found) {
-    // Framing first: text outside blocks, and blocks that never end. A block
-    // whose label says PRIVATE is secret whether or not it parses.
-    let text = String::from_utf8_lossy(bytes);
-    let mut open: Option<String> = None;
+/// One PEM block as framed line by line: its label, its lines (BEGIN and END
+/// included), and whether it ended with its own END line.
+struct Block<'a> {
+    label: &'a str,
+    lines: Vec<&'a str>,
+    closed: bool,
+}
+
+/// Cuts PEM blocks out of `text`; the framing is the only authority (a
+/// parser that stops at the first END would ignore what follows it).
+/// Notes what is outside blocks and every malformed frame.
+fn frame_pem<'a>(text: &'a str, out: &mut Found) -> Vec<Block<'a>> {
+    let mut blocks: Vec<Block<'a>> = Vec::new();
+    let mut open: Option<Block<'a>> = None;
     let mut outside = false;
-    let mut labels = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
+    for raw in text.lines() {
+        let line = raw.trim();
         if let Some(label) = pem_label(line, "-----BEGIN ") {
-            if let Some(prev) = open.replace(label.to_owned()) {
-                out.unknown(format!("PEM block {prev:?} has no END line"));
-                labels.push((prev, false));
+            if let Some(prev) = open.replace(Block {
+                label,
+                lines: vec![line],
+                closed: false,
+            }) {
+                out.unknown(format!("PEM block {:?} has no END line", prev.label));
+                blocks.push(prev);
             }
         } else if let Some(label) = pem_label(line, "-----END ") {
             match open.take() {
-                Some(l) if l == label => labels.push((l, true)),
-                _ => out.unknown(format!("PEM END {label:?} without its BEGIN")),
+                Some(mut b) if b.label == label => {
+                    b.lines.push(line);
+                    b.closed = true;
+                    blocks.push(b);
+                }
+                Some(b) => {
+                    out.unknown(format!("PEM block {:?} ends with another label", b.label));
+                    blocks.push(b);
+                }
+                None => out.unknown("a PEM END line without its BEGIN".into()),
             }
-        } else if open.is_none() && !line.is_empty() {
+        } else if let Some(b) = open.as_mut() {
+            b.lines.push(line);
+        } else if !line.is_empty() {
             outside = true;
         }
     }
-    if let Some(l) = open {
-        out.unknown(format!("PEM block {l:?} has no END line (truncated)"));
-        labels.push((l, false));
+    if let Some(b) = open {
+        out.unknown(format!(
+            "PEM block {:?} has no END line (truncated)",
+            b.label
+        ));
+        blocks.push(b);
     }
     if outside {
         out.unknown("text outside PEM blocks".into());
     }
-    let blocks = match pem::parse_many(bytes) {
-        Ok(b) => b,
-        Err(e) => {
-            out.unknown(format!("PEM: {e}"));
-            Vec::new()
-        }
-    };
-    let mut openssh = 0usize;
-    for b in &blocks {
-        let container = format!("pem {}", b.tag());
-        if b.tag() == "OPENSSH PRIVATE KEY" {
-            // ssh-key reads its own armor (70-column lines): hand it the
-            // block as written.
-            match openssh_block(&text, openssh) {
-                Some(t) => read_openssh_private(t, &container, out),
-                None => out.unknown(format!("{container}: block not found in the text")),
-            }
-            openssh += 1;
-            continue;
-        }
-        read_pem_block(b, &container, out);
-    }
-    // Private blocks that did not come out of the parser (truncated, bad
-    // base64) are still private keys.
-    let parsed_private = blocks
-        .iter()
-        .filter(|b| b.tag().contains("PRIVATE"))
-        .count();
-    let framed_private = labels.iter().filter(|(l, _)| l.contains("PRIVATE")).count();
-    for (label, _) in labels
-        .iter()
-        .filter(|(l, _)| l.contains("PRIVATE"))
-        .skip(parsed_private)
-        .take(framed_private.saturating_sub(parsed_private))
-    {
-        let mut r = KeyRecord::new(out.next(), format!("pem {label}"), Part::Private);
-        r.fail("the block could not be decoded");
-        out.keys.push(r);
-    }
+    blocks
 }
 
-/// The `n`th OpenSSH private key block of `text`, armor included.
-fn openssh_block(text: &str, n: usize) -> Option<&str> {
-    const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
-    const END: &str = "-----END OPENSSH PRIVATE KEY-----";
-    let start = text.match_indices(BEGIN).nth(n)?.0;
-    let end = start + text[start..].find(END)? + END.len();
-    Some(&text[start..end])
+fn read_pem(bytes: &[u8], out: &mut Found) {
+    let text = String::from_utf8_lossy(bytes);
+    for b in frame_pem(&text, out) {
+        let container = format!("pem {}", b.label);
+        let private = b.label.contains("PRIVATE");
+        let body = &b.lines[1..b.lines.len().saturating_sub(usize::from(b.closed))];
+        // RFC 1421 headers: only a legacy encrypted private key has them.
+        let legacy_encrypted = private
+            && body
+                .iter()
+                .any(|l| l.starts_with("Proc-Type:") && l.contains("ENCRYPTED"));
+        if !b.closed || body.iter().any(|l| l.starts_with("-----")) {
+            if private {
+                let mut r = KeyRecord::new(out.next(), container, Part::Private);
+                r.fail("the block could not be decoded");
+                out.push(r);
+            } else {
+                out.unknown(format!("{container}: malformed block"));
+            }
+            continue;
+        }
+        if legacy_encrypted {
+            let mut r = KeyRecord::new(out.next(), container, Part::Encrypted);
+            r.algorithm = match b.label {
+                "RSA PRIVATE KEY" => "rsa".into(),
+                "EC PRIVATE KEY" => "ec".into(),
+                _ => "unknown".into(),
+            };
+            out.push(r);
+            continue;
+        }
+        let block = Zeroizing::new(b.lines.join("\n"));
+        if b.label == "OPENSSH PRIVATE KEY" {
+            // ssh-key reads its own armor (70-column lines).
+            read_openssh_private(&block, out);
+            continue;
+        }
+        // RFC 7468 strict: no headers, base64 only. Its errors are not
+        // echoed: they could quote the body.
+        match pem_rfc7468::decode_vec(block.as_bytes()) {
+            Ok((_, der)) => {
+                let der = Zeroizing::new(der);
+                read_pem_block(b.label, &der, &container, out);
+            }
+            Err(_) if private => {
+                let mut r = KeyRecord::new(out.next(), container, Part::Private);
+                r.fail("the block is not strict RFC 7468 PEM (headers, or bad base64)");
+                out.push(r);
+            }
+            Err(_) => out.unknown(format!(
+                "{container}: not strict RFC 7468 PEM (headers, or bad base64)"
+            )),
+        }
+    }
 }
 
 fn pem_label<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     line.strip_prefix(prefix)?.strip_suffix("-----")
 }
 
-fn read_pem_block(b: &pem::Pem, container: &str, out: &mut Found) {
-    let der = b.contents();
-    let legacy_encrypted = b
-        .headers()
-        .get("Proc-Type")
-        .is_some_and(|v| v.contains("ENCRYPTED"));
+fn read_pem_block(label: &str, der: &[u8], container: &str, out: &mut Found) {
     let failed = |out: &mut Found, e: String| out.unknown(format!("{container}: {e}"));
-    match b.tag() {
+    match label {
         "CERTIFICATE" | "X509 CERTIFICATE" => {
             if let Err(e) = read_certificate(der, container, out) {
                 failed(out, e);
@@ -955,25 +1034,21 @@ fn read_pem_block(b: &pem::Pem, container: &str, out: &mut Found) {
             }
         }
         "ENCRYPTED PRIVATE KEY" => read_encrypted_pkcs8(der, container, out),
-        _ if legacy_encrypted => {
-            let mut r = KeyRecord::new(out.next(), container, Part::Encrypted);
-            r.algorithm = match b.tag() {
-                "RSA PRIVATE KEY" => "rsa".into(),
-                "EC PRIVATE KEY" => "ec".into(),
-                _ => "unknown".into(),
-            };
-            out.keys.push(r);
-        }
         "PRIVATE KEY" => read_private(der, container, fill_pkcs8, out),
         "RSA PRIVATE KEY" => read_private(der, container, fill_pkcs1_private, out),
         "EC PRIVATE KEY" => read_private(der, container, |d, r| fill_sec1(d, None, r), out),
-        "EC PARAMETERS" => {}
+        "EC PARAMETERS" => {
+            // Only a named curve is understood.
+            if der::asn1::ObjectIdentifier::from_der(der).is_err() {
+                failed(out, "parameters that are not a named curve".into());
+            }
+        }
         tag if tag.contains("PRIVATE") => {
             let mut r = KeyRecord::new(out.next(), container, Part::Private);
             r.fail(format!(
                 "private key type {tag:?} is not read by this version"
             ));
-            out.keys.push(r);
+            out.push(r);
         }
         tag => out.unknown(format!("PEM block {tag:?} is not key material")),
     }
@@ -1024,7 +1099,8 @@ fn openssh_rewrapped(block: &str) -> String {
     out
 }
 
-fn read_openssh_private(text: &str, container: &str, out: &mut Found) {
+fn read_openssh_private(text: &str, out: &mut Found) {
+    let container = "openssh";
     use ssh_key::private::{EcdsaKeypair, KeypairData};
     let parsed = ssh_key::PrivateKey::from_openssh(text)
         .or_else(|_| ssh_key::PrivateKey::from_openssh(openssh_rewrapped(text)));
@@ -1033,7 +1109,7 @@ fn read_openssh_private(text: &str, container: &str, out: &mut Found) {
         Err(e) => {
             let mut r = KeyRecord::new(out.next(), container, Part::Private);
             r.fail(format!("OpenSSH private key: {e}"));
-            out.keys.push(r);
+            out.push(r);
             return;
         }
     };
@@ -1064,7 +1140,7 @@ fn read_openssh_private(text: &str, container: &str, out: &mut Found) {
         None if part == Part::Private => r.fail("no commitment for this key type"),
         None => {}
     }
-    out.keys.push(r);
+    out.push(r);
 }
 
 /// OpenSSH public keys, one per line (`.pub`, `authorized_keys`,
@@ -1074,7 +1150,11 @@ fn read_openssh_lines(text: &str, out: &mut Found) -> bool {
     let mut any = false;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('#') {
+            out.unknown(format!("line {} is a comment", n + 1));
             continue;
         }
         match line.parse::<ssh_key::authorized_keys::Entry>() {
@@ -1085,7 +1165,7 @@ fn read_openssh_lines(text: &str, out: &mut Found) -> bool {
                 r.set_public(&ssh_public(k.key_data()));
                 r.ssh_fingerprint = Some(k.fingerprint(ssh_key::HashAlg::Sha256).to_string());
                 r.comment = Some(k.comment().to_owned()).filter(|c| !c.is_empty());
-                out.keys.push(r);
+                out.push(r);
             }
             Err(_) => out.unknown(format!("line {} is not an OpenSSH public key", n + 1)),
         }
@@ -1095,7 +1175,55 @@ fn read_openssh_lines(text: &str, out: &mut Found) -> bool {
 
 // ------------------------------------------------------------------ JWK
 
+/// A JWK with only the members RFC 7517 and RFC 7518 define; serde refuses
+/// any other member and any duplicate, which the lenient reading below
+/// would let through (`serde_json::Value` keeps the last of two).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StrictJwk {
+    kty: serde::de::IgnoredAny,
+    #[serde(rename = "use")]
+    key_use: Option<serde::de::IgnoredAny>,
+    key_ops: Option<serde::de::IgnoredAny>,
+    alg: Option<serde::de::IgnoredAny>,
+    kid: Option<serde::de::IgnoredAny>,
+    x5u: Option<serde::de::IgnoredAny>,
+    x5c: Option<serde::de::IgnoredAny>,
+    x5t: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: Option<serde::de::IgnoredAny>,
+    n: Option<serde::de::IgnoredAny>,
+    e: Option<serde::de::IgnoredAny>,
+    crv: Option<serde::de::IgnoredAny>,
+    x: Option<serde::de::IgnoredAny>,
+    y: Option<serde::de::IgnoredAny>,
+    d: Option<serde::de::IgnoredAny>,
+    p: Option<serde::de::IgnoredAny>,
+    q: Option<serde::de::IgnoredAny>,
+    dp: Option<serde::de::IgnoredAny>,
+    dq: Option<serde::de::IgnoredAny>,
+    qi: Option<serde::de::IgnoredAny>,
+    oth: Option<serde::de::IgnoredAny>,
+    k: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StrictJwks {
+    keys: Vec<StrictJwk>,
+}
+
 fn read_json(bytes: &[u8], out: &mut Found) {
+    let strict = serde_json::from_slice::<StrictJwks>(bytes).is_ok()
+        || serde_json::from_slice::<StrictJwk>(bytes).is_ok();
+    if !strict {
+        out.unknown(
+            "JSON with members RFC 7517/7518 do not define, or a member twice: not all of it is understood"
+                .into(),
+        );
+    }
     let v: serde_json::Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => return out.unknown(format!("JSON: {e}")),
@@ -1128,7 +1256,7 @@ fn read_jwk(k: &serde_json::Value, container: &str, out: &mut Found) {
             Some(t) => B64URL
                 .decode(t.trim_end_matches('='))
                 .map(|v| Some(Zeroizing::new(v)))
-                .map_err(|e| format!("member {name:?}: {e}")),
+                .map_err(|_| format!("member {name:?} is not base64url")),
         }
     };
     let private = JWK_PRIVATE.iter().any(|m| obj.contains_key(*m));
@@ -1208,7 +1336,7 @@ fn read_jwk(k: &serde_json::Value, container: &str, out: &mut Found) {
             out.unrecognized = true;
         }
     }
-    out.keys.push(r);
+    out.push(r);
 }
 
 /// base64url that accepts what JWKs in the wild carry (no padding).
@@ -1320,6 +1448,28 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    /// A file of a million empty keys or text lines gives bounded records
+    /// and notes, and is not `public`.
+    #[test]
+    fn records_and_notes_are_capped() {
+        let many = format!("{{\"keys\":[{}{{}}]}}", "{},".repeat(200_000));
+        let a = analyze(many.as_bytes());
+        assert_eq!(a.keys.len(), MAX_RECORDS);
+        assert!(a.notes.len() <= MAX_NOTES + 1, "{}", a.notes.len());
+        assert_ne!(a.form, Form::Public);
+        let lines = "not a key\n".repeat(100_000);
+        let a = analyze(lines.as_bytes());
+        assert!(a.notes.len() <= MAX_NOTES + 1, "{}", a.notes.len());
+    }
+
+    /// A certificate time past jiff's range (9999-12-31T23:59:59Z) is
+    /// clamped, not a panic.
+    #[test]
+    fn far_future_times_clamp() {
+        let t = Time::from_unix(253_402_300_799);
+        assert!(t.as_str().starts_with("9999-12-"), "{t}");
     }
 
     #[test]

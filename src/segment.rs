@@ -105,6 +105,7 @@ impl Segment {
                 Entry::PreservationStarted(p) => Some(&p.run),
                 Entry::Artifact(a) => Some(&a.run),
                 Entry::PreservationFinished(p) => Some(&p.run),
+                Entry::KeyFile(k) => Some(&k.run),
                 Entry::CustodyEvent(c) => {
                     if let Some(s) = c.subjects.iter().find(|s| !is_hex32(&s.run)) {
                         return bad("run id", &s.run);

@@ -137,6 +137,34 @@ impl Item<'_> {
         }
     }
 
+    /// A key file of this item with nothing read yet: no content, form
+    /// `not_key_material`, `withheld`.
+    fn key_file(&self, path: String) -> KeyFile {
+        KeyFile {
+            incident: self.ctx.incident.clone(),
+            run: self.ctx.run.clone(),
+            source: self.spec.name.clone(),
+            path,
+            status: Status::Complete,
+            reason: None,
+            error: None,
+            size: 0,
+            blake3: Blake3Id::of(b""),
+            sha256: Sha256Digest::of(b""),
+            file: None,
+            form: Form::NotKeyMaterial,
+            content: KeyContent::Withheld,
+            sealed_to: Vec::new(),
+            keys: Vec::new(),
+            notes: Vec::new(),
+            host: self.ctx.host.clone(),
+            collector: self.ctx.collector.clone(),
+            tool: Tool::this(),
+            started_at: self.started.clone(),
+            ended_at: Time::now(),
+        }
+    }
+
     fn failed(&self, kind: ItemKind, path: String, error: String) -> Pending {
         let mut p = self.artifact(kind, path, empty_capture());
         p.artifact.status = Status::Failed;
@@ -460,10 +488,22 @@ fn capture_key_file(
     let shown = path.to_string_lossy().into_owned();
     let (mut file, opened) = match open_item(item, path, &shown) {
         Ok(o) => o,
-        Err(p) => return Ok(vec![(*p).into()]),
+        // A link is recorded as a link: it holds no key.
+        Err(p) if p.artifact.kind == ItemKind::Symlink && p.artifact.error.is_none() => {
+            return Ok(vec![(*p).into()]);
+        }
+        // A key file that cannot be read (a 0600 key of another user) is
+        // still in the snapshot, as failed.
+        Err(p) => {
+            let mut k = item.key_file(shown);
+            k.status = Status::Failed;
+            k.error = p.artifact.error;
+            k.file = p.artifact.file;
+            return Ok(vec![Found::KeyFile(Box::new(k))]);
+        }
     };
     // Everything is hashed; at most MAX_KEY_FILE (and one buffer) is kept,
-    // in memory that is wiped when dropped.
+    // zeroed on drop (best effort: a parser may copy it).
     let limit = usize::try_from(MAX_KEY_FILE).unwrap_or(usize::MAX);
     let mut buf = zeroize::Zeroizing::new(vec![0u8; 64 << 10]);
     let expect = usize::try_from(opened.len()).unwrap_or(usize::MAX);
@@ -540,33 +580,22 @@ fn capture_key_file(
         };
         out.push(p.into());
     }
-    out.push(Found::KeyFile(Box::new(KeyFile {
-        incident: item.ctx.incident.clone(),
-        run: item.ctx.run.clone(),
-        source: item.spec.name.clone(),
-        path: shown,
-        status,
-        reason,
-        error,
-        size,
-        blake3: b3.finalize().into(),
-        sha256: Sha256Digest(sha.finalize().into()),
-        file: Some(file_meta(&opened)),
-        form: analysis.form,
-        content,
-        sealed_to: if content == KeyContent::Sealed {
-            seal_to.clone()
-        } else {
-            Vec::new()
-        },
-        keys: analysis.keys,
-        notes,
-        host: item.ctx.host.clone(),
-        collector: item.ctx.collector.clone(),
-        tool: Tool::this(),
-        started_at: item.started.clone(),
-        ended_at: Time::now(),
-    })));
+    let mut k = item.key_file(shown);
+    k.status = status;
+    k.reason = reason;
+    k.error = error;
+    k.size = size;
+    k.blake3 = b3.finalize().into();
+    k.sha256 = Sha256Digest(sha.finalize().into());
+    k.file = Some(file_meta(&opened));
+    k.form = analysis.form;
+    k.content = content;
+    if content == KeyContent::Sealed {
+        k.sealed_to.clone_from(seal_to);
+    }
+    k.keys = analysis.keys;
+    k.notes = notes;
+    out.push(Found::KeyFile(Box::new(k)));
     Ok(out)
 }
 

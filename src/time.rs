@@ -28,7 +28,12 @@ impl Time {
 
     /// Seconds since the Unix epoch, in UTC: for tests and fixed clocks.
     pub fn from_unix(secs: i64) -> Self {
-        let ts = jiff::Timestamp::from_second(secs).expect("in range");
+        // Clamped: a certificate's 9999-12-31T23:59:59Z is past jiff's range.
+        let ts = jiff::Timestamp::from_second(secs).unwrap_or(if secs < 0 {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        });
         Self {
             text: ts.to_string(),
             ts,

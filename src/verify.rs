@@ -91,6 +91,7 @@ kinds! {
     ArtifactHashMismatch = "artifact_hash_mismatch", Damage;
     HoldMissing = "hold_missing", Damage;
     KeyFileUnbacked = "key_file_unbacked", Damage;
+    KeyFileInClear = "key_file_in_clear", Damage;
 }
 
 impl Serialize for Kind {
@@ -259,6 +260,27 @@ fn check_key_files(key_files: &[(u64, KeyFile)], artifacts: &[(u64, Artifact)], 
             .push((*seq, a));
     }
     for (seq, k) in key_files {
+        // Bytes of a file that is not public only, in clear: said so by the
+        // entry, or found as a `file` artifact of its place.
+        if k.form != crate::keymaterial::Form::Public {
+            let in_clear = k.content == KeyContent::Stored
+                || by_place
+                    .get(&(k.run.as_str(), k.source.as_str(), k.path.as_str()))
+                    .into_iter()
+                    .flatten()
+                    .any(|(_, a)| a.kind == ItemKind::File && a.sha256 == k.sha256 && a.size > 0);
+            if in_clear {
+                f.add(
+                    Kind::KeyFileInClear,
+                    layout::segment_path(*seq),
+                    format!(
+                        "key file {} holds {} key material but its bytes are stored in clear",
+                        k.path,
+                        k.form.as_str()
+                    ),
+                );
+            }
+        }
         let want = match k.content {
             KeyContent::Withheld => continue,
             KeyContent::Stored => ItemKind::File,
@@ -271,7 +293,8 @@ fn check_key_files(key_files: &[(u64, KeyFile)], artifacts: &[(u64, Artifact)], 
             .any(|(aseq, a)| {
                 *aseq <= *seq
                     && a.kind == want
-                    && (want == ItemKind::Sealed || (a.sha256 == k.sha256 && a.size == k.size))
+                    && (want == ItemKind::Sealed
+                        || (a.sha256 == k.sha256 && a.blake3 == k.blake3 && a.size == k.size))
             });
         if !found {
             f.add(

@@ -32,7 +32,7 @@ PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
 NONE = serialization.NoEncryption()
 
-expected = {"files": {}, "findings": [], "secrets": []}
+expected = {"files": {}, "findings": [], "secrets": [], "secret_files": {}}
 
 
 def spki(pub):
@@ -64,25 +64,46 @@ def commitment(priv):
                                            serialization.PrivateFormat.Raw, NONE))
 
 
+NEEDLES = {}
+
+
 def remember_secret(priv):
-    """Byte strings of the private key that must not appear in the vault."""
+    """Byte strings of the private key that must not appear in the vault:
+    its PKCS#8 DER and raw secret numbers, and each of them in base64 and
+    base64url at all three byte alignments (PEM bodies, OpenSSH blobs, JWK
+    members), which the test looks for with whitespace removed."""
     pkcs8 = priv.private_bytes(DER, serialization.PrivateFormat.PKCS8, NONE)
-    found = [pkcs8]
+    raw = [pkcs8]
     if isinstance(priv, rsa.RSAPrivateKey):
         n = priv.private_numbers()
-        found += [int_bytes(n.d), int_bytes(n.p), int_bytes(n.q)]
+        raw += [int_bytes(n.d), int_bytes(n.p), int_bytes(n.q)]
     elif isinstance(priv, ec.EllipticCurvePrivateKey):
         width = (priv.curve.key_size + 7) // 8
-        found.append(priv.private_numbers().private_value.to_bytes(width, "big"))
+        raw.append(priv.private_numbers().private_value.to_bytes(width, "big"))
     else:
-        found.append(priv.private_bytes(serialization.Encoding.Raw,
-                                        serialization.PrivateFormat.Raw, NONE))
-    for b in found:
-        expected["secrets"].append(b.hex())
-        # As text too: base64 and base64url (PEM bodies, JWK "d").
-        for enc in (base64.b64encode(b), base64.urlsafe_b64encode(b).rstrip(b"=")):
-            if len(enc) >= 24:
-                expected["secrets"].append(enc[4:40].hex())
+        raw.append(priv.private_bytes(serialization.Encoding.Raw,
+                                      serialization.PrivateFormat.Raw, NONE))
+    needles = []
+    for b in raw:
+        needles.append(b)
+        for shift in range(3):
+            for enc in (base64.b64encode(b[shift:]),
+                        base64.urlsafe_b64encode(b[shift:]).rstrip(b"=")):
+                if len(enc) >= 28:
+                    needles.append(enc[4:28])
+    NEEDLES[id(priv)] = needles
+    expected["secrets"] += [n.hex() for n in needles]
+
+
+def holds_secret(name, *privs):
+    """Records which needles the fixture file `name` holds; every secret
+    fixture must hold at least one, or the search could not fail."""
+    with open(os.path.join(KEYS, name), "rb") as f:
+        data = f.read()
+    stripped = b"".join(data.split())
+    found = [n.hex() for p in privs for n in NEEDLES[id(p)] if n in data or n in stripped]
+    assert found, f"no needle of {name} is in the file"
+    expected["secret_files"][name] = found
 
 
 def write(name, data, age_days=2.0):
@@ -147,23 +168,29 @@ write("signing-rsa.pem",
       a.private_bytes(PEM, serialization.PrivateFormat.PKCS8, NONE),
       age_days=3 * 365)
 expect("signing-rsa.pem", "private", "sealed", [key(a.public_key(), "private", a)])
+holds_secret("signing-rsa.pem", a)
 write("backup-signing-rsa-pkcs1.pem",
       a.private_bytes(PEM, serialization.PrivateFormat.TraditionalOpenSSL, NONE))
 expect("backup-signing-rsa-pkcs1.pem", "private", "sealed",
        [key(a.public_key(), "private", a)])
+holds_secret("backup-signing-rsa-pkcs1.pem", a)
 
 write("ec-b.pem", b.private_bytes(PEM, serialization.PrivateFormat.TraditionalOpenSSL, NONE))
 expect("ec-b.pem", "private", "sealed", [key(b.public_key(), "private", b)])
+holds_secret("ec-b.pem", b)
 write("jwks-private.json",
       json.dumps({"keys": [jwk_of(b, "ec-1", "ES256", private=True)]}).encode())
 expect("jwks-private.json", "private", "sealed", [key(b.public_key(), "private", b)])
+holds_secret("jwks-private.json", b)
 
 write("unpublished-p384.pem", d.private_bytes(PEM, serialization.PrivateFormat.PKCS8, NONE))
 expect("unpublished-p384.pem", "private", "sealed", [key(d.public_key(), "private", d)])
+holds_secret("unpublished-p384.pem", d)
 
 write("deploy_ed25519",
       e.private_bytes(PEM, serialization.PrivateFormat.OpenSSH, NONE))
 expect("deploy_ed25519", "private", "sealed", [key(e.public_key(), "private", e)])
+holds_secret("deploy_ed25519", e)
 write("deploy_ed25519.pub",
       e.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                   serialization.PublicFormat.OpenSSH) + b" deploy@build\n")
@@ -215,11 +242,47 @@ expect("garbage.bin", "not_key_material", "sealed", [])
 whole = d.private_bytes(PEM, serialization.PrivateFormat.PKCS8, NONE)
 write("truncated.pem", whole[: len(whole) // 2])
 expect("truncated.pem", "private", "sealed", [{"part": "private"}])
+holds_secret("truncated.pem", d)
 write("bad-base64.pem",
       b"-----BEGIN CERTIFICATE-----\n%%%% not base64 at all %%%%\n-----END CERTIFICATE-----\n")
 expect("bad-base64.pem", "not_key_material", "sealed", [])
 write("huge-length.der", bytes([0x30, 0x84, 0x7F, 0xFF, 0xFF, 0xFF, 0x02, 0x01, 0x00]))
 expect("huge-length.der", "not_key_material", "sealed", [])
+
+# Look public but are not: never stored in clear.
+g = ed25519.Ed25519PrivateKey.generate()
+remember_secret(g)
+write("jwks-with-extra.json", json.dumps({
+    "keys": [jwk_of(c.public_key(), "orphan", "RS256")],
+    "signing_key_pem": g.private_bytes(PEM, serialization.PrivateFormat.PKCS8, NONE).decode(),
+}).encode())
+expect("jwks-with-extra.json", "mixed", "sealed", [key(c.public_key(), "public")])
+holds_secret("jwks-with-extra.json", g)
+
+h = ec.generate_private_key(ec.SECP256R1())
+remember_secret(h)
+pem_lines = h.private_bytes(PEM, serialization.PrivateFormat.PKCS8, NONE).split(b"\n")
+write("blank-line.pem", b"\n".join(pem_lines[:2] + [b""] + pem_lines[2:]))
+expect("blank-line.pem", "private", "sealed", [{"part": "private"}])
+holds_secret("blank-line.pem", h)
+
+i = ec.generate_private_key(ec.SECP256R1())
+remember_secret(i)
+cert_lines = root.public_bytes(PEM).strip().split(b"\n")
+secret_body = i.private_bytes(PEM, serialization.PrivateFormat.PKCS8, NONE).split(b"\n")[1:-2]
+write("smuggled.pem", b"\n".join(cert_lines[:-1] + [cert_lines[-1] + b"x"] + secret_body
+                                   + [cert_lines[-1], b""]))
+expect("smuggled.pem", "not_key_material", "sealed", [])
+holds_secret("smuggled.pem", i)
+
+# A certificate that never expires (RFC 5280 §4.1.2.5: 99991231235959Z).
+forever_k = ec.generate_private_key(ec.SECP256R1())
+forever = cert("forever.example", "Fixture Root", forever_k.public_key(), root_k,
+               now - datetime.timedelta(days=1),
+               datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc),
+               False)
+write("forever.pem", forever.public_bytes(PEM))
+expect("forever.pem", "public", "stored", [key(forever_k.public_key(), "public")])
 
 # Changed after the incident's discovery (a day ago): a fresh public key.
 f = ec.generate_private_key(ec.SECP256R1())

@@ -258,10 +258,10 @@ fn diff_cmd(v: &VaultArg, a: &str, b: &str, json: bool) -> Result<ExitCode> {
         s,
         "keys of {} (run {}, {}) -> {} (run {}, {})",
         sa.incident,
-        &sa.run[..8.min(sa.run.len())],
+        sa.run.get(..8).unwrap_or(&sa.run),
         sa.taken_at,
         sb.incident,
-        &sb.run[..8.min(sb.run.len())],
+        sb.run.get(..8).unwrap_or(&sb.run),
         sb.taken_at
     );
     for (what, list) in [("added", &d.added), ("removed", &d.removed)] {

@@ -1563,6 +1563,9 @@ fn finding_advice(kind: verify::Kind) -> &'static str {
         K::ArtifactSizeMismatch | K::ArtifactHashMismatch => {
             "restore the packs of this artifact from a replica"
         }
+        K::KeyFileInClear => {
+            "private key material is readable in the vault: treat those keys as exposed to every reader of the vault, rotate them, and find out which writer stored them"
+        }
         K::KeyFileUnbacked => {
             "a key file's description names bytes the log does not hold: the segments were altered or written by another tool; restore them from a replica"
         }
