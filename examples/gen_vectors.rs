@@ -53,9 +53,9 @@ use custody::log::{self, Tree};
 use custody::segment::{
     Action, Actor, Artifact, BackendProbed, CheckpointRef, ChunkRef, CustodyEvent, Entry,
     FactLearned, FileMeta, Genesis, Hold, IncidentClosed, IncidentDeclared, ItemKind, KeyContent,
-    KeyFile, ManifestSealed, Note, PreservationFinished, PreservationOrder, PreservationStarted,
-    ProbeResult, ReportFiled, SEGMENT_PAYLOAD_TYPE, Segment, SourceKind, SourceSpec, Status,
-    Subject, Tool,
+    KeyFile, KeyRevoked, KeyRotated, ManifestSealed, Note, PreservationFinished, PreservationOrder,
+    PreservationStarted, ProbeResult, ReportFiled, SEGMENT_PAYLOAD_TYPE, Segment, SourceKind,
+    SourceSpec, Status, Subject, Tool,
 };
 use custody::store::Store;
 use custody::time::Time;
@@ -428,6 +428,15 @@ fn recheckpoint(o: &mut Objects) {
     set_checkpoint(o, tree.size(), tree.root());
 }
 
+/// [`recheckpoint`] signed by `k`.
+fn recheckpoint_with(o: &mut Objects, k: &VaultSigner) {
+    let tree = log_tree(o);
+    o.insert(
+        layout::CHECKPOINT.into(),
+        log::sign_checkpoint(k, tree.size(), tree.root()),
+    );
+}
+
 fn envelope(bytes: &[u8]) -> Envelope {
     let env: Envelope = serde_json::from_slice(bytes).expect("the base vault's envelopes parse");
     assert_eq!(
@@ -696,6 +705,126 @@ fn key_file_entries(o: &Objects, content: KeyContent, path: &str) -> Vec<Entry> 
     ]
 }
 
+/// Seed of the key rotated in by the key-lifecycle vectors.
+const NEW_SEED: [u8; 32] = [0x44; 32];
+
+fn key_actor() -> Actor {
+    Actor {
+        name: "alice".into(),
+        os_user: "alice".into(),
+        as_reason: None,
+        host: HOST.into(),
+        tool: Tool::this(),
+    }
+}
+
+/// The base vault with segment 4 rotating the vault key to [`NEW_SEED`]'s
+/// key, signed by `signers`, and the checkpoint re-signed by the new key.
+fn rotated(base: &Objects, signers: &[&VaultSigner]) -> Objects {
+    let new = VaultSigner::from_seed(ORIGIN, NEW_SEED);
+    let mut o = base.clone();
+    let s = next_segment(
+        &o,
+        vec![Entry::KeyRotated(KeyRotated {
+            old: vault_key().key_id().to_string(),
+            new: new.public(),
+            reason: Some("yearly rotation".into()),
+            at: t(40),
+            actor: key_actor(),
+        })],
+    );
+    o.insert(
+        seg(4),
+        dsse::sign(SEGMENT_PAYLOAD_TYPE, &s.encode(), signers),
+    );
+    recheckpoint_with(&mut o, &new);
+    o
+}
+
+/// Appends segment `seq` holding `entries`, signed by `k`, and re-signs the
+/// checkpoint with `cp_key`.
+fn append_segment(
+    o: &mut Objects,
+    seq: u64,
+    entries: Vec<Entry>,
+    k: &VaultSigner,
+    cp_key: &VaultSigner,
+) {
+    let s = Segment {
+        seq,
+        prev: Some(leaf(o, seq - 1)),
+        sealed_at: t(40 + i64::try_from(seq).unwrap_or(0)),
+        entries,
+        ..payload(get(o, &seg(seq - 1)))
+    };
+    o.insert(seg(seq), seal(&s, k));
+    recheckpoint_with(o, cp_key);
+}
+
+/// The key lifecycle (FORMAT.md §5): a rotation, an old key signing after
+/// it, a rotation the new key did not sign, a revocation.
+fn key_vectors(base: &Objects) -> Vec<Vector> {
+    let old = vault_key();
+    let new = VaultSigner::from_seed(ORIGIN, NEW_SEED);
+    let note = |text: &str| {
+        Entry::Note(Note {
+            incident: INCIDENT.into(),
+            text: text.into(),
+            at: t(50),
+            actor: key_actor(),
+        })
+    };
+    let mut out = Vec::new();
+
+    let mut o = rotated(base, &[&old, &new]);
+    append_segment(&mut o, 5, vec![note("after the rotation")], &new, &new);
+    out.push(Vector::new(
+        "ok_key_rotated",
+        "ok",
+        "segment 4 rotates the vault key (signed by the old and the new key), segment 5 and the checkpoint are signed by the new key",
+        o,
+    ));
+
+    let mut o = rotated(base, &[&old, &new]);
+    append_segment(&mut o, 5, vec![note("forged with the old key")], &old, &new);
+    out.push(Vector::new(
+        "segment_retired_key",
+        "segment_retired_key",
+        "segment 5, after the rotation in segment 4, is signed only by the old key",
+        o,
+    ));
+
+    let o = rotated(base, &[&old]);
+    out.push(Vector::new(
+        "key_entry_invalid",
+        "key_entry_invalid",
+        "segment 4 rotates the vault key but only the old key signs it",
+        o,
+    ));
+
+    let mut o = rotated(base, &[&old, &new]);
+    append_segment(
+        &mut o,
+        5,
+        vec![Entry::KeyRevoked(KeyRevoked {
+            key: old.key_id().to_string(),
+            compromised_since: t(15),
+            reason: "copied by an insider".into(),
+            at: t(45),
+            actor: key_actor(),
+        })],
+        &new,
+        &new,
+    );
+    out.push(Vector::new(
+        "signed_in_compromise_window",
+        "signed_in_compromise_window",
+        "segment 5 revokes the old key as compromised since t+15 s: segments 2 and 3, sealed at t+20 s and t+30 s by the old key alone, are suspect",
+        o,
+    ));
+    out
+}
+
 fn next_segment(o: &Objects, entries: Vec<Entry>) -> Segment {
     Segment {
         seq: 4,
@@ -735,6 +864,7 @@ fn vectors() -> Result<Vec<Vector>> {
     out.extend(trusted_vectors(&base.objects)?);
     out.extend(pack_vectors(&base.objects)?);
     out.extend(content_vectors()?);
+    out.extend(key_vectors(&base.objects));
     Ok(out)
 }
 

@@ -269,7 +269,11 @@ impl Book {
             // Notes, custody events and manifests are recorded in any state:
             // evidence is still read and handed over after closure.
             Entry::Note(_) | Entry::CustodyEvent(_) | Entry::ManifestSealed(_) => Ok(()),
-            Entry::Genesis(_) | Entry::IncidentDeclared(_) | Entry::BackendProbed(_) => Ok(()),
+            Entry::Genesis(_)
+            | Entry::IncidentDeclared(_)
+            | Entry::BackendProbed(_)
+            | Entry::KeyRotated(_)
+            | Entry::KeyRevoked(_) => Ok(()),
         }
     }
 }

@@ -326,28 +326,74 @@ impl signed_note::Signer for VaultSigner {
     }
 }
 
-/// The public keys a verifier accepts signatures from.
+/// A vault key's life in the log (FORMAT.md §5 (key lifecycle)).
+#[derive(Debug, Clone)]
+pub struct KeyState {
+    /// Its id.
+    pub id: KeyId,
+    /// The key as recorded.
+    pub public: PublicKey,
+    /// First segment it may sign: 0 for the genesis key, else the segment
+    /// that rotated it in.
+    pub from: u64,
+    /// Last segment it may sign: the segment that rotated it out.
+    pub until: Option<u64>,
+    /// Its revocation, if any.
+    pub revoked: Option<Revocation>,
+}
+
+impl KeyState {
+    /// Whether it may sign segment `seq`.
+    pub fn valid_at(&self, seq: u64) -> bool {
+        self.from <= seq && self.until.is_none_or(|u| seq <= u)
+    }
+}
+
+/// A revocation as recorded.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    /// The segment that recorded it.
+    pub seq: u64,
+    /// Since when the key is to be taken as in other hands.
+    pub compromised_since: crate::time::Time,
+    /// Why.
+    pub reason: String,
+}
+
+/// The public keys a verifier accepts signatures from, each with the
+/// segments it may sign.
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
     keys: Vec<(KeyId, VerifyingKey)>,
+    states: Vec<KeyState>,
 }
 
 impl Keyring {
-    /// A keyring of the given (already checked) keys.
+    /// A keyring of the given (already checked) keys, each valid from
+    /// segment 0 on.
     pub fn new(keys: Vec<PublicKey>) -> Self {
-        let keys = keys
-            .iter()
-            .filter_map(|k| Some((k.id, k.verifying_key().ok()?)))
-            .collect();
-        Self { keys }
+        let mut ring = Self::default();
+        for k in keys {
+            ring.add(k, 0);
+        }
+        ring
     }
 
-    /// Adds a verified key.
-    pub fn push(&mut self, key: VerifyingKey) {
-        let id = KeyId::of(&key);
-        if self.find(&id.to_string()).is_none() {
-            self.keys.push((id, key));
+    fn add(&mut self, public: PublicKey, from: u64) {
+        let Ok(key) = public.verifying_key() else {
+            return;
+        };
+        if self.find(&public.id.to_string()).is_some() {
+            return;
         }
+        self.keys.push((public.id, key));
+        self.states.push(KeyState {
+            id: public.id,
+            public,
+            from,
+            until: None,
+            revoked: None,
+        });
     }
 
     /// The key with hex id `keyid`.
@@ -358,9 +404,45 @@ impl Keyring {
             .map(|(id, k)| (*id, k))
     }
 
-    /// All keys.
+    /// All keys, whatever their validity.
     pub fn keys(&self) -> impl Iterator<Item = &(KeyId, VerifyingKey)> {
         self.keys.iter()
+    }
+
+    /// Every key's life, in the order the log introduced them.
+    pub fn states(&self) -> &[KeyState] {
+        &self.states
+    }
+
+    /// The state of key `id`.
+    pub fn state(&self, id: &KeyId) -> Option<&KeyState> {
+        self.states.iter().find(|s| s.id == *id)
+    }
+
+    /// The key that signs new segments: the one not rotated out.
+    pub fn current(&self) -> Option<&KeyState> {
+        self.states.iter().rev().find(|s| s.until.is_none())
+    }
+
+    /// The keys that may sign segment `seq`.
+    pub fn valid_at(&self, seq: u64) -> impl Iterator<Item = &KeyState> {
+        self.states.iter().filter(move |s| s.valid_at(seq))
+    }
+
+    /// Records a rotation in segment `seq`: `old` signs up to `seq`, `new`
+    /// from `seq` on.
+    pub fn rotate(&mut self, seq: u64, old: &KeyId, new: PublicKey) {
+        if let Some(s) = self.states.iter_mut().find(|s| s.id == *old) {
+            s.until = Some(seq);
+        }
+        self.add(new, seq);
+    }
+
+    /// Records a revocation in segment `seq`.
+    pub fn revoke(&mut self, seq: u64, key: &KeyId, revocation: Revocation) {
+        if let Some(s) = self.states.iter_mut().find(|s| s.id == *key) {
+            s.revoked = Some(Revocation { seq, ..revocation });
+        }
     }
 }
 

@@ -333,13 +333,17 @@ pub fn verify_manifest(bytes: &[u8], anchor: &Anchor) -> Result<VerifiedManifest
     let proof_bytes = serde_json::to_vec(&statement.predicate.proof)
         .map_err(|e| ManifestError::Malformed(e.to_string()))?;
     let proven = proof::verify_proof(&proof_bytes, anchor)?;
-    let root = crate::vault::check_genesis(
-        &base64_decode(&statement.predicate.proof.genesis)
-            .ok_or_else(|| ManifestError::Malformed("genesis is not base64".into()))?,
-    )
-    .map_err(|f| ManifestError::Malformed(format!("genesis: {f}")))?
-    .0;
-    let opened = dsse::open(bytes, PAYLOAD_TYPE, &root.keyring)
+    // Signed by a key that may sign at the proven checkpoint (the genesis
+    // key, or the one rotated in since, FORMAT.md §5).
+    let last = proven.checkpoint.size.saturating_sub(1);
+    let signers = crate::keys::Keyring::new(
+        proven
+            .keyring
+            .valid_at(last)
+            .map(|s| s.public.clone())
+            .collect(),
+    );
+    let opened = dsse::open(bytes, PAYLOAD_TYPE, &signers)
         .map_err(|e| ManifestError::Signature(e.to_string()))?;
     if opened.payload != unverified {
         return Err(ManifestError::Signature(
@@ -423,9 +427,4 @@ pub fn verify_manifest(bytes: &[u8], anchor: &Anchor) -> Result<VerifiedManifest
             .unwrap_or_default(),
         statement: st,
     })
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(s).ok()
 }

@@ -115,6 +115,16 @@ pub fn prove(vault: &Vault, seqs: &[u64]) -> Result<InclusionProof, ProofError> 
     // vault even where two vaults share a key and origin.
     let mut wanted: Vec<u64> = seqs.to_vec();
     wanted.push(0);
+    // And every key rotation and revocation the checkpoint covers, so that a
+    // verifier knows which key may sign where (FORMAT.md §5, §13a).
+    wanted.extend(
+        vault
+            .index()
+            .key_segments
+            .iter()
+            .copied()
+            .filter(|s| *s < cp.size),
+    );
     wanted.sort_unstable();
     wanted.dedup();
     let mut leaves = Vec::new();
@@ -165,6 +175,8 @@ pub struct Verified {
     pub checkpoint: SignedCheckpoint,
     /// The proven segments, decoded after their signatures were checked.
     pub segments: Vec<(u64, Segment)>,
+    /// The vault keys as the proven key segments leave them.
+    pub keyring: crate::keys::Keyring,
 }
 
 impl Verified {
@@ -222,7 +234,7 @@ pub fn verify_proof(bytes: &[u8], anchor: &Anchor) -> Result<Verified, ProofErro
             });
         }
     }
-    let (root, _) =
+    let (mut root, _) =
         vault::check_genesis(&genesis).map_err(|f| ProofError::Invalid(format!("genesis: {f}")))?;
     match anchor {
         Anchor::VaultId(_) => {}
@@ -242,7 +254,29 @@ pub fn verify_proof(bytes: &[u8], anchor: &Anchor) -> Result<Verified, ProofErro
             }
         }
     }
-    let cp = open_note(p.checkpoint.as_bytes(), &root)?;
+    // The checkpoint may be signed by a key rotated in after genesis: open it
+    // with the keys the proof's segments name, each of which must then
+    // check out below, in log order, before the proof is accepted.
+    let mut candidates = root.clone();
+    for leaf in p.leaves.iter().skip(1) {
+        if let Ok(bytes) = b64("segment", &leaf.segment)
+            && bytes.len() as u64 <= MAX_SEGMENT_BYTES
+            && let Ok(env) = serde_json::from_slice::<crate::dsse::Envelope>(&bytes)
+            && let Ok(payload) = B64.decode(&env.payload)
+            && let Ok(seg) = crate::segment::Segment::decode(&payload)
+        {
+            for e in &seg.entries {
+                if let crate::segment::Entry::KeyRotated(r) = e {
+                    candidates.keyring.rotate(
+                        u64::MAX,
+                        &crate::keys::KeyId(Sha256Digest([0; 32])),
+                        r.new.clone(),
+                    );
+                }
+            }
+        }
+    }
+    let cp = open_note(p.checkpoint.as_bytes(), &candidates)?;
     if !p.leaves.windows(2).all(|w| w[0].index < w[1].index) {
         return Err(ProofError::Malformed(
             "leaf indices must be strictly increasing".into(),
@@ -297,11 +331,15 @@ pub fn verify_proof(bytes: &[u8], anchor: &Anchor) -> Result<Verified, ProofErro
             vault::check_segment(&seg_bytes, leaf.index, None, &root)
         }
         .map_err(|f| ProofError::Invalid(format!("segment {}: {f}", leaf.index)))?;
+        root.absorb(leaf.index, &seg);
         segments.push((leaf.index, seg));
     }
+    // The checkpoint's key must be one the segments proved.
+    open_note(p.checkpoint.as_bytes(), &root)?;
     Ok(Verified {
         vault_id: root.vault_id,
         checkpoint: cp,
         segments,
+        keyring: root.keyring,
     })
 }

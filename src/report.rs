@@ -638,6 +638,8 @@ fn timeline(ctx: &Context<'_>) -> Section {
         let ev = match e {
             Entry::Artifact(_)
             | Entry::KeyFile(_)
+            | Entry::KeyRotated(_)
+            | Entry::KeyRevoked(_)
             | Entry::Genesis(_)
             | Entry::IncidentDeclared(_)
             | Entry::BackendProbed(_) => continue,

@@ -183,6 +183,10 @@ pub enum Entry {
     BackendProbed(BackendProbed),
     /// A file of a `keys` source, described key by key.
     KeyFile(Box<KeyFile>),
+    /// The vault's signing key was rotated (FORMAT.md §5).
+    KeyRotated(KeyRotated),
+    /// A vault key was revoked (FORMAT.md §5).
+    KeyRevoked(KeyRevoked),
 }
 
 impl Entry {
@@ -190,7 +194,10 @@ impl Entry {
     /// vault-wide custody events (a verification).
     pub fn incident(&self) -> Option<&str> {
         Some(match self {
-            Entry::Genesis(_) | Entry::BackendProbed(_) => return None,
+            Entry::Genesis(_)
+            | Entry::BackendProbed(_)
+            | Entry::KeyRotated(_)
+            | Entry::KeyRevoked(_) => return None,
             Entry::IncidentDeclared(d) => &d.incident,
             Entry::PreservationStarted(p) => &p.incident,
             Entry::Artifact(a) => &a.incident,
@@ -226,6 +233,8 @@ impl Entry {
             Entry::ManifestSealed(_) => "manifest_sealed",
             Entry::BackendProbed(_) => "backend_probed",
             Entry::KeyFile(_) => "key_file",
+            Entry::KeyRotated(_) => "key_rotated",
+            Entry::KeyRevoked(_) => "key_revoked",
         }
     }
 }
@@ -787,6 +796,41 @@ pub struct Artifact {
     pub started_at: Time,
     /// Capture end.
     pub ended_at: Time,
+}
+
+/// A rotation of the vault's signing key (FORMAT.md §5 (key lifecycle)):
+/// the segment holding it is signed by the old and the new key; the old key
+/// signs no later segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotated {
+    /// Key id of the key rotated out (the current key).
+    pub old: String,
+    /// The new key.
+    pub new: PublicKey,
+    /// Why.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub reason: Option<String>,
+    /// When.
+    pub at: Time,
+    /// Who.
+    pub actor: Actor,
+}
+
+/// A revocation of a vault key (FORMAT.md §5 (key lifecycle)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRevoked {
+    /// Key id of the key revoked.
+    pub key: String,
+    /// Since when the key is to be taken as in other hands.
+    pub compromised_since: Time,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: Time,
+    /// Who.
+    pub actor: Actor,
 }
 
 /// Where a key file's bytes are (FORMAT.md §9.12).

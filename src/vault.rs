@@ -75,6 +75,14 @@ pub enum SegmentFault {
     /// elsewhere, a bad key).
     #[error("{0}")]
     Genesis(String),
+    /// Signed only by vault keys that may not sign at this position: rotated
+    /// out before it (FORMAT.md §5 (key lifecycle)).
+    #[error("signed only by key(s) rotated out before it: {0}")]
+    RetiredKey(String),
+    /// A `key_rotated` or `key_revoked` entry that breaks the rules of
+    /// FORMAT.md §5 (key lifecycle).
+    #[error("{0}")]
+    KeyRule(String),
 }
 
 impl From<dsse::DsseError> for SegmentFault {
@@ -83,6 +91,49 @@ impl From<dsse::DsseError> for SegmentFault {
             dsse::DsseError::UnknownKey(k) => Self::UnknownKey(k),
             dsse::DsseError::BadSignature(k) => Self::BadSignature(k),
             other => Self::Malformed(other.to_string()),
+        }
+    }
+}
+
+impl Root {
+    /// Takes in the key entries of a checked segment (FORMAT.md §5 (key
+    /// lifecycle)); call it for every segment, in order, after
+    /// [`check_segment`] accepted it.
+    pub fn absorb(&mut self, seq: u64, seg: &Segment) {
+        for e in &seg.entries {
+            match e {
+                Entry::KeyRotated(r) => {
+                    if let Some(old) = self
+                        .keyring
+                        .states()
+                        .iter()
+                        .find(|s| s.id.to_string() == r.old)
+                    {
+                        let old = old.id;
+                        self.keyring.rotate(seq, &old, r.new.clone());
+                    }
+                }
+                Entry::KeyRevoked(v) => {
+                    if let Some(k) = self
+                        .keyring
+                        .states()
+                        .iter()
+                        .find(|s| s.id.to_string() == v.key)
+                    {
+                        let k = k.id;
+                        self.keyring.revoke(
+                            seq,
+                            &k,
+                            crate::keys::Revocation {
+                                seq,
+                                compromised_since: v.compromised_since.clone(),
+                                reason: v.reason.clone(),
+                            },
+                        );
+                    }
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -163,6 +214,20 @@ pub fn check_segment(
     prev_leaf: Option<Sha256Digest>,
     root: &Root,
 ) -> Result<Segment, SegmentFault> {
+    check_segment_signers(bytes, seq, prev_leaf, root).map(|(seg, _)| seg)
+}
+
+/// [`check_segment`], also returning the vault keys valid at `seq` that
+/// signed it.
+///
+/// # Errors
+/// As [`check_segment`].
+pub fn check_segment_signers(
+    bytes: &[u8],
+    seq: u64,
+    prev_leaf: Option<Sha256Digest>,
+    root: &Root,
+) -> Result<(Segment, Vec<crate::keys::KeyId>), SegmentFault> {
     let opened = dsse::open(bytes, SEGMENT_PAYLOAD_TYPE, &root.keyring)?;
     let seg =
         Segment::decode(&opened.payload).map_err(|e| SegmentFault::Malformed(e.to_string()))?;
@@ -191,7 +256,107 @@ pub fn check_segment(
             });
         }
     }
-    Ok(seg)
+    check_key_rules(bytes, seq, &seg, &opened.signed_by, &root.keyring)?;
+    let mut valid: Vec<_> = opened
+        .signed_by
+        .into_iter()
+        .filter(|id| root.keyring.state(id).is_some_and(|s| s.valid_at(seq)))
+        .collect();
+    // A rotation's new key signed it too (check_key_rules made sure).
+    for e in &seg.entries {
+        if let Entry::KeyRotated(r) = e {
+            valid.push(r.new.id);
+        }
+    }
+    Ok((seg, valid))
+}
+
+/// FORMAT.md §5 (key lifecycle): a segment needs a signature by a key valid
+/// at its position; a rotation is signed by the current key and the new
+/// one; a revocation by a valid key other than the one revoked.
+fn check_key_rules(
+    bytes: &[u8],
+    seq: u64,
+    seg: &Segment,
+    signed_by: &[crate::keys::KeyId],
+    ring: &Keyring,
+) -> Result<(), SegmentFault> {
+    let valid: Vec<_> = signed_by
+        .iter()
+        .filter(|id| ring.state(id).is_some_and(|s| s.valid_at(seq)))
+        .collect();
+    if valid.is_empty() {
+        let who = signed_by
+            .iter()
+            .map(|id| match ring.state(id).and_then(|s| s.until) {
+                Some(u) => format!("{id} (rotated out in segment {u})"),
+                None => id.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(SegmentFault::RetiredKey(who));
+    }
+    let mut rotations = 0;
+    for e in &seg.entries {
+        match e {
+            Entry::KeyRotated(r) => {
+                rotations += 1;
+                if rotations > 1 {
+                    return Err(SegmentFault::KeyRule(
+                        "more than one key_rotated in a segment".into(),
+                    ));
+                }
+                let current = ring.current().map(|s| s.id.to_string());
+                if current.as_deref() != Some(r.old.as_str())
+                    || !valid.iter().any(|id| id.to_string() == r.old)
+                {
+                    return Err(SegmentFault::KeyRule(format!(
+                        "key_rotated names {} as the old key, but the current key is {} and must sign it",
+                        r.old,
+                        current.unwrap_or_default()
+                    )));
+                }
+                if let Err(e) = r.new.verifying_key() {
+                    return Err(SegmentFault::KeyRule(format!("key_rotated new key: {e}")));
+                }
+                if ring.find(&r.new.id.to_string()).is_some() {
+                    return Err(SegmentFault::KeyRule(format!(
+                        "key_rotated brings back key {}, which the vault already had",
+                        r.new.id
+                    )));
+                }
+                let new_ring = Keyring::new(vec![r.new.clone()]);
+                if dsse::open(bytes, SEGMENT_PAYLOAD_TYPE, &new_ring).is_err() {
+                    return Err(SegmentFault::KeyRule(format!(
+                        "key_rotated is not signed by its new key {}",
+                        r.new.id
+                    )));
+                }
+            }
+            Entry::KeyRevoked(v) => {
+                let Some(state) = ring.states().iter().find(|s| s.id.to_string() == v.key) else {
+                    return Err(SegmentFault::KeyRule(format!(
+                        "key_revoked names key {}, which the vault never had",
+                        v.key
+                    )));
+                };
+                if state.revoked.is_some() {
+                    return Err(SegmentFault::KeyRule(format!(
+                        "key {} is already revoked",
+                        v.key
+                    )));
+                }
+                if !valid.iter().any(|id| id.to_string() != v.key) {
+                    return Err(SegmentFault::KeyRule(format!(
+                        "key_revoked of {} must be signed by another valid key",
+                        v.key
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Why a vault could not be opened or written.
@@ -239,6 +404,21 @@ pub enum VaultError {
         /// The vault's key.
         vault_key: String,
     },
+    /// The key given was rotated out (FORMAT.md §5 (key lifecycle)).
+    #[error(
+        "key {key} was rotated out in segment {until} and may no longer sign; the current key is {current}"
+    )]
+    RetiredKey {
+        /// The key given.
+        key: String,
+        /// The segment that rotated it out.
+        until: u64,
+        /// The current key.
+        current: String,
+    },
+    /// A key entry this writer was asked to write breaks the rules.
+    #[error("{0}")]
+    KeyRule(String),
     /// A segment would exceed the size readers accept.
     #[error("segment {seq} would be {size} bytes, more than the {max}-byte limit")]
     SegmentTooLarge {
@@ -290,12 +470,21 @@ pub struct LogIndex {
     pub backend: Option<crate::segment::BackendProbed>,
     /// Cut points of the artifacts read, for re-preserving known data.
     pub cuts: crate::ingest::KnownCuts,
+    /// Segments holding `key_rotated` or `key_revoked` (proofs carry them).
+    pub key_segments: Vec<u64>,
 }
 
 impl LogIndex {
     fn absorb(&mut self, seg: &Segment, leaf: Sha256Digest) {
         self.tree.push(leaf);
         self.last_leaf = Some(leaf);
+        if seg
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::KeyRotated(_) | Entry::KeyRevoked(_)))
+        {
+            self.key_segments.push(seg.seq);
+        }
         for e in &seg.entries {
             match e {
                 Entry::Artifact(a) => {
@@ -437,17 +626,10 @@ impl Vault {
         })?;
         // The checkpoint is read before the segments: a writer creates
         // segments before their checkpoint, so an honest log read after it
-        // is never shorter than it.
-        let keys: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
-        let checkpoint = match store.get(layout::CHECKPOINT, log::MAX_CHECKPOINT_BYTES) {
-            Ok(Some(b)) => Some(
-                log::open_checkpoint(&b, &root.genesis.origin, &keys).map_err(|e| {
-                    VaultError::CheckpointDisagrees(format!("the checkpoint does not verify ({e})"))
-                })?,
-            ),
-            // A crash between genesis and the first checkpoint leaves none;
-            // the next write creates it.
-            Ok(None) => None,
+        // is never shorter than it. Its signature is checked after them,
+        // when the keys rotated in since genesis are known.
+        let checkpoint_bytes = match store.get(layout::CHECKPOINT, log::MAX_CHECKPOINT_BYTES) {
+            Ok(b) => b,
             Err(e @ StoreError::TooLarge { .. }) => {
                 return Err(VaultError::CheckpointDisagrees(e.to_string()));
             }
@@ -458,6 +640,16 @@ impl Vault {
         index.absorb(&seg, root.vault_id);
         let mut vault = Self { store, root, index };
         vault.read_from(1, &mut visit)?;
+        let keys: Vec<_> = vault.root.keyring.keys().map(|(_, k)| *k).collect();
+        // A crash between genesis and the first checkpoint leaves none; the
+        // next write creates it.
+        let checkpoint = checkpoint_bytes
+            .map(|b| {
+                log::open_checkpoint(&b, &vault.root.genesis.origin, &keys).map_err(|e| {
+                    VaultError::CheckpointDisagrees(format!("the checkpoint does not verify ({e})"))
+                })
+            })
+            .transpose()?;
         if let Some(cp) = checkpoint {
             // A signed checkpoint the log does not reach, or a log that does
             // not hash to it, means segments were removed or replaced:
@@ -525,6 +717,7 @@ impl Vault {
                     }
                 })?;
             visit(seq, &seg);
+            self.root.absorb(seq, &seg);
             self.index.absorb(&seg, log::leaf_hash(&bytes));
         }
         Ok(())
@@ -573,12 +766,28 @@ impl Vault {
             .is_none()
             || signer.name() != self.root.genesis.origin
         {
+            let current = self
+                .root
+                .keyring
+                .current()
+                .map_or(&self.root.genesis.key, |s| &s.public);
             return Err(VaultError::ForeignKey {
                 key: format!("{} ({})", signer.key_id(), signer.name()),
-                vault_key: format!(
-                    "{} ({})",
-                    self.root.genesis.key.id, self.root.genesis.origin
-                ),
+                vault_key: format!("{} ({})", current.id, self.root.genesis.origin),
+            });
+        }
+        if let Some(state) = self.root.keyring.state(&signer.key_id())
+            && let Some(until) = state.until
+        {
+            return Err(VaultError::RetiredKey {
+                key: signer.key_id().to_string(),
+                until,
+                current: self
+                    .root
+                    .keyring
+                    .current()
+                    .map(|s| s.id.to_string())
+                    .unwrap_or_default(),
             });
         }
         Ok(())
@@ -597,8 +806,27 @@ impl Vault {
         entries: Vec<Entry>,
         now: impl Fn() -> Time,
     ) -> Result<Appended, VaultError> {
+        self.append_signed(&[signer], entries, now)
+    }
+
+    /// [`Vault::append`] signed by several keys: the current key first,
+    /// then (for a `key_rotated` entry) the new key, which also signs the
+    /// checkpoint. The segment must keep the key rules of FORMAT.md §5.
+    ///
+    /// # Errors
+    /// As [`Vault::append`], and [`VaultError::KeyRule`].
+    pub fn append_signed(
+        &mut self,
+        signers: &[&VaultSigner],
+        entries: Vec<Entry>,
+        now: impl Fn() -> Time,
+    ) -> Result<Appended, VaultError> {
         const ATTEMPTS: u32 = 64;
+        let Some(&signer) = signers.first() else {
+            return Err(VaultError::KeyRule("a segment needs a signer".into()));
+        };
         self.check_signer(signer)?;
+        let checkpoint_signer = signers.last().copied().unwrap_or(signer);
         // FORMAT.md §11.1: a backend found not to enforce create-once takes
         // one writer at a time, by the operator's word.
         let single = self.store.single_writer();
@@ -622,7 +850,11 @@ impl Vault {
             seg.seq = self.size();
             seg.prev = self.index.last_leaf;
             seg.sealed_at = now();
-            let bytes = dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[signer]);
+            let bytes = dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), signers);
+            // The writer keeps the key rules it asks readers to keep.
+            let ids: Vec<_> = signers.iter().map(|s| s.key_id()).collect();
+            check_key_rules(&bytes, seg.seq, &seg, &ids, &self.root.keyring)
+                .map_err(|e| VaultError::KeyRule(e.to_string()))?;
             if bytes.len() as u64 > MAX_SEGMENT_BYTES {
                 return Err(VaultError::SegmentTooLarge {
                     seq: seg.seq,
@@ -646,10 +878,13 @@ impl Vault {
                         }
                     }
                     self.index.absorb(&seg, leaf);
+                    self.root.absorb(seg.seq, &seg);
                     // Step 3: a failure here loses nothing; the next append
                     // or verify sees the segment beyond the checkpoint.
-                    let checkpoint_error =
-                        self.write_checkpoint(signer).err().map(|e| e.to_string());
+                    let checkpoint_error = self
+                        .write_checkpoint(checkpoint_signer)
+                        .err()
+                        .map(|e| e.to_string());
                     return Ok(Appended {
                         seq: seg.seq,
                         leaf,

@@ -92,6 +92,9 @@ kinds! {
     HoldMissing = "hold_missing", Damage;
     KeyFileUnbacked = "key_file_unbacked", Damage;
     KeyFileInClear = "key_file_in_clear", Damage;
+    SegmentRetiredKey = "segment_retired_key", Damage;
+    KeyEntryInvalid = "key_entry_invalid", Damage;
+    SignedInCompromiseWindow = "signed_in_compromise_window", Damage;
 }
 
 impl Serialize for Kind {
@@ -242,6 +245,39 @@ impl Findings {
     }
 }
 
+/// FORMAT.md §5 (key lifecycle): a segment that only a revoked key signed,
+/// sealed at or after the key's `compromised_since`, is suspect unless a
+/// saved checkpoint (`--trusted`) already covered it. (`sealed_at` is the
+/// signer's claim: a thief can backdate it, which is why a checkpoint held
+/// outside the vault is what clears a segment.)
+fn check_compromise(
+    root: &Root,
+    signed: &BTreeMap<u64, (Vec<crate::keys::KeyId>, crate::time::Time)>,
+    trusted: Option<&CheckpointInfo>,
+    f: &mut Findings,
+) {
+    let covered = trusted.map_or(0, |t| t.size);
+    for state in root.keyring.states() {
+        let Some(rev) = &state.revoked else { continue };
+        for (seq, (signers, sealed_at)) in signed.range(covered..) {
+            let only_revoked = signers.iter().all(|id| *id == state.id) && !signers.is_empty();
+            if only_revoked && sealed_at.timestamp() >= rev.compromised_since.timestamp() {
+                let prev = f.phase;
+                f.phase = "segments";
+                f.add(
+                    Kind::SignedInCompromiseWindow,
+                    layout::segment_path(*seq),
+                    format!(
+                        "signed only by key {}, revoked in segment {} as compromised since {} ({}), and sealed at {}; no saved checkpoint covers it",
+                        state.id, rev.seq, rev.compromised_since, rev.reason, sealed_at
+                    ),
+                );
+                f.phase = prev;
+            }
+        }
+    }
+}
+
 /// A key file whose bytes are said to be in the vault (FORMAT.md §9.12)
 /// needs the artifact that holds them: of the same run, source and path, in
 /// the same or an earlier segment, a `file` with the key file's digests when
@@ -321,6 +357,8 @@ fn fault_kind(f: &SegmentFault) -> Kind {
         SegmentFault::Misplaced { .. } => Kind::SegmentMisplaced,
         SegmentFault::ChainBroken { .. } => Kind::ChainBroken,
         SegmentFault::Genesis(_) => Kind::SegmentMalformed,
+        SegmentFault::RetiredKey(_) => Kind::SegmentRetiredKey,
+        SegmentFault::KeyRule(_) => Kind::KeyEntryInvalid,
     }
 }
 
@@ -413,7 +451,7 @@ pub fn verify(
     });
 
     // Phase: segments.
-    let Some(root) = check_genesis_phase(store, opts, &segment_seqs, &mut f)? else {
+    let Some(mut root) = check_genesis_phase(store, opts, &segment_seqs, &mut f)? else {
         report.findings = f.list;
         return Ok(report);
     };
@@ -429,6 +467,8 @@ pub fn verify(
     let mut leaves: BTreeMap<u64, Sha256Digest> = BTreeMap::from([(0, root.vault_id)]);
     let mut artifacts: Vec<(u64, Artifact)> = Vec::new();
     let mut key_files: Vec<(u64, KeyFile)> = Vec::new();
+    // Per segment: the valid vault keys that signed it, and its seal time.
+    let mut signed: BTreeMap<u64, (Vec<crate::keys::KeyId>, crate::time::Time)> = BTreeMap::new();
     let mut expected = 1u64;
     let mut holds = crate::hold::HoldIndex::default();
     for &seq in segment_seqs.iter().filter(|&&s| s > 0) {
@@ -459,8 +499,10 @@ pub fn verify(
         };
         let leaf = log::leaf_hash(&bytes);
         let prev = leaves.get(&(seq - 1)).copied();
-        match vault::check_segment(&bytes, seq, prev, &root) {
-            Ok(seg) => {
+        match vault::check_segment_signers(&bytes, seq, prev, &root) {
+            Ok((seg, signers)) => {
+                root.absorb(seq, &seg);
+                signed.insert(seq, (signers, seg.sealed_at.clone()));
                 holds.absorb(seq, &seg);
                 for e in seg.entries {
                     match e {
@@ -490,6 +532,7 @@ pub fn verify(
             &mut f,
         );
     }
+    check_compromise(&root, &signed, report.trusted.as_ref(), &mut f);
 
     // Phase: packs.
     f.phase = "packs";

@@ -7,6 +7,7 @@ mod crash;
 mod faults;
 mod fixture;
 mod interop;
+mod keyring;
 mod keys;
 mod lifecycle;
 mod report;

@@ -22,6 +22,7 @@ use custody::verify::{self, Severity};
 
 mod case;
 mod incident;
+mod key;
 mod keys;
 mod manifest;
 mod report;
@@ -205,6 +206,9 @@ carries it. Runs and custody events become investigative actions, orders
 authorizations, artifacts observables (with SHA-256) and provenance records.
 The same vault always exports the same node ids.")]
     ExportCase(case::ExportCaseArgs),
+    /// The vault's own signing keys: rotate, revoke, list.
+    #[command(subcommand, after_help = key::AFTER_HELP)]
+    Key(key::KeyCommand),
     /// Key snapshots: list one with its findings, diff two, or inspect local key files.
     #[command(after_help = keys::AFTER_HELP)]
     Keys(keys::KeysArgs),
@@ -491,6 +495,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(a) => report::report_cmd(a),
         Command::ExportCase(a) => case::export_case_cmd(a),
         Command::Keys(a) => keys::keys_cmd(a),
+        Command::Key(c) => key::run(c),
     }
 }
 
@@ -1563,6 +1568,15 @@ fn finding_advice(kind: verify::Kind) -> &'static str {
         K::ArtifactSizeMismatch | K::ArtifactHashMismatch => {
             "restore the packs of this artifact from a replica"
         }
+        K::SegmentRetiredKey => {
+            "a key that was rotated out signed this segment: someone holds the old key; revoke it (`custody key revoke`) and restore the log from a replica or a saved checkpoint"
+        }
+        K::KeyEntryInvalid => {
+            "a key rotation or revocation breaks the rules (both keys must sign a rotation; another valid key a revocation): the segment was forged or altered"
+        }
+        K::SignedInCompromiseWindow => {
+            "signed by a revoked key after it was compromised: do not rely on it unless a checkpoint saved before the compromise (`verify --trusted`) covers it"
+        }
         K::KeyFileInClear => {
             "private key material is readable in the vault: treat those keys as exposed to every reader of the vault, rotate them, and find out which writer stored them"
         }
@@ -1802,6 +1816,22 @@ fn entry_line(e: &Entry) -> String {
         Entry::ManifestSealed(m) => format!(
             "manifest_sealed {} sha256 {} ({} subjects)",
             m.incident, m.sha256, m.subjects
+        ),
+        Entry::KeyRotated(r) => format!(
+            "key_rotated {} -> {} by {}{}",
+            r.old.get(..16).unwrap_or(&r.old),
+            r.new.id.to_string().get(..16).unwrap_or_default(),
+            r.actor.name,
+            r.reason
+                .as_deref()
+                .map_or_else(String::new, |w| format!(": {w}"))
+        ),
+        Entry::KeyRevoked(v) => format!(
+            "key_revoked {} compromised since {} by {}: {}",
+            v.key.get(..16).unwrap_or(&v.key),
+            v.compromised_since,
+            v.actor.name,
+            v.reason
         ),
         Entry::KeyFile(k) => format!(
             "key_file {} {:<8} {} {} key(s) {} {}",

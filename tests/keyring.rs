@@ -1,0 +1,212 @@
+//! The vault's own keys (FORMAT.md §5 (key lifecycle)): a rotation signed
+//! by both keys, the old key refused and detected after it, a revocation
+//! that makes what the stolen key signed suspect, and proofs and manifests
+//! that still check out offline after a rotation.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{TestVault, copy_dir, kinds, log_text, ok};
+
+/// Signs a segment at the end of the vault at `dir` with `key`, as an
+/// insider holding a copied key file would (the writer itself refuses).
+fn forge_append(dir: &Path, key: &Path) {
+    use custody::segment::{Entry, Note, SEGMENT_PAYLOAD_TYPE, Segment};
+    let store = custody::store::Store::open(dir.to_str().unwrap()).unwrap();
+    let vault = custody::vault::Vault::open(store.clone()).unwrap();
+    let signer = custody::keys::VaultSigner::load(key).unwrap();
+    let seg = Segment {
+        format: custody::segment::FORMAT_VERSION,
+        vault: Some(vault.id()),
+        seq: vault.size(),
+        prev: vault.index().last_leaf,
+        sealed_at: custody::time::Time::now(),
+        entries: vec![Entry::Note(Note {
+            incident: "INC-1".into(),
+            text: "nothing happened here".into(),
+            at: custody::time::Time::now(),
+            actor: custody::segment::Actor {
+                name: "insider".into(),
+                os_user: "insider".into(),
+                as_reason: None,
+                host: "h".into(),
+                tool: custody::segment::Tool::this(),
+            },
+        })],
+    };
+    let bytes = custody::dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[&signer]);
+    store
+        .put_once(
+            &custody::layout::segment_path(seg.seq),
+            bytes::Bytes::from(bytes),
+        )
+        .unwrap();
+}
+
+#[test]
+fn rotation_and_revocation_judge_every_signature_by_its_position() {
+    let v = TestVault::new();
+    v.write("auth.log", &log_text(20_000, 1));
+    v.declare_data("INC-1");
+    let saved = v.tmp.path().join("saved.checkpoint");
+    let cp = ok(&v.cmd(&["checkpoint"]).output().unwrap());
+    std::fs::write(&saved, cp).unwrap();
+    // A copy of the key file leaves with an insider.
+    let stolen = v.tmp.path().join("stolen.key");
+    std::fs::copy(&v.key, &stolen).unwrap();
+
+    let out = ok(&v
+        .cmd(&["key", "rotate", "--reason", "yearly", "--json"])
+        .output()
+        .unwrap());
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    let new_key = rotated["new_key_file"].as_str().unwrap().to_owned();
+    let old_id = rotated["old"].as_str().unwrap().to_owned();
+
+    // The old key may no longer write; the new one does.
+    let data = v.data.to_str().unwrap().to_owned();
+    let out = v.declare("INC-2", &["--path", &data]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rotated out"),
+        "{out:?}"
+    );
+    let out = crate::common::custody()
+        .args([
+            "declare", "INC-2", "--title", "t", "--quiet", "--path", &data,
+        ])
+        .arg("--vault")
+        .arg(&v.vault)
+        .args(["--key", &new_key])
+        .output()
+        .unwrap();
+    ok(&out);
+    v.assert_intact();
+
+    // (b) The insider appends with the old key: detected.
+    let forged = v.tmp.path().join("forged");
+    copy_dir(&v.vault, &forged);
+    forge_append(&forged, &stolen);
+    let (code, report) = TestVault::verify_dir(&forged, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        kinds(&report).contains(&"segment_retired_key".to_string()),
+        "{report:#}"
+    );
+
+    // (a) The insider rewrites a segment from before the rotation and
+    // re-signs it: the rotation segment, which only the new key could
+    // re-sign, no longer chains to it.
+    let rewritten = v.tmp.path().join("rewritten");
+    copy_dir(&v.vault, &rewritten);
+    {
+        use custody::segment::{SEGMENT_PAYLOAD_TYPE, Segment};
+        let p = rewritten.join(custody::layout::segment_path(1));
+        let env: custody::dsse::Envelope =
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(env.payload)
+            .unwrap();
+        let mut seg = Segment::decode(&payload).unwrap();
+        seg.sealed_at = custody::time::Time::from_unix(1_700_000_000);
+        let signer = custody::keys::VaultSigner::load(&stolen).unwrap();
+        std::fs::write(
+            &p,
+            custody::dsse::sign(SEGMENT_PAYLOAD_TYPE, &seg.encode(), &[&signer]),
+        )
+        .unwrap();
+    }
+    let (code, report) = TestVault::verify_dir(&rewritten, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        kinds(&report).contains(&"chain_broken".to_string()),
+        "{report:#}"
+    );
+
+    // Revocation: what the old key alone signed since the compromise is
+    // suspect, unless the checkpoint saved before covers it.
+    let out = v
+        .cmd(&[
+            "key",
+            "revoke",
+            &old_id,
+            "--compromised-since",
+            "2000-01-01T00:00:00Z",
+            "--reason",
+            "copied by an insider",
+        ])
+        .env("CUSTODY_KEY", &new_key)
+        .output()
+        .unwrap();
+    ok(&out);
+    let (code, report) = v.verify();
+    assert_eq!(code, 1, "{report:#}");
+    let suspect = kinds(&report)
+        .iter()
+        .filter(|k| *k == "signed_in_compromise_window")
+        .count();
+    assert!(suspect >= 1, "{report:#}");
+    let (code, report) = TestVault::verify_dir(&v.vault, &["--trusted", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "the saved checkpoint covers them: {report:#}");
+
+    // The listing says who may sign what.
+    let list: Value =
+        serde_json::from_str(&ok(&v.cmd(&["key", "list", "--json"]).output().unwrap())).unwrap();
+    let status: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["revoked", "current"]);
+
+    // The current key cannot be revoked; a proof and a manifest made after
+    // the rotation check out offline.
+    let new_id = rotated["new"].as_str().unwrap();
+    let out = v
+        .cmd(&[
+            "key",
+            "revoke",
+            new_id,
+            "--compromised-since",
+            "2000-01-01T00:00:00Z",
+            "--reason",
+            "x",
+        ])
+        .env("CUSTODY_KEY", &new_key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let proof = v.tmp.path().join("proof.json");
+    ok(&v
+        .cmd(&["prove", "INC-2", "--out", proof.to_str().unwrap()])
+        .env("CUSTODY_KEY", &new_key)
+        .output()
+        .unwrap());
+    ok(&crate::common::custody()
+        .args([
+            "verify-proof",
+            proof.to_str().unwrap(),
+            "--vault-id",
+            &v.vault_id,
+        ])
+        .output()
+        .unwrap());
+    let manifest = v.tmp.path().join("manifest.json");
+    ok(&v
+        .cmd(&["manifest", "INC-2", "--out", manifest.to_str().unwrap()])
+        .env("CUSTODY_KEY", &new_key)
+        .output()
+        .unwrap());
+    ok(&crate::common::custody()
+        .args([
+            "verify-manifest",
+            manifest.to_str().unwrap(),
+            "--vault-id",
+            &v.vault_id,
+        ])
+        .output()
+        .unwrap());
+}
