@@ -56,6 +56,14 @@ pub enum KeyError {
         /// What is wrong, without any key bytes.
         why: &'static str,
     },
+    /// A passphrase-encrypted key file that could not be opened.
+    #[error("key file {path} is passphrase-encrypted and could not be opened: {why}")]
+    Encrypted {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong (never the passphrase).
+        why: String,
+    },
     /// The key belongs to another vault.
     #[error("key file {path} holds key {found}, but this vault's key is {expected}")]
     WrongKey {
@@ -217,39 +225,78 @@ impl VaultSigner {
     /// # Errors
     /// [`KeyError::Io`] when the file exists or cannot be written.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        let io = |action, source| KeyError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| io("create the directory of", e))?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| io("create", e))?;
-        f.write_all(self.encode().as_bytes())
-            .map_err(|e| io("write", e))?;
-        f.sync_all().map_err(|e| io("sync", e))?;
-        // The directory entry too: the key must survive a power loss that
-        // the genesis naming it survives (FORMAT.md §11 (write ordering)).
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("sync the directory of", e))?;
-        Ok(())
+        write_new(path, self.encode().as_bytes())
     }
 
+    /// [`VaultSigner::save`], the key encrypted with age under `passphrase`
+    /// (scrypt, ASCII armor; FORMAT.md §5 (signing key file)).
+    ///
+    /// # Errors
+    /// As [`VaultSigner::save`].
+    pub fn save_encrypted(&self, path: &Path, passphrase: &str) -> Result<(), KeyError> {
+        use std::io::Write as _;
+        let fail = |why: String| KeyError::Encrypted {
+            path: path.to_owned(),
+            why,
+        };
+        let enc = age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from(
+            passphrase.to_owned(),
+        ));
+        let mut out = Vec::new();
+        let armor =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .map_err(|e| fail(e.to_string()))?;
+        let mut w = enc.wrap_output(armor).map_err(|e| fail(e.to_string()))?;
+        w.write_all(self.encode().as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+        w.finish()
+            .and_then(age::armor::ArmoredWriter::finish)
+            .map_err(|e| fail(e.to_string()))?;
+        write_new(path, &out)
+    }
+}
+
+/// The first line of an age-encrypted key file.
+const AGE_ARMOR: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
+/// Environment variable holding a key file's passphrase, for automation.
+pub const PASSPHRASE_ENV: &str = "CUSTODY_KEY_PASSPHRASE";
+
+/// Creates `path` with mode 0600 (its directory 0700), refusing an existing
+/// file, writes `bytes` and syncs file and directory.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let io = |action, source| KeyError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io("create the directory of", e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io("create", e))?;
+    f.write_all(bytes).map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("sync", e))?;
+    // The directory entry too: the key must survive a power loss that
+    // the genesis naming it survives (FORMAT.md §11 (write ordering)).
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("sync the directory of", e))?;
+    Ok(())
+}
+
+impl VaultSigner {
     /// Reads a key file, refusing it when group or others can access it.
     ///
     /// # Errors
@@ -283,6 +330,11 @@ impl VaultSigner {
             path: path.to_owned(),
             why: "not text",
         })?;
+        let text = if text.starts_with(AGE_ARMOR) {
+            zeroize::Zeroizing::new(decrypt_key_file(path, &text)?)
+        } else {
+            zeroize::Zeroizing::new(text)
+        };
         Self::decode(text.trim_end()).map_err(|why| KeyError::Malformed {
             path: path.to_owned(),
             why,
@@ -312,6 +364,49 @@ impl VaultSigner {
         }
         Ok(signer)
     }
+}
+
+/// The passphrase of an encrypted key file: from [`PASSPHRASE_ENV`], else
+/// asked on the terminal.
+fn passphrase(path: &Path) -> Result<zeroize::Zeroizing<String>, KeyError> {
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    let no_terminal = || KeyError::Encrypted {
+        path: path.to_owned(),
+        why: format!("no terminal to ask for the passphrase: set {PASSPHRASE_ENV}"),
+    };
+    // Never wait on a terminal when input is not one (scripts, services).
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(no_terminal());
+    }
+    rpassword::prompt_password(format!("passphrase for {}: ", path.display()))
+        .map(zeroize::Zeroizing::new)
+        .map_err(|_| no_terminal())
+}
+
+fn decrypt_key_file(path: &Path, armored: &str) -> Result<String, KeyError> {
+    use std::io::Read as _;
+    let fail = |why: String| KeyError::Encrypted {
+        path: path.to_owned(),
+        why,
+    };
+    let pass = passphrase(path)?;
+    let reader = age::armor::ArmoredReader::new(armored.as_bytes());
+    let dec = age::Decryptor::new(reader).map_err(|e| fail(e.to_string()))?;
+    if !dec.is_scrypt() {
+        return Err(fail("not encrypted to a passphrase".into()));
+    }
+    let id = age::scrypt::Identity::new(age::secrecy::SecretString::from(pass.to_string()));
+    let mut r = dec
+        .decrypt(std::iter::once(&id as &dyn age::Identity))
+        .map_err(|_| fail("wrong passphrase, or the file was altered".into()))?;
+    let mut out = String::new();
+    r.by_ref()
+        .take(4096)
+        .read_to_string(&mut out)
+        .map_err(|_| fail("wrong passphrase, or the file was altered".into()))?;
+    Ok(out)
 }
 
 impl signed_note::Signer for VaultSigner {

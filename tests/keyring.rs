@@ -210,3 +210,70 @@ fn rotation_and_revocation_judge_every_signature_by_its_position() {
         .output()
         .unwrap());
 }
+
+/// A key file encrypted under a passphrase (age, scrypt): usable with the
+/// passphrase from the environment, refused without it or with a wrong
+/// one, and never in clear on disk.
+#[test]
+fn passphrase_encrypted_key_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vault = tmp.path().join("vault");
+    let key = tmp.path().join("keys/vault.key");
+    let pass = "correct horse battery staple";
+    let init = |extra: &[&str]| {
+        crate::common::custody()
+            .args(["init", "--origin", "test.custody.example/enc", "--vault"])
+            .arg(&vault)
+            .arg("--key")
+            .arg(&key)
+            .args(extra)
+            .env("CUSTODY_KEY_PASSPHRASE", pass)
+            .output()
+            .unwrap()
+    };
+    ok(&init(&["--encrypt-key"]));
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "{text}"
+    );
+    assert!(!text.contains("PRIVATE+KEY"), "the key is in clear");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.log"), b"line\n").unwrap();
+    let declare = |incident: &str, passphrase: Option<&str>| {
+        let mut c = crate::common::custody();
+        c.args(["declare", incident, "--title", "t", "--quiet", "--path"])
+            .arg(&data)
+            .arg("--vault")
+            .arg(&vault)
+            .arg("--key")
+            .arg(&key)
+            .env_remove("CUSTODY_KEY_PASSPHRASE")
+            .write_stdin(Vec::new());
+        if let Some(p) = passphrase {
+            c.env("CUSTODY_KEY_PASSPHRASE", p);
+        }
+        c.output().unwrap()
+    };
+    ok(&declare("INC-E1", Some(pass)));
+    let out = declare("INC-E2", Some("not the passphrase"));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    assert!(
+        !err.contains("not the passphrase"),
+        "the passphrase is echoed: {err}"
+    );
+    let out = declare("INC-E2", None);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CUSTODY_KEY_PASSPHRASE"),
+        "{out:?}"
+    );
+}

@@ -55,6 +55,10 @@ pub struct RotateArgs {
     /// Why the key is rotated
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
+    /// Encrypt the new key file with a passphrase (age, scrypt), from CUSTODY_KEY_PASSPHRASE or
+    /// asked twice on the terminal
+    #[arg(long)]
+    encrypt_key: bool,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -119,7 +123,7 @@ fn rotate(a: RotateArgs) -> Result<ExitCode> {
     };
     // The new key is on disk (fsynced) before the log names it: a crash in
     // between leaves an unused key file, never a vault whose key is lost.
-    new.save(&new_path)
+    super::save_key(&new, &new_path, a.encrypt_key)
         .with_context(|| format!("couldn't write the new key to {}", new_path.display()))?;
     let entry = Entry::KeyRotated(KeyRotated {
         old: old.key_id().to_string(),

@@ -235,6 +235,10 @@ struct InitArgs {
     /// [default: ~/.config/custody/keys/<origin>.key]
     #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
     key: Option<PathBuf>,
+    /// Encrypt the new key file with a passphrase (age, scrypt), from CUSTODY_KEY_PASSPHRASE or
+    /// asked twice on the terminal; every command that signs then needs the passphrase
+    #[arg(long)]
+    encrypt_key: bool,
     /// s3:// only: create the bucket if it does not exist, with Object Lock when --object-lock is
     /// given (S3 enables Object Lock only when a bucket is created)
     #[arg(long)]
@@ -724,7 +728,12 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     }
     // The key is durable before the genesis that names it.
     if created_key {
-        signer.save(&key_path)?;
+        save_key(&signer, &key_path, a.encrypt_key)?;
+    } else if a.encrypt_key {
+        bail!(
+            "--encrypt-key applies to a new key file, and {} exists",
+            key_path.display()
+        );
     }
     let store = match &dir {
         Some(dir) => {
@@ -894,6 +903,46 @@ pub(super) fn stage_beside(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedT
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     Ok(tmp)
+}
+
+/// Writes a new key file, encrypted under a passphrase when asked.
+pub(crate) fn save_key(signer: &VaultSigner, path: &Path, encrypt: bool) -> Result<()> {
+    if !encrypt {
+        signer.save(path)?;
+        return Ok(());
+    }
+    let pass = match std::env::var(custody::keys::PASSPHRASE_ENV) {
+        Ok(p) => zeroize::Zeroizing::new(p),
+        Err(_) => {
+            if !std::io::stdin().is_terminal() {
+                bail!(
+                    "no terminal to ask for a passphrase: set {}",
+                    custody::keys::PASSPHRASE_ENV
+                );
+            }
+            let ask = |prompt: &str| {
+                rpassword::prompt_password(prompt)
+                    .map(zeroize::Zeroizing::new)
+                    .with_context(|| {
+                        format!(
+                            "no terminal to ask for a passphrase: set {}",
+                            custody::keys::PASSPHRASE_ENV
+                        )
+                    })
+            };
+            let first = ask("passphrase for the new key file: ")?;
+            let second = ask("the same passphrase again: ")?;
+            if *first != *second {
+                bail!("the two passphrases differ; nothing was written");
+            }
+            first
+        }
+    };
+    if pass.len() < 12 {
+        bail!("a key passphrase needs at least 12 characters");
+    }
+    signer.save_encrypted(path, &pass)?;
+    Ok(())
 }
 
 fn resolve_key(
