@@ -58,6 +58,11 @@ pub struct Config {
     /// Rules for `custody keys` findings.
     #[serde(default)]
     pub keys: KeyRules,
+    /// Witnesses that cosign checkpoints (FORMAT.md §10a).
+    #[serde(default, rename = "witness")]
+    pub witnesses: Vec<WitnessConfig>,
+    /// How many witnesses must cosign a checkpoint (default: all listed).
+    pub witness_quorum: Option<usize>,
     /// Sources to preserve on `declare`.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSpec>,
@@ -130,6 +135,16 @@ impl Config {
         }
         Ok(cfg)
     }
+}
+
+/// One `[[witness]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Its verifier key, `<name>+<hash>+<base64>` (`custody witness keygen`).
+    pub key: String,
+    /// Its submission prefix, e.g. `http://witness.example:7380`.
+    pub url: String,
 }
 
 /// The `[keys]` table: rules for key findings (`custody keys`).

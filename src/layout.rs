@@ -23,6 +23,30 @@ pub const CHECKPOINT: &str = "checkpoint";
 /// part of the evidence and ignored by verification.
 pub const LOCAL_LOCK: &str = "checkpoint.lock";
 
+/// Prefix under which witness cosignatures of checkpoints live.
+pub const WITNESSED_DIR: &str = "witnessed";
+
+/// The key of witness `witness`'s cosigned checkpoint of size `size`: the
+/// vault's signed checkpoint with the witness's cosignature line appended.
+pub fn witnessed_path(size: u64, witness: &str) -> String {
+    let id = crate::hash::Sha256Digest::of(witness.as_bytes()).to_hex();
+    format!("{WITNESSED_DIR}/{size:020}/{}", &id[..16])
+}
+
+/// The checkpoint size a witnessed key names, if it is one.
+pub fn parse_witnessed_path(key: &str) -> Option<u64> {
+    let rest = key.strip_prefix(WITNESSED_DIR)?.strip_prefix('/')?;
+    let (digits, id) = rest.split_once('/')?;
+    if digits.len() != 20
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || id.len() != 16
+        || !id.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The key of segment `seq`.
 pub fn segment_path(seq: u64) -> String {
     format!("{SEGMENTS_DIR}/{seq:020}")

@@ -88,6 +88,7 @@ pub mod store;
 pub mod time;
 pub mod vault;
 pub mod verify;
+pub mod witness;
 
 pub use config::Config;
 pub use hash::{Blake3Id, Sha256Digest};

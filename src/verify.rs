@@ -90,6 +90,7 @@ kinds! {
     ArtifactSizeMismatch = "artifact_size_mismatch", Damage;
     ArtifactHashMismatch = "artifact_hash_mismatch", Damage;
     HoldMissing = "hold_missing", Damage;
+    CheckpointUnwitnessed = "checkpoint_unwitnessed", Damage;
     KeyFileUnbacked = "key_file_unbacked", Damage;
     KeyFileInClear = "key_file_in_clear", Damage;
     SegmentRetiredKey = "segment_retired_key", Damage;
@@ -128,6 +129,23 @@ pub struct Options {
     /// A checkpoint the caller saved earlier (signed note bytes): the log
     /// must be an append-only extension of it.
     pub trusted: Option<Vec<u8>>,
+    /// Witnesses whose cosignatures count (FORMAT.md §10a).
+    pub witnesses: Vec<crate::witness::Witness>,
+    /// How many of them must cosign the latest checkpoint (with witnesses).
+    pub quorum: usize,
+}
+
+/// What the witnesses attest for one checkpoint size.
+#[derive(Debug, Clone, Serialize)]
+pub struct WitnessedInfo {
+    /// The checkpoint size: segments `0..size` existed when cosigned.
+    pub size: u64,
+    /// Valid cosignatures: witness name and POSIX time.
+    pub witnesses: Vec<(String, u64)>,
+    /// With a quorum: the time by which a quorum had cosigned (the
+    /// quorum-th earliest timestamp), a third-party bound on when those
+    /// segments existed.
+    pub quorum_at: Option<u64>,
 }
 
 /// The checkpoint verification found, if its signature held.
@@ -154,6 +172,8 @@ pub struct Report {
     pub checkpoint: Option<CheckpointInfo>,
     /// The pinned checkpoint, when one was given and its signature held.
     pub trusted: Option<CheckpointInfo>,
+    /// Witness cosignatures found, by checkpoint size (with witnesses).
+    pub witnessed: Vec<WitnessedInfo>,
     /// Segments stored.
     pub segments: u64,
     /// Artifacts in valid segments.
@@ -243,6 +263,96 @@ impl Findings {
             message: message.into(),
         });
     }
+}
+
+/// FORMAT.md §10a: the cosignatures stored under `witnessed/`, by size,
+/// counted only where the cosigned checkpoint is this log's (origin and the
+/// root of its first `size` segments); the latest checkpoint needs the
+/// quorum.
+fn check_witnesses(
+    store: &Store,
+    opts: &Options,
+    root: &Root,
+    leaves: &BTreeMap<u64, Sha256Digest>,
+    current: Option<&CheckpointInfo>,
+    f: &mut Findings,
+) -> Result<Vec<WitnessedInfo>, StoreError> {
+    // The tree over the contiguous stored segments.
+    let mut tree = Tree::new();
+    for (i, (seq, leaf)) in leaves.iter().enumerate() {
+        if *seq != i as u64 {
+            break;
+        }
+        tree.push(*leaf);
+    }
+    let mut by_size: BTreeMap<u64, Vec<(String, u64)>> = BTreeMap::new();
+    let mut foreign = 0usize;
+    for o in store.list(layout::WITNESSED_DIR)? {
+        let Some(size) = layout::parse_witnessed_path(&o.key) else {
+            continue;
+        };
+        let Some(bytes) = store.get(&o.key, log::MAX_CHECKPOINT_BYTES + 4096)? else {
+            continue;
+        };
+        let Ok((body, _)) = crate::witness::split_note(&bytes) else {
+            foreign += 1;
+            continue;
+        };
+        let ours = tlog_tiles::Checkpoint::from_bytes(body).is_ok_and(|cp| {
+            cp.origin() == root.genesis.origin
+                && cp.size() == size
+                && size <= tree.size()
+                && Sha256Digest(cp.hash().0) == tree.root_at(size)
+        });
+        if !ours {
+            foreign += 1;
+            continue;
+        }
+        let entry = by_size.entry(size).or_default();
+        for (name, ts) in crate::witness::cosignatures(&bytes, &opts.witnesses) {
+            if !entry.iter().any(|(n, _)| *n == name) {
+                entry.push((name, ts));
+            }
+        }
+    }
+    let quorum = opts.quorum.max(1);
+    let out: Vec<WitnessedInfo> = by_size
+        .into_iter()
+        .map(|(size, mut witnesses)| {
+            witnesses.sort_by_key(|(_, ts)| *ts);
+            let quorum_at = witnesses.get(quorum - 1).map(|(_, ts)| *ts);
+            WitnessedInfo {
+                size,
+                witnesses,
+                quorum_at,
+            }
+        })
+        .collect();
+    if let Some(cp) = current {
+        let got = out
+            .iter()
+            .find(|w| w.size == cp.size)
+            .map_or(0, |w| w.witnesses.len());
+        if got < quorum {
+            let prev = f.phase;
+            f.phase = "checkpoint";
+            f.add(
+                Kind::CheckpointUnwitnessed,
+                layout::CHECKPOINT,
+                format!(
+                    "the checkpoint (size {}) has {got} of the {quorum} witness cosignatures required{}; run `custody witness catch-up`",
+                    cp.size,
+                    if foreign > 0 {
+                        format!(" ({foreign} stored cosigned checkpoint(s) are not of this log)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+            f.phase = prev;
+        }
+    }
+    Ok(out)
 }
 
 /// FORMAT.md §5 (key lifecycle): a segment that only a revoked key signed,
@@ -382,6 +492,7 @@ pub fn verify(
         origin: None,
         checkpoint: None,
         trusted: None,
+        witnessed: Vec::new(),
         segments: 0,
         artifacts: 0,
         packs: 0,
@@ -428,6 +539,7 @@ pub fn verify(
             || o.key.starts_with(&format!("{}/", layout::PACKS_DIR))
             || o.key == layout::CHECKPOINT
             || o.key == layout::LOCAL_LOCK
+            || layout::parse_witnessed_path(&o.key).is_some()
             // `custody doctor`'s canaries (FORMAT.md §11.1).
             || o.key.starts_with(crate::doctor::PREFIX);
         if !ours {
@@ -533,6 +645,16 @@ pub fn verify(
         );
     }
     check_compromise(&root, &signed, report.trusted.as_ref(), &mut f);
+    if !opts.witnesses.is_empty() {
+        report.witnessed = check_witnesses(
+            store,
+            opts,
+            &root,
+            &leaves,
+            report.checkpoint.as_ref(),
+            &mut f,
+        )?;
+    }
 
     // Phase: packs.
     f.phase = "packs";

@@ -14,3 +14,4 @@ mod report;
 mod s3;
 mod tamper;
 mod vectors;
+mod witness;

@@ -26,6 +26,7 @@ mod key;
 mod keys;
 mod manifest;
 mod report;
+mod witness;
 
 use incident::{ActorArgs, Session, subject};
 
@@ -206,6 +207,9 @@ carries it. Runs and custody events become investigative actions, orders
 authorizations, artifacts observables (with SHA-256) and provenance records.
 The same vault always exports the same node ids.")]
     ExportCase(case::ExportCaseArgs),
+    /// Witnesses: run one, make its key, ask the vault's witnesses to cosign.
+    #[command(subcommand, after_help = witness::AFTER_HELP)]
+    Witness(witness::WitnessCommand),
     /// The vault's own signing keys: rotate, revoke, list.
     #[command(subcommand, after_help = key::AFTER_HELP)]
     Key(key::KeyCommand),
@@ -339,6 +343,14 @@ struct VerifyArgs {
     /// Do not record the verification in the vault (read-only copies, frequent scheduled runs)
     #[arg(long)]
     no_record: bool,
+    /// A witness whose cosignatures count (its verifier key); repeatable [default: the
+    /// [[witness]] tables of custody.toml]
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// How many witnesses must cosign the latest checkpoint [default: witness_quorum of
+    /// custody.toml, else all of them]
+    #[arg(long, value_name = "N")]
+    quorum: Option<usize>,
     #[command(flatten)]
     actor: ActorArgs,
     /// No progress display
@@ -500,6 +512,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::ExportCase(a) => case::export_case_cmd(a),
         Command::Keys(a) => keys::keys_cmd(a),
         Command::Key(c) => key::run(c),
+        Command::Witness(c) => witness::run(c),
     }
 }
 
@@ -1111,8 +1124,31 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             ));
         }
     }
+    // FORMAT.md §10a: the witnesses cosign the new checkpoint; one that is
+    // down costs a warning, never the evidence.
+    let witnessed = match witness::collect_for(&vault, &cfg) {
+        Ok(w) => w,
+        Err(e) => {
+            s.warnings.push(format!("witnesses: {e}"));
+            None
+        }
+    };
+    if let Some((got, quorum)) = &witnessed
+        && got.cosigned.len() < *quorum
+    {
+        s.warnings.push(format!(
+            "checkpoint {} is not witnessed: {} of {quorum} cosignatures; run `custody witness catch-up` later",
+            got.size,
+            got.cosigned.len()
+        ));
+    }
     if a.json {
         let out = serde_json::json!({
+            "witnesses": witnessed.as_ref().map(|(got, quorum)| serde_json::json!({
+                "size": got.size, "quorum": quorum,
+                "cosigned": got.cosigned.iter().map(|(n, t)| serde_json::json!({"witness": n, "at": t})).collect::<Vec<_>>(),
+                "failed": got.failed.iter().map(|(n, w)| serde_json::json!({"witness": n, "why": w})).collect::<Vec<_>>(),
+            })),
             "incident": s.incident, "run": s.run, "newly_declared": s.newly_declared,
             "complete": s.complete, "partial": s.partial, "failed": s.failed,
             "key_files": s.key_files, "keys": s.keys, "key_files_not_in_clear": s.key_files_not_in_clear,
@@ -1171,6 +1207,9 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
         );
         outln!("segments   {first}..={last} ({} written)", s.segments.len());
         outln!("checkpoint size {} root {}", s.last.size, s.last.root);
+        if let Some((got, quorum)) = &witnessed {
+            witness::say(got, *quorum, &mut std::io::stdout())?;
+        }
         for w in &s.warnings {
             outln!("warning    {w}");
         }
@@ -1183,7 +1222,27 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
 }
 
 fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
-    let (store, _) = open_store(&a.v)?;
+    let (store, cfg) = open_store(&a.v)?;
+    let (witnesses, quorum) = if a.witnesses.is_empty() {
+        let w = configured_witnesses(&cfg)?;
+        let n = cfg.witness_quorum.unwrap_or(w.len());
+        (w.into_iter().map(|c| c.witness).collect::<Vec<_>>(), n)
+    } else {
+        let w = a
+            .witnesses
+            .iter()
+            .map(|k| custody::witness::Witness::parse(k).map_err(|e| anyhow!("--witness: {e}")))
+            .collect::<Result<Vec<_>>>()?;
+        let n = a.quorum.unwrap_or(w.len());
+        (w, n)
+    };
+    let quorum = a.quorum.unwrap_or(quorum);
+    if !witnesses.is_empty() && (quorum == 0 || quorum > witnesses.len()) {
+        bail!(
+            "a quorum of {quorum} needs between 1 and {} witnesses",
+            witnesses.len()
+        );
+    }
     let vault_id = a
         .vault_id
         .as_deref()
@@ -1198,6 +1257,8 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         quick: a.quick,
         vault_id,
         trusted,
+        witnesses,
+        quorum,
     };
     let bar = Bar::new(!a.quiet && !a.json, "verifying");
     let report = verify::verify(&store, &opts, &bar)?;
@@ -1632,6 +1693,9 @@ fn finding_advice(kind: verify::Kind) -> &'static str {
         K::KeyFileUnbacked => {
             "a key file's description names bytes the log does not hold: the segments were altered or written by another tool; restore them from a replica"
         }
+        K::CheckpointUnwitnessed => {
+            "the latest checkpoint lacks the witnesses' quorum: run `custody witness catch-up`; if a witness refuses (409, 422), the log it saw is not this one"
+        }
         K::HoldMissing => {
             "someone lifted the protection, or it was never placed: run `custody incident hold` again with the same name to re-apply it, and find out who changed it"
         }
@@ -1778,8 +1842,51 @@ fn print_report(r: &verify::Report) {
             let _ = writeln!(out, "         advice: {}", finding_advice(f.kind));
         }
     }
+    for w in &r.witnessed {
+        let names: Vec<String> = w
+            .witnesses
+            .iter()
+            .map(|(n, ts)| {
+                format!(
+                    "{n} at {}",
+                    custody::time::Time::from_unix(i64::try_from(*ts).unwrap_or(i64::MAX))
+                )
+            })
+            .collect();
+        let _ = match w.quorum_at {
+            Some(t) => writeln!(
+                out,
+                "witnessed: segments 0..{} existed no later than {} (attested by {} witness(es): {})",
+                w.size,
+                custody::time::Time::from_unix(i64::try_from(t).unwrap_or(i64::MAX)),
+                w.witnesses.len(),
+                names.join(", ")
+            ),
+            None => writeln!(
+                out,
+                "witnessed: checkpoint size {} cosigned by {} witness(es), below the quorum: {}",
+                w.size,
+                w.witnesses.len(),
+                names.join(", ")
+            ),
+        };
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "result: {}", r.conclusion());
+}
+
+/// The witnesses of custody.toml's `[[witness]]` tables.
+pub(crate) fn configured_witnesses(cfg: &Config) -> Result<Vec<custody::witness::Configured>> {
+    cfg.witnesses
+        .iter()
+        .map(|w| {
+            Ok(custody::witness::Configured {
+                witness: custody::witness::Witness::parse(&w.key)
+                    .map_err(|e| anyhow!("custody.toml [[witness]]: {e}"))?,
+                url: w.url.clone(),
+            })
+        })
+        .collect()
 }
 
 fn entry_line(e: &Entry) -> String {
