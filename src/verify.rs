@@ -265,6 +265,14 @@ impl Findings {
     }
 }
 
+fn names(cosigned: &[(String, u64)]) -> String {
+    cosigned
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// FORMAT.md §10a: the cosignatures stored under `witnessed/`, by size,
 /// counted only where the cosigned checkpoint is this log's (origin and the
 /// root of its first `size` segments); the latest checkpoint needs the
@@ -298,14 +306,42 @@ fn check_witnesses(
             foreign += 1;
             continue;
         };
-        let ours = tlog_tiles::Checkpoint::from_bytes(body).is_ok_and(|cp| {
-            cp.origin() == root.genesis.origin
-                && cp.size() == size
-                && size <= tree.size()
-                && Sha256Digest(cp.hash().0) == tree.root_at(size)
-        });
-        if !ours {
+        let Ok(cp) = tlog_tiles::Checkpoint::from_bytes(body) else {
             foreign += 1;
+            continue;
+        };
+        if cp.origin() != root.genesis.origin || cp.size() != size {
+            foreign += 1;
+            continue;
+        }
+        // A checkpoint of this log the witnesses saw, beyond the log or with
+        // another root: segments were removed, or history was rewritten.
+        let cosigned = crate::witness::cosignatures(&bytes, &opts.witnesses);
+        if !cosigned.is_empty() && size > tree.size() {
+            f.add(
+                Kind::LogTruncated,
+                &o.key,
+                format!(
+                    "witness(es) {} cosigned a checkpoint of {size} segments, but the log has {}: segments were removed and the checkpoint rolled back",
+                    names(&cosigned),
+                    tree.size()
+                ),
+            );
+            continue;
+        }
+        if size > tree.size() || Sha256Digest(cp.hash().0) != tree.root_at(size) {
+            if cosigned.is_empty() {
+                foreign += 1;
+            } else {
+                f.add(
+                    Kind::LogRewritten,
+                    &o.key,
+                    format!(
+                        "witness(es) {} cosigned another root for the first {size} segments: the log was rewritten",
+                        names(&cosigned)
+                    ),
+                );
+            }
             continue;
         }
         let entry = by_size.entry(size).or_default();
@@ -364,11 +400,21 @@ fn check_compromise(
     root: &Root,
     signed: &BTreeMap<u64, (Vec<crate::keys::KeyId>, crate::time::Time)>,
     trusted: Option<&CheckpointInfo>,
+    witnessed: &[WitnessedInfo],
     f: &mut Findings,
 ) {
-    let covered = trusted.map_or(0, |t| t.size);
     for state in root.keyring.states() {
         let Some(rev) = &state.revoked else { continue };
+        // Covered: by the saved checkpoint, or by a checkpoint a quorum of
+        // witnesses cosigned before the compromise began.
+        let since = u64::try_from(rev.compromised_since.timestamp().as_second()).unwrap_or(0);
+        let by_witnesses = witnessed
+            .iter()
+            .filter(|w| w.quorum_at.is_some_and(|t| t < since))
+            .map(|w| w.size)
+            .max()
+            .unwrap_or(0);
+        let covered = trusted.map_or(0, |t| t.size).max(by_witnesses);
         for (seq, (signers, sealed_at)) in signed.range(covered..) {
             let only_revoked = signers.iter().all(|id| *id == state.id) && !signers.is_empty();
             if only_revoked && sealed_at.timestamp() >= rev.compromised_since.timestamp() {
@@ -644,7 +690,6 @@ pub fn verify(
             &mut f,
         );
     }
-    check_compromise(&root, &signed, report.trusted.as_ref(), &mut f);
     if !opts.witnesses.is_empty() {
         report.witnessed = check_witnesses(
             store,
@@ -655,6 +700,13 @@ pub fn verify(
             &mut f,
         )?;
     }
+    check_compromise(
+        &root,
+        &signed,
+        report.trusted.as_ref(),
+        &report.witnessed,
+        &mut f,
+    );
 
     // Phase: packs.
     f.phase = "packs";

@@ -448,6 +448,11 @@ pub fn ask(url: &str, note: &[u8], tree: &Tree, size: u64, mut old: u64) -> Aske
                 let text = r.into_string().unwrap_or_default();
                 match text.trim().parse::<u64>() {
                     Ok(n) if n != old && n <= size => old = n,
+                    Ok(n) if n > size => {
+                        return Asked::Failed(format!(
+                            "409: the witness cosigned a checkpoint of {n} segments and this log has {size}: segments were removed (a roll-back), or this is not the log it follows"
+                        ));
+                    }
                     _ => {
                         return Asked::Failed(format!(
                             "409: the witness holds a checkpoint this log cannot extend (size {})",

@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod faults;
 mod fixture;
+mod founding;
 mod interop;
 mod keyring;
 mod keys;

@@ -13,9 +13,9 @@ use serde_json::Value;
 use crate::common::{TestVault, copy_dir, kinds, log_text, ok};
 
 /// A witness process, killed when dropped.
-struct Running {
+pub(crate) struct Running {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Running {
@@ -33,14 +33,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(key: &Path, state: &Path, log_vkey: &str) -> Running {
+pub(crate) fn start(key: &Path, state: &Path, log_vkeys: &[&str]) -> Running {
     let port = free_port();
     let child = Command::new(assert_cmd::cargo::cargo_bin("custody"))
         .args(["witness", "serve", "--key"])
         .arg(key)
         .arg("--state")
         .arg(state)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--log", log_vkey])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(log_vkeys.iter().flat_map(|k| ["--log", k]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -54,7 +55,7 @@ fn start(key: &Path, state: &Path, log_vkey: &str) -> Running {
 }
 
 /// POSTs `body` to a witness's add-checkpoint; returns (status, body).
-fn post(port: u16, body: &[u8]) -> (u16, String) {
+pub(crate) fn post(port: u16, body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
@@ -105,7 +106,7 @@ fn witnesses_cosign_refuse_forks_and_preservation_survives_one_down() {
     }
     let state = |i: usize| v.tmp.path().join(format!("w{i}-state"));
     let mut w: Vec<Option<Running>> = (0..3)
-        .map(|i| Some(start(&keys[i], &state(i), &log_vkey)))
+        .map(|i| Some(start(&keys[i], &state(i), &[&log_vkey])))
         .collect();
     let config = |w: &[Option<Running>], ports: &[u16]| {
         let mut c = String::from("witness_quorum = 2\n");
@@ -169,7 +170,7 @@ fn witnesses_cosign_refuse_forks_and_preservation_survives_one_down() {
     );
     // Back up (same state, new port): catch-up gets the quorum again, the
     // witness moving forward from what it cosigned before.
-    w[1] = Some(start(&keys[1], &state(1), &log_vkey));
+    w[1] = Some(start(&keys[1], &state(1), &[&log_vkey]));
     std::fs::write(&cfg, config(&w, &ports)).unwrap();
     ok(&crate::common::custody()
         .args(["witness", "catch-up", "--config", &cfg_s, "--vault"])
@@ -348,7 +349,7 @@ fn go_checks_cosignatures_and_consistency_proofs() {
         .unwrap())
     .trim()
     .to_owned();
-    let w = start(&wkey, &v.tmp.path().join("w-state"), &log_vkey);
+    let w = start(&wkey, &v.tmp.path().join("w-state"), &[&log_vkey]);
     let cfg = v.tmp.path().join("custody.toml");
     std::fs::write(
         &cfg,
