@@ -303,3 +303,37 @@ pub fn hold_args<'a>(verb: &'a str, incident: &'a str) -> [&'a str; 9] {
         "counsel",
     ]
 }
+
+/// `go run` of `program` with `args`, in GOPATH mode against Debian's
+/// golang.org/x/mod (scripts/test.sh installs it), with a fresh build cache.
+pub fn go_run<I, S>(program: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("main.go");
+    std::fs::write(&src, program).unwrap();
+    std::process::Command::new("go")
+        .arg("run")
+        .arg(&src)
+        .args(args)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", dir.path().join("cache"))
+        .env("GOFLAGS", "-mod=mod")
+        .output()
+        .unwrap()
+}
+
+/// Verifies the vault at `dir` (exit 1) and asserts a finding of `kind`.
+#[track_caller]
+pub fn assert_finds(dir: &Path, extra: &[&str], kind: &str) -> serde_json::Value {
+    let (code, report) = TestVault::verify_dir(dir, extra);
+    assert_eq!(code, 1, "{report:#}");
+    assert!(
+        kinds(&report).iter().any(|k| k == kind),
+        "no {kind}: {report:#}"
+    );
+    report
+}

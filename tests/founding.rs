@@ -13,7 +13,7 @@ use std::path::Path;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{TestVault, copy_dir, kinds, log_text, ok};
+use crate::common::{TestVault, assert_finds, copy_dir, kinds, log_text, ok};
 use crate::witness::start;
 
 fn read_segment(dir: &Path, seq: u64) -> custody::segment::Segment {
@@ -52,24 +52,7 @@ fn an_insider_with_the_vault_key_is_detected_or_refused_at_every_step() {
     let old = custody::keys::VaultSigner::load(&v.key).unwrap();
     let old_vkey = vkey_of(&old);
     // Three witnesses, quorum two.
-    let mut wkeys = Vec::new();
-    let mut wvkeys = Vec::new();
-    for i in 1..=3 {
-        let k = v.tmp.path().join(format!("w{i}.key"));
-        let out = ok(&crate::common::custody()
-            .args([
-                "witness",
-                "keygen",
-                "--name",
-                &format!("witness.example/w{i}"),
-                "--key",
-            ])
-            .arg(&k)
-            .output()
-            .unwrap());
-        wvkeys.push(out.trim().to_owned());
-        wkeys.push(k);
-    }
+    let (wkeys, wvkeys) = crate::witness::witness_keys(v.tmp.path(), 3);
     let state = |i: usize| v.tmp.path().join(format!("w{i}-state"));
     let mut w: Vec<_> = (0..3)
         .map(|i| Some(start(&wkeys[i], &state(i), &[&old_vkey])))
@@ -103,18 +86,7 @@ fn an_insider_with_the_vault_key_is_detected_or_refused_at_every_step() {
     {
         let store = custody::store::Store::open(v.vault.to_str().unwrap()).unwrap();
         let mut vault = custody::vault::Vault::open(store).unwrap();
-        let note = custody::segment::Entry::Note(custody::segment::Note {
-            incident: "INC-2025-1117".into(),
-            text: "routine maintenance".into(),
-            at: custody::time::Time::now(),
-            actor: custody::segment::Actor {
-                name: "insider".into(),
-                os_user: "insider".into(),
-                as_reason: None,
-                host: "h".into(),
-                tool: custody::segment::Tool::this(),
-            },
-        });
+        let note = crate::keyring::insider_note("INC-2025-1117", "routine maintenance");
         vault
             .append(&stolen, vec![note], custody::time::Time::now)
             .unwrap();
@@ -260,12 +232,7 @@ fn an_insider_with_the_vault_key_is_detected_or_refused_at_every_step() {
         &std::fs::read(b.join(custody::layout::segment_path(n - 1))).unwrap(),
     ));
     write_segment(&b, &seg, &stolen);
-    let (code, report) = TestVault::verify_dir(&b, &["--config", &cfg_s]);
-    assert_eq!(code, 1);
-    assert!(
-        kinds(&report).contains(&"segment_retired_key".to_string()),
-        "{report:#}"
-    );
+    assert_finds(&b, &["--config", &cfg_s], "segment_retired_key");
 
     // (c) A segment hidden: the newest removed, the checkpoint rolled back
     // to the one before (signed with the stolen key). The witnesses saw more.
@@ -284,12 +251,7 @@ fn an_insider_with_the_vault_key_is_detected_or_refused_at_every_step() {
         custody::log::sign_checkpoint(&stolen, t.size(), t.root_at(t.size())),
     )
     .unwrap();
-    let (code, report) = TestVault::verify_dir(&c, &["--config", &cfg_s]);
-    assert_eq!(code, 1);
-    assert!(
-        kinds(&report).contains(&"log_truncated".to_string()),
-        "{report:#}"
-    );
+    assert_finds(&c, &["--config", &cfg_s], "log_truncated");
     // ... and with the evidence of it deleted too, the witnesses refuse to
     // go back (409, the size they hold).
     std::fs::remove_dir_all(c.join("witnessed")).unwrap();

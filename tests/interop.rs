@@ -72,20 +72,7 @@ fn go_sumdb_verifies_checkpoint_and_root() {
     v.declare_data("INC-GO");
     let key = custody::keys::VaultSigner::load(&v.key).unwrap();
     let vkey = custody::keys::PublicKey::note_verifier_key(&key.verifying_key(), key.name());
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("checker.go");
-    std::fs::write(&src, GO_CHECKER).unwrap();
-    let out = Command::new("go")
-        .arg("run")
-        .arg(&src)
-        .arg(&v.vault)
-        .arg(&vkey)
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .env("GOCACHE", dir.path().join("cache"))
-        .env("GOFLAGS", "-mod=mod")
-        .output()
-        .unwrap();
+    let out = crate::common::go_run(GO_CHECKER, [v.vault.as_os_str(), vkey.as_ref()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -253,19 +240,7 @@ fn go_sumdb_verifies_an_inclusion_proof() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let key = custody::keys::VaultSigner::load(&v.key).unwrap();
     let vkey = custody::keys::PublicKey::note_verifier_key(&key.verifying_key(), key.name());
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("proof.go");
-    std::fs::write(&src, GO_PROOF_CHECKER).unwrap();
-    let out = Command::new("go")
-        .arg("run")
-        .arg(&src)
-        .arg(&proof)
-        .arg(&vkey)
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .env("GOCACHE", dir.path().join("cache"))
-        .output()
-        .unwrap();
+    let out = crate::common::go_run(GO_PROOF_CHECKER, [proof.as_os_str(), vkey.as_ref()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -33,6 +33,28 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `n` witness key files made by `custody witness keygen` in `dir`, named
+/// witness.example/w1 and on: (key files, verifier keys).
+pub(crate) fn witness_keys(dir: &Path, n: usize) -> (Vec<std::path::PathBuf>, Vec<String>) {
+    (1..=n)
+        .map(|i| {
+            let k = dir.join(format!("w{i}.key"));
+            let out = ok(&crate::common::custody()
+                .args([
+                    "witness",
+                    "keygen",
+                    "--name",
+                    &format!("witness.example/w{i}"),
+                    "--key",
+                ])
+                .arg(&k)
+                .output()
+                .unwrap());
+            (k, out.trim().to_owned())
+        })
+        .unzip()
+}
+
 pub(crate) fn start(key: &Path, state: &Path, log_vkeys: &[&str]) -> Running {
     let port = free_port();
     let child = Command::new(assert_cmd::cargo::cargo_bin("custody"))
@@ -86,24 +108,7 @@ fn witnesses_cosign_refuse_forks_and_preservation_survives_one_down() {
     let log_vkey = custody::keys::PublicKey::note_verifier_key(&key.verifying_key(), key.name());
     let _ = origin;
     // Three witnesses.
-    let mut vkeys = Vec::new();
-    let mut keys = Vec::new();
-    for i in 1..=3 {
-        let k = v.tmp.path().join(format!("w{i}.key"));
-        let out = ok(&crate::common::custody()
-            .args([
-                "witness",
-                "keygen",
-                "--name",
-                &format!("witness.example/w{i}"),
-                "--key",
-            ])
-            .arg(&k)
-            .output()
-            .unwrap());
-        vkeys.push(out.trim().to_owned());
-        keys.push(k);
-    }
+    let (keys, vkeys) = witness_keys(v.tmp.path(), 3);
     let state = |i: usize| v.tmp.path().join(format!("w{i}-state"));
     let mut w: Vec<Option<Running>> = (0..3)
         .map(|i| Some(start(&keys[i], &state(i), &[&log_vkey])))
@@ -373,25 +378,17 @@ fn go_checks_cosignatures_and_consistency_proofs() {
     let witnessed = v
         .vault
         .join(custody::layout::witnessed_path(new, "witness.example/go"));
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("cosig.go");
-    std::fs::write(&src, GO_COSIG_CHECKER).unwrap();
-    let out = Command::new("go")
-        .arg("run")
-        .arg(&src)
-        .arg(&witnessed)
-        .arg(&log_vkey)
-        .arg(&wvkey)
-        .arg(old.to_string())
-        .arg(b64.encode(tree.root_at(old).0))
-        .arg(new.to_string())
-        .arg(b64.encode(tree.root_at(new).0))
-        .args(proof.iter().map(|h| b64.encode(h.0)))
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .env("GOCACHE", dir.path().join("cache"))
-        .output()
-        .unwrap();
+    let mut args = vec![
+        witnessed.to_string_lossy().into_owned(),
+        log_vkey,
+        wvkey,
+        old.to_string(),
+        b64.encode(tree.root_at(old).0),
+        new.to_string(),
+        b64.encode(tree.root_at(new).0),
+    ];
+    args.extend(proof.iter().map(|h| b64.encode(h.0)));
+    let out = crate::common::go_run(GO_COSIG_CHECKER, &args);
     assert!(
         out.status.success(),
         "go: {}{}",
