@@ -145,6 +145,20 @@ fn witnesses_cosign_refuse_forks_and_preservation_survives_one_down() {
         witnessed.iter().any(|w| !w["quorum_at"].is_null()),
         "{report:#}"
     );
+    // Any append, not only a declare, is witnessed (here a note).
+    ok(&v
+        .cmd(&[
+            "incident",
+            "note",
+            "INC-W",
+            "witnessed too",
+            "--config",
+            &cfg_s,
+        ])
+        .output()
+        .unwrap());
+    let (code, report) = TestVault::verify_dir(&v.vault, &["--config", &cfg_s]);
+    assert_eq!(code, 0, "{report:#}");
 
     // One witness down: preservation goes on, the quorum still holds.
     w[2] = None;

@@ -141,6 +141,7 @@ impl Session {
                 appended.seq
             );
         }
+        super::witness::after_append(&self.vault, &self.cfg);
         Ok(appended)
     }
 

@@ -133,6 +133,9 @@ fn rotate(a: RotateArgs) -> Result<ExitCode> {
         actor: a.actor.actor()?,
     });
     let appended = vault.append_signed(&[&old, &new], vec![entry], Time::now)?;
+    // The witnesses follow the old key until told of the new one: they
+    // refuse this checkpoint (403) until then, and catch-up asks again.
+    super::witness::after_append(&vault, &cfg);
     if a.json {
         let out = serde_json::json!({
             "segment": appended.seq, "old": old.key_id().to_string(),
@@ -190,6 +193,7 @@ fn revoke(a: RevokeArgs) -> Result<ExitCode> {
         actor: a.actor.actor()?,
     });
     let appended = vault.append(&signer, vec![entry], Time::now)?;
+    super::witness::after_append(&vault, &cfg);
     if a.json {
         let out = serde_json::json!({
             "segment": appended.seq, "key": a.key_id, "compromised_since": since,

@@ -152,6 +152,18 @@ pub(crate) fn collect_for(
     Ok(Some((got, quorum)))
 }
 
+/// After any append: ask the witnesses (FORMAT.md §10a); say on standard
+/// error, loudly, when the quorum is missing (standard output may be JSON).
+pub(crate) fn after_append(vault: &Vault, cfg: &custody::config::Config) {
+    match collect_for(vault, cfg) {
+        Ok(Some((got, quorum))) if got.cosigned.len() < quorum => {
+            let _ = say(&got, quorum, &mut std::io::stderr());
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("custody: warning: witnesses: {e}"),
+    }
+}
+
 /// One line per witness outcome, and a loud one when the quorum is missing.
 pub(crate) fn say(
     got: &Collected,
