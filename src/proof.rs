@@ -151,9 +151,7 @@ pub fn prove(vault: &Vault, seqs: &[u64]) -> Result<InclusionProof, ProofError> 
 }
 
 fn open_note(note: &[u8], root: &Root) -> Result<SignedCheckpoint, ProofError> {
-    let keys: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
-    log::open_checkpoint(note, &root.genesis.origin, &keys)
-        .map_err(|e| ProofError::Invalid(format!("checkpoint: {e}")))
+    vault::open_checkpoint(note, root).map_err(|e| ProofError::Invalid(format!("checkpoint: {e}")))
 }
 
 /// What a proof checks against: the vault id recorded at `init`, or the
@@ -236,24 +234,6 @@ pub fn verify_proof(bytes: &[u8], anchor: &Anchor) -> Result<Verified, ProofErro
     }
     let (mut root, _) =
         vault::check_genesis(&genesis).map_err(|f| ProofError::Invalid(format!("genesis: {f}")))?;
-    match anchor {
-        Anchor::VaultId(_) => {}
-        Anchor::NoteKey(k) => {
-            let ours = PublicKey::note_verifier_key(
-                &root
-                    .genesis
-                    .key
-                    .verifying_key()
-                    .map_err(ProofError::Invalid)?,
-                &root.genesis.origin,
-            );
-            if *k != ours {
-                return Err(ProofError::Invalid(format!(
-                    "the proof's vault key is {ours}, not the given {k}"
-                )));
-            }
-        }
-    }
     // The checkpoint may be signed by a key rotated in after genesis: open it
     // with the keys the proof's segments name, each of which must then
     // check out below, in log order, before the proof is accepted.
@@ -276,7 +256,11 @@ pub fn verify_proof(bytes: &[u8], anchor: &Anchor) -> Result<Verified, ProofErro
             }
         }
     }
-    let cp = open_note(p.checkpoint.as_bytes(), &candidates)?;
+    // Any candidate key, to learn size and root; the strict check (a key
+    // that may sign at that size) follows once the key segments are in.
+    let all: Vec<_> = candidates.keyring.keys().map(|(_, k)| *k).collect();
+    let cp = log::open_checkpoint(p.checkpoint.as_bytes(), &root.genesis.origin, &all)
+        .map_err(|e| ProofError::Invalid(format!("checkpoint: {e}")))?;
     if !p.leaves.windows(2).all(|w| w[0].index < w[1].index) {
         return Err(ProofError::Malformed(
             "leaf indices must be strictly increasing".into(),
@@ -334,8 +318,26 @@ pub fn verify_proof(bytes: &[u8], anchor: &Anchor) -> Result<Verified, ProofErro
         root.absorb(leaf.index, &seg);
         segments.push((leaf.index, seg));
     }
-    // The checkpoint's key must be one the segments proved.
+    // The checkpoint's key must be one the segments proved, valid at its
+    // size; with a key as the anchor, that very key (the genesis key, or
+    // one rotated in since: an auditor pins the current key).
     open_note(p.checkpoint.as_bytes(), &root)?;
+    if let Anchor::NoteKey(k) = anchor {
+        let last = cp.size.saturating_sub(1);
+        let signer = root
+            .keyring
+            .valid_at(last)
+            .filter_map(|s| s.public.verifying_key().ok())
+            .find(|key| PublicKey::note_verifier_key(key, &root.genesis.origin) == *k);
+        let Some(key) = signer else {
+            return Err(ProofError::Invalid(format!(
+                "the given key {k} is not a vault key that may sign this checkpoint"
+            )));
+        };
+        log::open_checkpoint(p.checkpoint.as_bytes(), &root.genesis.origin, &[key]).map_err(
+            |_| ProofError::Invalid(format!("the checkpoint is not signed by the given key {k}")),
+        )?;
+    }
     Ok(Verified {
         vault_id: root.vault_id,
         checkpoint: cp,

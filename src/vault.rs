@@ -95,6 +95,34 @@ impl From<dsse::DsseError> for SegmentFault {
     }
 }
 
+/// Opens a checkpoint note with the vault keys that may sign at its size
+/// (FORMAT.md §5 (key lifecycle)): a key rotated out before the
+/// checkpoint's last segment cannot sign it, whatever else it signed.
+///
+/// # Errors
+/// As [`log::open_checkpoint`]; a signature only by such a key is
+/// [`CheckpointError::Signature`].
+pub fn open_checkpoint(
+    bytes: &[u8],
+    root: &Root,
+) -> Result<log::SignedCheckpoint, log::CheckpointError> {
+    let origin = &root.genesis.origin;
+    let all: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
+    let cp = log::open_checkpoint(bytes, origin, &all)?;
+    let last = cp.size.saturating_sub(1);
+    let valid: Vec<_> = root
+        .keyring
+        .valid_at(last)
+        .filter_map(|s| s.public.verifying_key().ok())
+        .collect();
+    log::open_checkpoint(bytes, origin, &valid).map_err(|_| {
+        log::CheckpointError::Signature(format!(
+            "signed only by a key rotated out before segment {last}, which may not sign a checkpoint of size {}",
+            cp.size
+        ))
+    })
+}
+
 impl Root {
     /// Takes in the key entries of a checked segment (FORMAT.md §5 (key
     /// lifecycle)); call it for every segment, in order, after
@@ -640,12 +668,11 @@ impl Vault {
         index.absorb(&seg, root.vault_id);
         let mut vault = Self { store, root, index };
         vault.read_from(1, &mut visit)?;
-        let keys: Vec<_> = vault.root.keyring.keys().map(|(_, k)| *k).collect();
         // A crash between genesis and the first checkpoint leaves none; the
         // next write creates it.
         let checkpoint = checkpoint_bytes
             .map(|b| {
-                log::open_checkpoint(&b, &vault.root.genesis.origin, &keys).map_err(|e| {
+                open_checkpoint(&b, &vault.root).map_err(|e| {
                     VaultError::CheckpointDisagrees(format!("the checkpoint does not verify ({e})"))
                 })
             })

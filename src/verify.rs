@@ -299,8 +299,20 @@ fn check_witnesses(
         let Some(size) = layout::parse_witnessed_path(&o.key) else {
             continue;
         };
-        let Some(bytes) = store.get(&o.key, log::MAX_CHECKPOINT_BYTES + 4096)? else {
-            continue;
+        // A planted object too large or not a file is noted, never a
+        // reason not to finish (storage failures still are).
+        let bytes = match store.get(&o.key, log::MAX_CHECKPOINT_BYTES + 4096) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(e) => {
+                let why = object_problem(e)?;
+                f.add(
+                    Kind::UnexpectedObject,
+                    &o.key,
+                    format!("not a cosigned checkpoint: {why}"),
+                );
+                continue;
+            }
         };
         let Ok((body, _)) = crate::witness::split_note(&bytes) else {
             foreign += 1;
@@ -417,19 +429,27 @@ fn check_compromise(
         let covered = trusted.map_or(0, |t| t.size).max(by_witnesses);
         for (seq, (signers, sealed_at)) in signed.range(covered..) {
             let only_revoked = signers.iter().all(|id| *id == state.id) && !signers.is_empty();
-            if only_revoked && sealed_at.timestamp() >= rev.compromised_since.timestamp() {
-                let prev = f.phase;
-                f.phase = "segments";
-                f.add(
-                    Kind::SignedInCompromiseWindow,
-                    layout::segment_path(*seq),
-                    format!(
-                        "signed only by key {}, revoked in segment {} as compromised since {} ({}), and sealed at {}; no saved checkpoint covers it",
-                        state.id, rev.seq, rev.compromised_since, rev.reason, sealed_at
-                    ),
-                );
-                f.phase = prev;
+            if !only_revoked {
+                continue;
             }
+            // `sealed_at` is the signer's claim: a thief backdates it at
+            // will, so a time before the compromise clears nothing.
+            let when = if sealed_at.timestamp() >= rev.compromised_since.timestamp() {
+                format!("sealed at {sealed_at}, inside the window")
+            } else {
+                format!("claims to be sealed at {sealed_at}, before it, which only its signer says")
+            };
+            let prev = f.phase;
+            f.phase = "segments";
+            f.add(
+                Kind::SignedInCompromiseWindow,
+                layout::segment_path(*seq),
+                format!(
+                    "signed only by key {}, revoked in segment {} as compromised since {} ({}); {when}; no saved or witnessed checkpoint from before the compromise covers it",
+                    state.id, rev.seq, rev.compromised_since, rev.reason
+                ),
+            );
+            f.phase = prev;
         }
     }
 }
@@ -926,8 +946,7 @@ fn check_trusted(
     f: &mut Findings,
 ) -> Option<CheckpointInfo> {
     const KEY: &str = "trusted checkpoint";
-    let keys: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
-    let pinned = match log::open_checkpoint(bytes, &root.genesis.origin, &keys) {
+    let pinned = match vault::open_checkpoint(bytes, root) {
         Ok(cp) => cp,
         Err(e) => {
             f.add(
@@ -1033,8 +1052,7 @@ fn check_checkpoint(
             return None;
         }
     };
-    let keys: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
-    let cp = match log::open_checkpoint(&bytes, &root.genesis.origin, &keys) {
+    let cp = match vault::open_checkpoint(&bytes, root) {
         Ok(cp) => cp,
         Err(e @ CheckpointError::Signature(_)) => {
             f.add(Kind::CheckpointBadSignature, key, e.to_string());

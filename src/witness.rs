@@ -119,9 +119,10 @@ pub fn cosign(key: &VaultSigner, body: &[u8], timestamp: u64) -> String {
 /// # Errors
 /// When there is no blank line between them.
 pub fn split_note(note: &[u8]) -> Result<(&[u8], Vec<&[u8]>), String> {
+    // The last blank line, as signed-note readers (Go's note) split.
     let at = note
         .windows(2)
-        .position(|w| w == b"\n\n")
+        .rposition(|w| w == b"\n\n")
         .ok_or("not a signed note: no blank line before the signatures")?;
     let body = &note[..=at];
     let sigs = note[at + 2..]
@@ -272,13 +273,18 @@ impl WitnessServer {
             return bad("the first line must be `old <size>`");
         };
         let rest = &body[first_nl + 1..];
-        let Some(blank) = rest.split(|b| *b == b'\n').position(<[u8]>::is_empty) else {
-            return bad("no empty line before the checkpoint");
-        };
+        // Proof lines, each ending in a newline, then an empty line.
         let mut proof = Vec::new();
         let mut at = 0usize;
-        for line in rest.split(|b| *b == b'\n').take(blank) {
-            at += line.len() + 1;
+        loop {
+            let Some(nl) = rest[at..].iter().position(|b| *b == b'\n') else {
+                return bad("no empty line before the checkpoint");
+            };
+            let line = &rest[at..at + nl];
+            at += nl + 1;
+            if line.is_empty() {
+                break;
+            }
             if proof.len() == MAX_PROOF_LINES {
                 return bad("more than 63 consistency proof lines");
             }
@@ -291,7 +297,7 @@ impl WitnessServer {
                 None => return bad("a consistency proof line is not a base64 hash"),
             }
         }
-        let note = &rest[at + 1..];
+        let note = &rest[at..];
         let Ok(parsed) = signed_note::Note::from_bytes(note) else {
             return bad("the checkpoint is not a signed note");
         };
@@ -325,6 +331,9 @@ impl WitnessServer {
         }
         let root = Sha256Digest(cp.hash().0);
         if old == cp.size() {
+            if !proof.is_empty() {
+                return bad("the proof must be empty when the old size is the checkpoint's");
+            }
             if known_root.is_some_and(|r| r != root) {
                 return (409, "text/x.tlog.size", format!("{known_size}\n"));
             }
@@ -361,42 +370,98 @@ impl WitnessServer {
     }
 
     /// Serves `add-checkpoint` on `listen` (plain HTTP) until the process
-    /// ends. Requests are handled one at a time.
+    /// ends. Each request is read on its own thread (a slow client holds up
+    /// no other, and is cut off after [`READ_DEADLINE`]); checking and
+    /// updating the state happen under one lock, so they are atomic. The
+    /// state directory is locked against a second witness process.
     ///
     /// # Errors
-    /// The address cannot be bound.
-    pub fn serve(&self, listen: &str, mut on_request: impl FnMut(&str, u16)) -> Result<(), String> {
+    /// The address cannot be bound, or another process serves this state.
+    pub fn serve(
+        self,
+        listen: &str,
+        on_request: impl Fn(&str, u16) + Send + Sync + 'static,
+    ) -> Result<(), String> {
+        let lock_path = self.state.join("witness.lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| format!("another witness process serves {}", self.state.display()))?;
         let server = tiny_http::Server::http(listen)
             .map_err(|e| format!("couldn't listen on {listen}: {e}"))?;
-        for mut req in server.incoming_requests() {
-            let path = req.url().to_owned();
-            let (status, ctype, body) =
-                if req.method() != &tiny_http::Method::Post || !path.ends_with("/add-checkpoint") {
-                    (404, "text/plain", "not found\n".into())
-                } else {
-                    let mut body = Vec::new();
-                    match req.as_reader().take(MAX_REQUEST + 1).read_to_end(&mut body) {
-                        Ok(n) if n as u64 > MAX_REQUEST => {
-                            (413, "text/plain", "request too large\n".into())
-                        }
-                        Ok(_) => self.add_checkpoint(
-                            &body,
-                            crate::time::Time::now().timestamp().as_second().max(0) as u64,
-                        ),
-                        Err(_) => (400, "text/plain", "unreadable body\n".into()),
-                    }
-                };
-            on_request(&path, status);
-            let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes())
-                .expect("a valid header");
-            let _ = req.respond(
-                tiny_http::Response::from_string(body)
-                    .with_status_code(status)
-                    .with_header(header),
-            );
+        let me = std::sync::Arc::new(std::sync::Mutex::new(self));
+        let on_request = std::sync::Arc::new(on_request);
+        for req in server.incoming_requests() {
+            let me = me.clone();
+            let on_request = on_request.clone();
+            std::thread::spawn(move || handle(&me, req, &*on_request));
         }
         Ok(())
     }
+}
+
+/// How long a witness waits for a request's body.
+pub const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a request's body: at most [`MAX_REQUEST`] bytes within
+/// [`READ_DEADLINE`].
+fn read_body(req: &mut tiny_http::Request) -> Result<Vec<u8>, Reply> {
+    let started = std::time::Instant::now();
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if started.elapsed() > READ_DEADLINE {
+            return Err((408, "text/plain", "request body too slow\n".into()));
+        }
+        match req.as_reader().read(&mut chunk) {
+            Ok(0) => return Ok(body),
+            Ok(n) => {
+                body.extend_from_slice(&chunk[..n]);
+                if body.len() as u64 > MAX_REQUEST {
+                    return Err((413, "text/plain", "request too large\n".into()));
+                }
+            }
+            Err(_) => return Err((400, "text/plain", "unreadable body\n".into())),
+        }
+    }
+}
+
+fn handle(
+    me: &std::sync::Mutex<WitnessServer>,
+    mut req: tiny_http::Request,
+    on_request: &dyn Fn(&str, u16),
+) {
+    let path = req.url().to_owned();
+    let (status, ctype, body) =
+        if req.method() != &tiny_http::Method::Post || !path.ends_with("/add-checkpoint") {
+            (404, "text/plain", "not found\n".into())
+        } else {
+            match read_body(&mut req) {
+                Err(r) => r,
+                Ok(body) => {
+                    let now = u64::try_from(crate::time::Time::now().timestamp().as_second())
+                        .unwrap_or(0);
+                    // One at a time: the old size is checked and the state
+                    // updated under the lock.
+                    match me.lock() {
+                        Ok(w) => w.add_checkpoint(&body, now),
+                        Err(_) => (500, "text/plain", "witness state lock poisoned\n".into()),
+                    }
+                }
+            }
+        };
+    on_request(&path, status);
+    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes())
+        .expect("a valid header");
+    let _ = req.respond(
+        tiny_http::Response::from_string(body)
+            .with_status_code(status)
+            .with_header(header),
+    );
 }
 
 // ------------------------------------------------------------------ client
@@ -506,8 +571,7 @@ pub fn collect(vault: &crate::vault::Vault, witnesses: &[Configured]) -> Result<
         .get(crate::layout::CHECKPOINT, crate::log::MAX_CHECKPOINT_BYTES)
         .map_err(|e| e.to_string())?
         .ok_or("the vault has no checkpoint yet")?;
-    let keys: Vec<_> = vault.root().keyring.keys().map(|(_, k)| *k).collect();
-    let cp = crate::log::open_checkpoint(&note, &vault.root().genesis.origin, &keys)
+    let cp = crate::vault::open_checkpoint(&note, vault.root())
         .map_err(|e| format!("the checkpoint does not verify: {e}"))?;
     let tree = &vault.index().tree;
     if cp.size > tree.size() || tree.root_at(cp.size) != cp.root {

@@ -285,6 +285,35 @@ fn witnesses_cosign_refuse_forks_and_preservation_survives_one_down() {
     ));
     assert_eq!(post(port, &body).0, 403);
     assert_eq!(post(port, b"hello").0, 400);
+    // Bodies that end where the checkpoint should start: refused, and the
+    // witness lives on.
+    assert_eq!(post(port, b"old 0\n").0, 400);
+    assert_eq!(
+        post(
+            port,
+            b"old 5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
+        )
+        .0,
+        400
+    );
+    assert_eq!(post(port, b"old 5\n\n").0, 400);
+    assert_eq!(post(port, b"hello").0, 400);
+    // A second witness process on the same state is refused.
+    let second = Command::new(assert_cmd::cargo::cargo_bin("custody"))
+        .args(["witness", "serve", "--key"])
+        .arg(&keys[0])
+        .arg("--state")
+        .arg(state(0))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--log",
+            &log_vkey,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2), "{second:?}");
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another witness process"));
 }
 
 const GO_COSIG_CHECKER: &str = r#"

@@ -35,7 +35,9 @@ when the segments existed. A vault lists its witnesses in custody.toml:
 `declare` asks them after preserving; one that is down does not stop
 preservation, and `verify` requires the quorum on the latest checkpoint
 (checkpoint_unwitnessed) until `custody witness catch-up` gets it. After a
-rotation of the vault key, give each witness the new verifier key (--log).";
+rotation of the vault key, restart each witness with the new verifier key
+(--log) in place of the old one: a witness that still trusts a rotated-out
+key would cosign a thief's extension signed with it.";
 
 #[derive(Debug, Subcommand)]
 pub enum WitnessCommand {
@@ -68,8 +70,8 @@ pub struct ServeArgs {
     /// Address to listen on (plain HTTP; put TLS in front of it)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7380")]
     listen: String,
-    /// A log to follow: its checkpoint verifier key (`origin+hash+base64`); repeatable (several
-    /// keys of one origin: after a rotation)
+    /// A log to follow: its current checkpoint verifier key (`origin+hash+base64`, as `custody
+    /// init` prints it); repeatable for several logs. After a rotation, replace the old key
     #[arg(long = "log", value_name = "VKEY", required = true)]
     logs: Vec<String>,
 }
