@@ -271,4 +271,34 @@ fn passphrase_encrypted_key_files() {
         String::from_utf8_lossy(&out.stderr).contains("CUSTODY_KEY_PASSPHRASE"),
         "{out:?}"
     );
+    // A rotation never takes the old key's passphrase from the
+    // environment for the new key: it needs its own.
+    let rotate = |new_pass: Option<&str>| {
+        let mut c = crate::common::custody();
+        c.args(["key", "rotate", "--encrypt-key", "--json", "--vault"])
+            .arg(&vault)
+            .arg("--key")
+            .arg(&key)
+            .env("CUSTODY_KEY_PASSPHRASE", pass)
+            .env_remove("CUSTODY_NEW_KEY_PASSPHRASE")
+            .write_stdin(Vec::new());
+        if let Some(p) = new_pass {
+            c.env("CUSTODY_NEW_KEY_PASSPHRASE", p);
+        }
+        c.output().unwrap()
+    };
+    let out = rotate(None);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CUSTODY_NEW_KEY_PASSPHRASE"),
+        "{out:?}"
+    );
+    let out = rotate(Some("another long passphrase"));
+    let r: Value = serde_json::from_str(&ok(&out)).unwrap();
+    let new_key = r["new_key_file"].as_str().unwrap();
+    assert!(
+        std::fs::read_to_string(new_key)
+            .unwrap()
+            .starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+    );
 }

@@ -55,8 +55,8 @@ pub struct RotateArgs {
     /// Why the key is rotated
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
-    /// Encrypt the new key file with a passphrase (age, scrypt), from CUSTODY_KEY_PASSPHRASE or
-    /// asked twice on the terminal
+    /// Encrypt the new key file with a passphrase (age, scrypt), from CUSTODY_NEW_KEY_PASSPHRASE
+    /// (never the old key's CUSTODY_KEY_PASSPHRASE) or asked twice on the terminal
     #[arg(long)]
     encrypt_key: bool,
     /// Print the result as JSON
@@ -123,7 +123,9 @@ fn rotate(a: RotateArgs) -> Result<ExitCode> {
     };
     // The new key is on disk (fsynced) before the log names it: a crash in
     // between leaves an unused key file, never a vault whose key is lost.
-    super::save_key(&new, &new_path, a.encrypt_key)
+    // Never the old key's passphrase from the environment: after a theft
+    // the thief may know it.
+    super::save_key(&new, &new_path, a.encrypt_key, "CUSTODY_NEW_KEY_PASSPHRASE")
         .with_context(|| format!("couldn't write the new key to {}", new_path.display()))?;
     let entry = Entry::KeyRotated(KeyRotated {
         old: old.key_id().to_string(),

@@ -741,7 +741,12 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     }
     // The key is durable before the genesis that names it.
     if created_key {
-        save_key(&signer, &key_path, a.encrypt_key)?;
+        save_key(
+            &signer,
+            &key_path,
+            a.encrypt_key,
+            custody::keys::PASSPHRASE_ENV,
+        )?;
     } else if a.encrypt_key {
         bail!(
             "--encrypt-key applies to a new key file, and {} exists",
@@ -918,30 +923,23 @@ pub(super) fn stage_beside(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedT
     Ok(tmp)
 }
 
-/// Writes a new key file, encrypted under a passphrase when asked.
-pub(crate) fn save_key(signer: &VaultSigner, path: &Path, encrypt: bool) -> Result<()> {
+/// Writes a new key file, encrypted under a passphrase when asked: from the
+/// environment variable `env`, else asked twice on the terminal.
+pub(crate) fn save_key(signer: &VaultSigner, path: &Path, encrypt: bool, env: &str) -> Result<()> {
     if !encrypt {
         signer.save(path)?;
         return Ok(());
     }
-    let pass = match std::env::var(custody::keys::PASSPHRASE_ENV) {
+    let pass = match std::env::var(env) {
         Ok(p) => zeroize::Zeroizing::new(p),
         Err(_) => {
             if !std::io::stdin().is_terminal() {
-                bail!(
-                    "no terminal to ask for a passphrase: set {}",
-                    custody::keys::PASSPHRASE_ENV
-                );
+                bail!("no terminal to ask for a passphrase: set {env}");
             }
             let ask = |prompt: &str| {
                 rpassword::prompt_password(prompt)
                     .map(zeroize::Zeroizing::new)
-                    .with_context(|| {
-                        format!(
-                            "no terminal to ask for a passphrase: set {}",
-                            custody::keys::PASSPHRASE_ENV
-                        )
-                    })
+                    .with_context(|| format!("no terminal to ask for a passphrase: set {env}"))
             };
             let first = ask("passphrase for the new key file: ")?;
             let second = ask("the same passphrase again: ")?;
