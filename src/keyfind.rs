@@ -340,39 +340,37 @@ pub fn findings(snap: &Snapshot, all: &[Snapshot], rules: Rules) -> Vec<Finding>
         for (f, k) in members {
             let Some(c) = &k.certificate else { continue };
             let at = snap.taken_at.timestamp();
-            if c.not_after.timestamp() < at {
-                out.push(finding(
+            let (kind, message) = if c.not_after.timestamp() < at {
+                (
                     FindingKind::CertificateExpired,
                     format!(
                         "certificate {} expired {} before the snapshot",
                         c.subject, c.not_after
                     ),
-                    vec![format!(
-                        "{}: valid {} to {}, serial {}",
-                        place(f),
-                        c.not_before,
-                        c.not_after,
-                        c.serial
-                    )],
-                    vec![place(f)],
-                ));
+                )
             } else if c.not_before.timestamp() > at {
-                out.push(finding(
+                (
                     FindingKind::CertificateNotYetValid,
                     format!(
                         "certificate {} is not valid until {}",
                         c.subject, c.not_before
                     ),
-                    vec![format!(
-                        "{}: valid {} to {}, serial {}",
-                        place(f),
-                        c.not_before,
-                        c.not_after,
-                        c.serial
-                    )],
-                    vec![place(f)],
-                ));
-            }
+                )
+            } else {
+                continue;
+            };
+            out.push(finding(
+                kind,
+                message,
+                vec![format!(
+                    "{}: valid {} to {}, serial {}",
+                    place(f),
+                    c.not_before,
+                    c.not_after,
+                    c.serial
+                )],
+                vec![place(f)],
+            ));
         }
     }
 
