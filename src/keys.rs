@@ -428,6 +428,8 @@ pub struct KeyState {
     pub id: KeyId,
     /// The key as recorded.
     pub public: PublicKey,
+    /// The key, checked.
+    pub key: VerifyingKey,
     /// First segment it may sign: 0 for the genesis key, else the segment
     /// that rotated it in.
     pub from: u64,
@@ -459,7 +461,6 @@ pub struct Revocation {
 /// segments it may sign.
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
-    keys: Vec<(KeyId, VerifyingKey)>,
     states: Vec<KeyState>,
 }
 
@@ -478,13 +479,13 @@ impl Keyring {
         let Ok(key) = public.verifying_key() else {
             return;
         };
-        if self.find(&public.id.to_string()).is_some() {
+        if self.state(&public.id).is_some() {
             return;
         }
-        self.keys.push((public.id, key));
         self.states.push(KeyState {
             id: public.id,
             public,
+            key,
             from,
             until: None,
             revoked: None,
@@ -493,15 +494,15 @@ impl Keyring {
 
     /// The key with hex id `keyid`.
     pub fn find(&self, keyid: &str) -> Option<(KeyId, &VerifyingKey)> {
-        self.keys
+        self.states
             .iter()
-            .find(|(id, _)| id.to_string() == keyid)
-            .map(|(id, k)| (*id, k))
+            .find(|s| s.id.to_string() == keyid)
+            .map(|s| (s.id, &s.key))
     }
 
     /// All keys, whatever their validity.
-    pub fn keys(&self) -> impl Iterator<Item = &(KeyId, VerifyingKey)> {
-        self.keys.iter()
+    pub fn keys(&self) -> impl Iterator<Item = (KeyId, &VerifyingKey)> {
+        self.states.iter().map(|s| (s.id, &s.key))
     }
 
     /// Every key's life, in the order the log introduced them.
@@ -533,10 +534,10 @@ impl Keyring {
         self.add(new, seq);
     }
 
-    /// Records a revocation in segment `seq`.
-    pub fn revoke(&mut self, seq: u64, key: &KeyId, revocation: Revocation) {
+    /// Records a revocation (in segment `revocation.seq`).
+    pub fn revoke(&mut self, key: &KeyId, revocation: Revocation) {
         if let Some(s) = self.states.iter_mut().find(|s| s.id == *key) {
-            s.revoked = Some(Revocation { seq, ..revocation });
+            s.revoked = Some(revocation);
         }
     }
 }

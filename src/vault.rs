@@ -110,11 +110,7 @@ pub fn open_checkpoint(
     let all: Vec<_> = root.keyring.keys().map(|(_, k)| *k).collect();
     let cp = log::open_checkpoint(bytes, origin, &all)?;
     let last = cp.size.saturating_sub(1);
-    let valid: Vec<_> = root
-        .keyring
-        .valid_at(last)
-        .filter_map(|s| s.public.verifying_key().ok())
-        .collect();
+    let valid: Vec<_> = root.keyring.valid_at(last).map(|s| s.key).collect();
     log::open_checkpoint(bytes, origin, &valid).map_err(|_| {
         log::CheckpointError::Signature(format!(
             "signed only by a key rotated out before segment {last}, which may not sign a checkpoint of size {}",
@@ -131,27 +127,14 @@ impl Root {
         for e in &seg.entries {
             match e {
                 Entry::KeyRotated(r) => {
-                    if let Some(old) = self
-                        .keyring
-                        .states()
-                        .iter()
-                        .find(|s| s.id.to_string() == r.old)
-                    {
-                        let old = old.id;
+                    if let Some((old, _)) = self.keyring.find(&r.old) {
                         self.keyring.rotate(seq, &old, r.new.clone());
                     }
                 }
                 Entry::KeyRevoked(v) => {
-                    if let Some(k) = self
-                        .keyring
-                        .states()
-                        .iter()
-                        .find(|s| s.id.to_string() == v.key)
-                    {
-                        let k = k.id;
+                    if let Some((key, _)) = self.keyring.find(&v.key) {
                         self.keyring.revoke(
-                            seq,
-                            &k,
+                            &key,
                             crate::keys::Revocation {
                                 seq,
                                 compromised_since: v.compromised_since.clone(),
@@ -362,7 +345,7 @@ fn check_key_rules(
                 }
             }
             Entry::KeyRevoked(v) => {
-                let Some(state) = ring.states().iter().find(|s| s.id.to_string() == v.key) else {
+                let Some(state) = ring.find(&v.key).and_then(|(id, _)| ring.state(&id)) else {
                     return Err(SegmentFault::KeyRule(format!(
                         "key_revoked names key {}, which the vault never had",
                         v.key
