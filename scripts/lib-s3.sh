@@ -57,19 +57,32 @@ http_code() {
 }
 
 # ensure_bucket NAME [HEADER]: create the bucket unless it exists already.
-# Expects ENDPOINT.
+# Expects ENDPOINT. A fresh Ceph gateway makes its data pools on the first
+# bucket, which can take longer than one request's timeout on a loaded
+# machine: no answer (000) and server errors (5xx) are retried for up to
+# BUCKET_TIMEOUT seconds (default 120), each try allowed 30 s. A PUT that
+# timed out may still have made the bucket, so each try starts with HEAD.
 ensure_bucket() {
-	local bucket=$1 code
+	local bucket=$1 code deadline
 	shift
-	code=$(http_code -I "$ENDPOINT/$bucket")
-	case $code in
-	200) ;;
-	404)
-		code=$(http_code -X PUT "$@" "$ENDPOINT/$bucket")
-		[[ $code == 200 ]] || die "creating bucket $bucket: HTTP $code"
-		;;
-	*) die "HEAD bucket $bucket: HTTP $code" ;;
-	esac
+	deadline=$(($(date +%s) + ${BUCKET_TIMEOUT:-120}))
+	while :; do
+		code=$(http_code --max-time 30 -I "$ENDPOINT/$bucket")
+		if [[ $code == 404 ]]; then
+			code=$(http_code --max-time 30 -X PUT "$@" "$ENDPOINT/$bucket")
+			# 409: made by the PUT of an earlier try that timed out.
+			[[ $code == 409 ]] && continue
+		fi
+		case $code in
+		200) return 0 ;;
+		000 | 5??) ;;
+		*) die "bucket $bucket: HTTP $code" ;;
+		esac
+		(($(date +%s) < deadline)) ||
+			die "bucket $bucket: no success within ${BUCKET_TIMEOUT:-120} s (last HTTP $code)"
+		log "bucket $bucket: HTTP $code, trying again"
+		sleep 2
+	done
 }
 
 # ensure_buckets: the plain test bucket BUCKET and LOCK_BUCKET with Object
@@ -83,7 +96,7 @@ ensure_buckets() {
 	# (Read whole before grep: with pipefail, grep -q quitting early could
 	# fail the pipe.)
 	local conf
-	conf=$(s3 --max-time 10 "$ENDPOINT/$LOCK_BUCKET?object-lock=" 2>/dev/null || true)
+	conf=$(s3 --max-time 30 "$ENDPOINT/$LOCK_BUCKET?object-lock=" 2>/dev/null || true)
 	[[ $conf == *'<ObjectLockEnabled>Enabled</ObjectLockEnabled>'* ]] ||
 		die "bucket $LOCK_BUCKET exists without Object Lock; run scripts/stop-s3.sh"
 }

@@ -196,10 +196,14 @@ step "install chromium" setup_chromium
 
 # S3 servers: each script is idempotent and prints the environment the
 # tests need (endpoint, credentials, buckets).
+# A server that does not start stops the run here, with its logs, rather
+# than failing every S3 test later.
 start_s3() {
 	local out
-	out=$(scripts/start-moto.sh) && eval "$out"
-	out=$(scripts/start-ceph.sh) && eval "$out"
+	out=$(scripts/start-moto.sh) || return
+	eval "$out"
+	out=$(scripts/start-ceph.sh) || return
+	eval "$out"
 	export CUSTODY_TEST_MOTO_ENDPOINT CUSTODY_TEST_CEPH_ENDPOINT
 }
 step "S3 servers (moto, Ceph)" start_s3
