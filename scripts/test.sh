@@ -24,6 +24,7 @@
 #                                          CASE/UCO JSON-LD of export-case
 #                                          (.venv-test/bin/case_validate)
 #   ... and jwcrypto, cryptography         (PyPI) generate the key fixtures
+#                                          and the service tests' TLS certificates,
 #                                          and compute RFC 7638 thumbprints,
 #                                          SPKI fingerprints and commitments
 #   age                                    (Debian) decrypts key files sealed

@@ -63,9 +63,14 @@ pub struct Config {
     pub witnesses: Vec<WitnessConfig>,
     /// How many witnesses must cosign a checkpoint (default: all listed).
     pub witness_quorum: Option<usize>,
-    /// Sources to preserve on `declare`.
+    /// Sources to preserve on `declare` (and, for `custody agent`, on
+    /// every declaration the server announces).
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceSpec>,
+    /// `custody serve`: the service (README "The service").
+    pub serve: Option<ServeConfig>,
+    /// `custody agent`: which server, and how to prove who it is.
+    pub agent: Option<AgentConfig>,
 }
 
 impl Config {
@@ -133,6 +138,31 @@ impl Config {
                 cfg.vault = Some(base.join(v).to_string_lossy().into_owned());
             }
         }
+        let rebase = |p: &mut Option<PathBuf>| {
+            if let Some(x) = p
+                && x.is_relative()
+            {
+                *x = base.join(&*x);
+            }
+        };
+        if let Some(s) = &mut cfg.serve {
+            rebase(&mut s.tls_cert);
+            rebase(&mut s.tls_key);
+            rebase(&mut s.client_ca);
+            for w in &mut s.webhooks {
+                let mut p = Some(w.secret_file.clone());
+                rebase(&mut p);
+                w.secret_file = p.unwrap_or_default();
+            }
+            s.check()?;
+        }
+        if let Some(a) = &mut cfg.agent {
+            rebase(&mut a.ca);
+            rebase(&mut a.cert);
+            rebase(&mut a.key);
+            rebase(&mut a.token_file);
+            rebase(&mut a.spool);
+        }
         Ok(cfg)
     }
 }
@@ -145,6 +175,195 @@ pub struct WitnessConfig {
     pub key: String,
     /// Its submission prefix, e.g. `http://witness.example:7380`.
     pub url: String,
+}
+
+/// What a caller of the service may do (README "The service").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads and verifies; writes nothing but the record of its reads.
+    Auditor,
+    /// Declares incidents and records their lifecycle; reads.
+    Declarer,
+    /// Receives declarations and ingests evidence for declared incidents.
+    Agent,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auditor => "auditor",
+            Self::Declarer => "declarer",
+            Self::Agent => "agent",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// The `[serve]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// gRPC address (default 127.0.0.1:7700).
+    pub listen: Option<String>,
+    /// Server certificate chain (PEM); with `tls_key`, the service speaks TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM, mode 0600).
+    pub tls_key: Option<PathBuf>,
+    /// CA whose client certificates are accepted (mTLS); callers without
+    /// one may still present a bearer token.
+    pub client_ca: Option<PathBuf>,
+    /// Serve without TLS: allowed only on a loopback address.
+    #[serde(default)]
+    pub plaintext: bool,
+    /// Webhook address for incident tools (HTTP; put TLS in front).
+    pub webhook_listen: Option<String>,
+    /// Seconds between heartbeat checkpoints (default 300; 0: none).
+    pub heartbeat_secs: Option<u64>,
+    /// Client certificates, by subject common name, and their roles.
+    #[serde(default, rename = "client")]
+    pub clients: Vec<ClientConfig>,
+    /// Bearer tokens, stored as SHA-256 hashes, and their roles.
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<TokenConfig>,
+    /// Incident tools that may declare through the webhook.
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl ServeConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("[serve]: `tls_cert` and `tls_key` go together".into());
+        }
+        if self.client_ca.is_some() && self.tls_cert.is_none() {
+            return Err("[serve]: `client_ca` needs `tls_cert` and `tls_key`".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for c in &self.clients {
+            if c.name.trim().is_empty() || !names.insert(format!("client {}", c.name)) {
+                return Err(format!(
+                    "[[serve.client]] {:?}: empty or listed twice",
+                    c.name
+                ));
+            }
+        }
+        for t in &self.tokens {
+            if !names.insert(format!("token {}", t.name)) || t.name.trim().is_empty() {
+                return Err(format!(
+                    "[[serve.token]] {:?}: empty or listed twice",
+                    t.name
+                ));
+            }
+            if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
+                return Err(format!(
+                    "[[serve.token]] {:?}: `sha256` must be 64 hex digits (`custody serve hash-token`)",
+                    t.name
+                ));
+            }
+        }
+        for w in &self.webhooks {
+            if !names.insert(format!("webhook {}", w.name)) || w.name.trim().is_empty() {
+                return Err(format!(
+                    "[[serve.webhook]] {:?}: empty or listed twice",
+                    w.name
+                ));
+            }
+            if crate::preserve::check_incident_id(&format!("{}1", w.prefix())).is_err() {
+                return Err(format!(
+                    "[[serve.webhook]] {:?}: `incident_prefix` must be characters of an incident id",
+                    w.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `[[serve.client]]`: a client certificate's subject CN and its role.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Subject common name of the certificate (issued by `client_ca`).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// One `[[serve.token]]`: a bearer token by the hex SHA-256 of its text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Recorded as the caller's name.
+    pub name: String,
+    /// SHA-256 of the token, hex.
+    pub sha256: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The signature scheme of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookKind {
+    /// `X-Custody-Timestamp` and `X-Custody-Signature: sha256=<hex HMAC>`.
+    Generic,
+    /// PagerDuty webhooks v3: `X-PagerDuty-Signature: v1=<hex HMAC>`.
+    Pagerduty,
+}
+
+/// One `[[serve.webhook]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Its name: the path is `/webhook/<name>`, and declarations are
+    /// recorded as by `webhook:<name>`.
+    pub name: String,
+    /// Signature scheme.
+    pub kind: WebhookKind,
+    /// File holding the shared secret (mode 0600).
+    pub secret_file: PathBuf,
+    /// Only events of these priorities declare (PagerDuty: `P1`, ...;
+    /// generic: the `priority` field). Empty: all.
+    #[serde(default)]
+    pub priorities: Vec<String>,
+    /// Only events of these services (PagerDuty service id or name;
+    /// generic: the `service` field). Empty: all.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Prefix of the incident ids it declares (default `<name>-`).
+    pub incident_prefix: Option<String>,
+}
+
+impl WebhookConfig {
+    /// The incident id prefix.
+    pub fn prefix(&self) -> String {
+        self.incident_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{}-", self.name))
+    }
+}
+
+/// The `[agent]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The server, `https://host:port` (or `http://` on loopback).
+    pub server: Option<String>,
+    /// CA that issued the server's certificate (PEM).
+    pub ca: Option<PathBuf>,
+    /// The agent's client certificate (PEM), for mTLS.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM, mode 0600).
+    pub key: Option<PathBuf>,
+    /// A file holding a bearer token instead (mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// Where packs wait until the server holds them (default
+    /// ~/.local/state/custody/agent).
+    pub spool: Option<PathBuf>,
 }
 
 /// The `[keys]` table: rules for key findings (`custody keys`).

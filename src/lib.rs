@@ -73,7 +73,7 @@ pub mod keyfind;
 pub mod keymaterial;
 pub mod keys;
 pub mod layout;
-mod localfile;
+pub mod localfile;
 pub mod log;
 pub mod manifest;
 pub mod preserve;
@@ -100,3 +100,10 @@ pub use store::Store;
 pub use time::Time;
 pub use vault::{InitOptions, Vault};
 pub use verify::{Finding, Kind, Report};
+
+/// The service's messages and gRPC stubs, generated from
+/// `proto/custody/v1/custody.proto` by `build.rs`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("custody.v1");
+}

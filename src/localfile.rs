@@ -43,6 +43,25 @@ pub(crate) fn read_small(
     Ok((meta, bytes))
 }
 
+/// Reads a small file holding a secret (a token, a TLS or webhook key),
+/// refusing it when group or others may read it.
+///
+/// # Errors
+/// A message naming the file and what is wrong; never its content.
+pub fn read_secret(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (meta, bytes) =
+        read_small(path, max).map_err(|e| format!("couldn't read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} holds a secret but has mode {mode:03o}: make it 0600 (chmod 600)",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // Two TLS providers are compiled in (object_store's and ureq's): name
+    // the one every TLS connection of this process uses.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

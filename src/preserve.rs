@@ -357,8 +357,11 @@ fn entry_estimate(p: &Pending) -> usize {
 }
 
 /// Fills in chunk locations; every chunk must be in the vault or in a pack
-/// flushed by this run.
-fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Found>) -> Result<Vec<Entry>, DeclareError> {
+/// flushed by this run (`custody agent` ships the result to the server).
+///
+/// # Errors
+/// A chunk no flushed pack holds.
+pub fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Found>) -> Result<Vec<Entry>, DeclareError> {
     pending
         .into_iter()
         .map(|f| {

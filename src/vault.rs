@@ -523,6 +523,9 @@ pub struct Vault {
     store: Store,
     root: Root,
     index: LogIndex,
+    /// Segments other writers appended, read while appending, that the
+    /// caller has not taken yet ([`Vault::take_foreign`]).
+    foreign: Vec<(u64, Segment)>,
 }
 
 /// The outcome of one append.
@@ -612,7 +615,12 @@ impl Vault {
         })?;
         let mut index = LogIndex::default();
         index.absorb(&seg, root.vault_id);
-        let vault = Self { store, root, index };
+        let vault = Self {
+            store,
+            root,
+            index,
+            foreign: Vec::new(),
+        };
         vault.write_checkpoint(signer)?;
         Ok(vault)
     }
@@ -649,7 +657,12 @@ impl Vault {
         visit(0, &seg);
         let mut index = LogIndex::default();
         index.absorb(&seg, root.vault_id);
-        let mut vault = Self { store, root, index };
+        let mut vault = Self {
+            store,
+            root,
+            index,
+            foreign: Vec::new(),
+        };
         vault.read_from(1, &mut visit)?;
         // A crash between genesis and the first checkpoint leaves none; the
         // next write creates it.
@@ -680,6 +693,31 @@ impl Vault {
             }
         }
         Ok(vault)
+    }
+
+    /// Segments other writers appended that an append of this vault read
+    /// and absorbed on its way: a caller that keeps state from the log
+    /// (incidents, holds) absorbs them before its own segment.
+    pub fn take_foreign(&mut self) -> Vec<(u64, Segment)> {
+        std::mem::take(&mut self.foreign)
+    }
+
+    /// Reads the segments other writers appended since this vault was last
+    /// read, handing each to `visit`; returns how many. Costs one HEAD when
+    /// there are none.
+    ///
+    /// # Errors
+    /// As [`Vault::open_with`]: a new segment that does not check out.
+    pub fn catch_up(&mut self, visit: &mut dyn FnMut(u64, &Segment)) -> Result<u64, VaultError> {
+        let before = self.size();
+        for (seq, seg) in self.take_foreign() {
+            visit(seq, &seg);
+        }
+        if self.store.head(&layout::segment_path(before))?.is_none() {
+            return Ok(0);
+        }
+        self.read_from(before, visit)?;
+        Ok(self.size() - before)
     }
 
     /// Opens the vault without visiting segments.
@@ -905,7 +943,9 @@ impl Vault {
                 }
                 Put::AlreadyExists => {
                     let from = self.size();
-                    self.read_from(from, &mut |_, _| {})?;
+                    let mut read = Vec::new();
+                    self.read_from(from, &mut |seq, seg| read.push((seq, seg.clone())))?;
+                    self.foreign.extend(read);
                 }
             }
         }

@@ -13,6 +13,7 @@ mod keys;
 mod lifecycle;
 mod report;
 mod s3;
+mod service;
 mod tamper;
 mod vectors;
 mod witness;

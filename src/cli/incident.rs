@@ -84,6 +84,20 @@ impl Session {
         })
     }
 
+    /// Reads what other writers appended since the session was opened.
+    ///
+    /// # Errors
+    /// A new segment that does not check out, storage failures.
+    pub fn catch_up(&mut self) -> Result<u64> {
+        let Self {
+            vault, book, holds, ..
+        } = self;
+        Ok(vault.catch_up(&mut |seq, seg| {
+            book.absorb(seq, seg);
+            holds.absorb(seq, seg);
+        })?)
+    }
+
     pub fn incident(&self, id: &str) -> Result<&Incident> {
         Ok(self.book.require(id)?)
     }
@@ -110,6 +124,11 @@ impl Session {
             self.book.check(e, &now)?;
         }
         let appended = self.vault.append(signer, entries.clone(), Time::now)?;
+        // Segments another writer appended first are part of the state.
+        for (seq, seg) in self.vault.take_foreign() {
+            self.book.absorb(seq, &seg);
+            self.holds.absorb(seq, &seg);
+        }
         // The book follows the log: later steps of the command see the entry.
         let seg = custody::segment::Segment {
             format: custody::segment::FORMAT_VERSION,
@@ -404,19 +423,19 @@ pub(super) struct ListArgs {
     json: bool,
 }
 
-fn time_arg(flag: &str, v: Option<&str>) -> Result<Time> {
+pub(super) fn time_arg(flag: &str, v: Option<&str>) -> Result<Time> {
     match v {
         Some(s) => Time::parse(s).map_err(|e| anyhow!("--{flag}: {e}")),
         None => Ok(Time::now()),
     }
 }
 
-fn opt_time(flag: &str, v: Option<&str>) -> Result<Option<Time>> {
+pub(super) fn opt_time(flag: &str, v: Option<&str>) -> Result<Option<Time>> {
     v.map(|s| Time::parse(s).map_err(|e| anyhow!("--{flag}: {e}")))
         .transpose()
 }
 
-fn non_empty(flag: &str, v: &str) -> Result<()> {
+pub(super) fn non_empty(flag: &str, v: &str) -> Result<()> {
     if v.trim().is_empty() {
         bail!("--{flag} must not be empty");
     }
@@ -592,7 +611,7 @@ fn hold(a: &HoldArgs) -> Result<Hold> {
 }
 
 /// The regime and kind must be known, so that a filing closes a clock.
-fn check_filing(regime: &str, kind: &str) -> Result<()> {
+pub(super) fn check_filing(regime: &str, kind: &str) -> Result<()> {
     if regime == "other" {
         return non_empty("kind", kind);
     }

@@ -20,12 +20,15 @@ use custody::time::Time;
 use custody::vault::{InitOptions, Vault, VaultError};
 use custody::verify::{self, Severity};
 
+mod agent;
 mod case;
 mod incident;
 mod key;
 mod keys;
 mod manifest;
 mod report;
+mod serve;
+mod webhook;
 mod witness;
 
 use incident::{ActorArgs, Session, subject};
@@ -210,6 +213,59 @@ The same vault always exports the same node ids.")]
     /// Witnesses: run one, make its key, ask the vault's witnesses to cosign.
     #[command(subcommand, after_help = witness::AFTER_HELP)]
     Witness(witness::WitnessCommand),
+    /// Serve the vault over gRPC (proto/custody/v1) to agents, incident tools and auditors.
+    #[command(after_help = "\
+Roles come from the config's [serve] table: client certificates by subject CN
+([[serve.client]]) and bearer tokens by SHA-256 ([[serve.token]], made with
+`custody serve hash-token`). auditor reads and verifies; declarer also declares
+and records the lifecycle; agent preserves for declared incidents; admin may do
+everything. Every write names its caller as actor; every read is recorded as a
+custody event before it is answered. Refused calls are logged on stderr.
+
+Example custody.toml:
+  vault = \"/srv/custody/vault\"
+  key = \"/etc/custody/vault.key\"
+  [serve]
+  listen = \"0.0.0.0:7700\"
+  tls_cert = \"server.pem\"
+  tls_key = \"server.key\"
+  client_ca = \"clients-ca.pem\"
+  webhook_listen = \"127.0.0.1:7701\"
+  [[serve.client]]
+  name = \"agent-web01\"
+  role = \"agent\"
+  [[serve.token]]
+  name = \"soc-declarer\"
+  sha256 = \"<custody serve hash-token>\"
+  role = \"declarer\"
+  [[serve.webhook]]
+  name = \"pagerduty\"
+  kind = \"pagerduty\"
+  secret_file = \"pagerduty.secret\"
+  priorities = [\"P1\", \"P2\"]")]
+    Serve(serve::ServeArgs),
+    /// Preserve this host's sources for every incident the server declares, and stream them to it.
+    #[command(after_help = "\
+The agent watches the server's declarations. For each one it preserves the
+[[source]]s of its config through the same pipeline as `custody declare`, into
+a local spool, and sends packs and artifact entries to the server, which
+re-hashes everything before sealing it; a difference is recorded as a failed
+artifact. After a disconnect it resumes without sending again what the server
+holds. Its own key and token files are never preserved.
+
+Example custody.toml:
+  collector = \"agent-web01\"
+  [agent]
+  server = \"https://custody.example:7700\"
+  ca = \"ca.pem\"
+  cert = \"agent-web01.pem\"
+  key = \"agent-web01.key\"
+  spool = \"/var/lib/custody/agent\"
+  [[source]]
+  name = \"nginx\"
+  kind = \"files\"
+  paths = [\"/var/log/nginx/\"]")]
+    Agent(agent::AgentArgs),
     /// The vault's own signing keys: rotate, revoke, list.
     #[command(subcommand, after_help = key::AFTER_HELP)]
     Key(key::KeyCommand),
@@ -513,6 +569,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(a) => keys::keys_cmd(a),
         Command::Key(c) => key::run(c),
         Command::Witness(c) => witness::run(c),
+        Command::Serve(a) => serve::run(a),
+        Command::Agent(a) => agent::run(a),
     }
 }
 

@@ -1,0 +1,571 @@
+//! `custody agent`: preserves this host's sources for every incident the
+//! server announces, through the same pipeline as `custody declare`, and
+//! streams the result to `custody serve` (README "Agents").
+//!
+//! The pipeline writes packs into a local spool; each pack goes to the
+//! server, which hashes it, and then the artifact entries that use it,
+//! which the server re-hashes chunk by chunk before sealing them. After a
+//! disconnect the agent asks the server what it holds (`BeginRun` with the
+//! run) and sends only the rest.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::Args;
+use custody::config::{AgentConfig, Config};
+use custody::ingest::Pipeline;
+use custody::preserve::{self, SEAL_BYTES};
+use custody::proto::{self as pb, custody_client::CustodyClient};
+use custody::sources::{self, Found, RunContext};
+use custody::store::Store;
+use tonic::codegen::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
+
+use super::host_name;
+
+/// Pieces of a pack on the wire.
+const PIECE: usize = 1 << 20;
+/// How long the agent keeps trying to reach the server for one call.
+const RETRY_FOR: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Args)]
+pub(super) struct AgentArgs {
+    /// Config file with `[agent]` and the `[[source]]`s of this host [default: ./custody.toml]
+    #[arg(long, env = "CUSTODY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Server URL, over `[agent] server`
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Host name recorded on the artifacts [default: this host's name]
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// Preserve for the incidents announced now, then exit (cron, tests)
+    #[arg(long)]
+    once: bool,
+    /// Also preserve for incidents declared up to this many seconds ago that are not on hold
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    since: u64,
+}
+
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = CustodyClient<InterceptedService<Channel, Bearer>>;
+
+pub(super) fn run(a: AgentArgs) -> Result<ExitCode> {
+    let path = a
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("custody.toml"));
+    let cfg = Config::load(&path)?;
+    let ac = cfg.agent.clone().unwrap_or_default();
+    if cfg.sources.is_empty() {
+        bail!("{}: no [[source]] to preserve on this host", path.display());
+    }
+    let server = a
+        .server
+        .clone()
+        .or(ac.server.clone())
+        .ok_or_else(|| anyhow!("no server: pass --server or set [agent] server"))?;
+    let spool = match &ac.spool {
+        Some(p) => p.clone(),
+        None => std::env::home_dir()
+            .ok_or_else(|| anyhow!("no home directory: set [agent] spool"))?
+            .join(".local/state/custody/agent"),
+    };
+    std::fs::create_dir_all(&spool).with_context(|| format!("create {}", spool.display()))?;
+    let host = a.host.clone().unwrap_or_else(host_name);
+    // The agent's own credentials are never preserved.
+    let refuse: Vec<(u64, u64)> = [&ac.key, &ac.token_file]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            (m.dev(), m.ino())
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client = rt.block_on(connect(&server, &ac))?;
+    let agent = Agent {
+        rt: rt.handle().clone(),
+        client,
+        cfg,
+        host,
+        spool,
+        refuse,
+    };
+    agent.watch(a.once, a.since)
+}
+
+async fn connect(server: &str, ac: &AgentConfig) -> Result<Client> {
+    let mut ep = Channel::from_shared(server.to_owned())
+        .map_err(|e| anyhow!("server URL {server:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if server.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &ac.ca {
+            let pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        if let (Some(cert), Some(key)) = (&ac.cert, &ac.key) {
+            let c = std::fs::read(cert).with_context(|| format!("read {}", cert.display()))?;
+            let k = custody::localfile::read_secret(key, 1 << 20).map_err(|e| anyhow!(e))?;
+            tls = tls.identity(tonic::transport::Identity::from_pem(c, k));
+        }
+        ep = ep.tls_config(tls).context("TLS settings")?;
+    }
+    let token = match &ac.token_file {
+        Some(p) => {
+            let t = custody::localfile::read_secret(p, 4096).map_err(|e| anyhow!(e))?;
+            let t = String::from_utf8(t).map_err(|_| anyhow!("{}: not text", p.display()))?;
+            Some(
+                format!("Bearer {}", t.trim())
+                    .parse()
+                    .map_err(|_| anyhow!("{}: not a valid token", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    // Connect lazily: the first call (and every call after a disconnect)
+    // connects, so a server that is down at start is waited for.
+    let channel = ep.connect_lazy();
+    Ok(CustodyClient::with_interceptor(channel, Bearer(token))
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20))
+}
+
+struct Agent {
+    rt: tokio::runtime::Handle,
+    client: Client,
+    cfg: Config,
+    host: String,
+    spool: PathBuf,
+    refuse: Vec<(u64, u64)>,
+}
+
+/// Whether an error is worth trying again (the server or the network), as
+/// opposed to a refusal.
+fn transient(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Aborted
+    )
+}
+
+impl Agent {
+    fn done_path(&self) -> PathBuf {
+        self.spool.join("done")
+    }
+
+    fn done(&self) -> HashSet<String> {
+        std::fs::read_to_string(self.done_path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn mark_done(&self, key: &str) -> Result<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.done_path())?;
+        writeln!(f, "{key}")?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    fn watch(mut self, once: bool, since: u64) -> Result<ExitCode> {
+        let mut failures = 0u32;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let mut client = self.client.clone();
+            let stream = self.rt.block_on(async {
+                client
+                    .watch_declarations(pb::WatchRequest {
+                        since_seconds: since,
+                    })
+                    .await
+            });
+            let mut stream = match stream {
+                Ok(s) => s.into_inner(),
+                Err(s) if transient(&s) => {
+                    eprintln!(
+                        "custody agent: server unreachable ({}); retrying in {backoff:?}",
+                        s.message()
+                    );
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+                Err(s) => bail!(
+                    "the server refused to announce declarations: {}",
+                    s.message()
+                ),
+            };
+            backoff = Duration::from_secs(1);
+            eprintln!("custody agent: watching for declarations");
+            loop {
+                let next = self.rt.block_on(stream.message());
+                let d = match next {
+                    Ok(Some(d)) => d,
+                    Ok(None) => break,
+                    Err(s) if transient(&s) || s.code() == tonic::Code::DataLoss => {
+                        eprintln!(
+                            "custody agent: stream ended ({}); watching again",
+                            s.message()
+                        );
+                        break;
+                    }
+                    Err(s) => bail!("{}", s.message()),
+                };
+                if d.incident.is_empty() {
+                    // The heartbeat that follows the incidents announced now.
+                    if once {
+                        return Ok(if failures == 0 {
+                            ExitCode::SUCCESS
+                        } else {
+                            ExitCode::from(1)
+                        });
+                    }
+                    continue;
+                }
+                let key = format!("{} {}", d.incident, d.segment);
+                if self.done().contains(&key) {
+                    continue;
+                }
+                eprintln!(
+                    "custody agent: incident {} declared: preserving",
+                    d.incident
+                );
+                match self.preserve(&d.incident) {
+                    Ok(s) => {
+                        eprintln!(
+                            "custody agent: incident {}: run {} sealed: {} entries, {} failed, {} read; {} pack(s) sent, {} already held by the server",
+                            d.incident,
+                            s.run,
+                            s.entries,
+                            s.failed,
+                            custody::progress::human_bytes(s.bytes),
+                            s.packs_sent,
+                            s.packs_held
+                        );
+                        self.mark_done(&key)?;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        eprintln!("custody agent: incident {}: {e:#}", d.incident);
+                    }
+                }
+            }
+            self.client = self.client.clone();
+        }
+    }
+
+    /// One run: preserve every source, ship packs and entries.
+    fn preserve(&mut self, incident: &str) -> Result<RunSummary> {
+        let sources_json = serde_json::to_string(&self.cfg.sources)?;
+        let state = self.call(|mut c| {
+            let req = pb::BeginRunRequest {
+                incident: incident.to_owned(),
+                run: String::new(),
+                host: self.host.clone(),
+                sources_json: sources_json.clone(),
+                packs: Vec::new(),
+            };
+            async move { c.begin_run(req).await }
+        })?;
+        let run = state.run;
+        let dir = self.spool.join(&run);
+        std::fs::create_dir_all(&dir)?;
+        let store = Store::open(
+            dir.to_str()
+                .ok_or_else(|| anyhow!("spool path is not UTF-8"))?,
+        )?;
+        let ctx = RunContext {
+            incident: incident.to_owned(),
+            run: run.clone(),
+            host: self.host.clone(),
+            collector: self.cfg.collector.clone().unwrap_or_else(host_name),
+            refuse: self.refuse.clone(),
+        };
+        let mut ship = Shipper {
+            run: run.clone(),
+            incident: incident.to_owned(),
+            host: self.host.clone(),
+            store: store.clone(),
+            entries: Vec::new(),
+            sent_entries: 0,
+            sent_packs: HashSet::new(),
+            failed: 0,
+            bytes: 0,
+            packs_sent: 0,
+            packs_held: 0,
+        };
+        let known = std::collections::HashMap::new();
+        let sources = self.cfg.sources.clone();
+        let result = std::thread::scope(|scope| -> Result<()> {
+            let mut pipe = Pipeline::start(scope, store.clone(), &known);
+            let mut pending: Vec<Found> = Vec::new();
+            let mut pending_bytes = 0usize;
+            let mut emit =
+                |pipe: &mut Pipeline<'_, '_>, f: Found| -> Result<(), preserve::DeclareError> {
+                    pending_bytes += match &f {
+                        Found::Artifact(p) => 1500 + p.chunks.len() * 300,
+                        Found::KeyFile(k) => serde_json::to_vec(k).map_or(SEAL_BYTES, |j| j.len()),
+                    };
+                    pending.push(f);
+                    if pending_bytes >= SEAL_BYTES / 2 {
+                        pipe.flush()?;
+                        let entries = preserve::resolve(pipe, std::mem::take(&mut pending))?;
+                        ship.add(entries);
+                        self.ship(&mut ship)
+                            .map_err(|e| preserve::DeclareError::Invalid(format!("{e:#}")))?;
+                        pending_bytes = 0;
+                    }
+                    Ok(())
+                };
+            for spec in &sources {
+                sources::preserve_source(spec, &ctx, &mut pipe, &custody::Silent, &mut emit)?;
+            }
+            pipe.flush()?;
+            let entries = preserve::resolve(&pipe, pending)?;
+            pipe.finish()?;
+            ship.add(entries);
+            self.ship(&mut ship)?;
+            Ok(())
+        });
+        result?;
+        let r = run.clone();
+        self.call(|mut c| {
+            let req = pb::FinishRunRequest { run: r.clone() };
+            async move { c.finish_run(req).await }
+        })?;
+        // Everything is on the server: the spool of the run goes.
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(RunSummary {
+            run,
+            entries: ship.entries.len() as u64,
+            failed: ship.failed,
+            bytes: ship.bytes,
+            packs_sent: ship.packs_sent,
+            packs_held: ship.packs_held,
+        })
+    }
+
+    /// Sends the packs the server lacks, then the entries it lacks.
+    fn ship(&mut self, s: &mut Shipper) -> Result<()> {
+        let deadline = std::time::Instant::now() + RETRY_FOR;
+        loop {
+            match self.ship_once(s) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && e.downcast_ref::<tonic::Status>().is_some_and(transient) =>
+                {
+                    eprintln!("custody agent: run {}: {e}; resuming", s.run);
+                    std::thread::sleep(Duration::from_secs(2));
+                    // Ask what the server holds (it may have restarted).
+                    let packs = s
+                        .local_packs()?
+                        .into_iter()
+                        .map(|p| p.to_string())
+                        .collect();
+                    let req = pb::BeginRunRequest {
+                        incident: s.incident.clone(),
+                        run: s.run.clone(),
+                        host: s.host.clone(),
+                        sources_json: String::new(),
+                        packs,
+                    };
+                    let mut c = self.client.clone();
+                    match self.rt.block_on(c.begin_run(req)) {
+                        Ok(state) => {
+                            let state = state.into_inner();
+                            s.sent_entries = state.entries_sealed as usize;
+                            for p in state.packs_held {
+                                if let Ok(id) = custody::hash::Blake3Id::parse(&p)
+                                    && s.sent_packs.insert(id)
+                                {
+                                    s.packs_held += 1;
+                                }
+                            }
+                        }
+                        Err(st) if transient(&st) => {}
+                        Err(st) => bail!("resuming run {}: {}", s.run, st.message()),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn ship_once(&mut self, s: &mut Shipper) -> Result<()> {
+        for id in s.local_packs()? {
+            if s.sent_packs.contains(&id) {
+                continue;
+            }
+            let key = custody::layout::pack_path(&id);
+            let bytes = s
+                .store
+                .get(&key, super::serve::MAX_PACK_BYTES)?
+                .ok_or_else(|| anyhow!("pack {} vanished from the spool", id.short()))?;
+            let size = bytes.len() as u64;
+            let run = s.run.clone();
+            let pieces: Vec<pb::PackPiece> = bytes
+                .chunks(PIECE)
+                .enumerate()
+                .map(|(i, d)| pb::PackPiece {
+                    run: if i == 0 { run.clone() } else { String::new() },
+                    pack: if i == 0 {
+                        id.to_string()
+                    } else {
+                        String::new()
+                    },
+                    size: if i == 0 { size } else { 0 },
+                    data: d.to_vec(),
+                })
+                .collect();
+            let mut c = self.client.clone();
+            self.rt
+                .block_on(c.put_pack(tokio_stream::iter(pieces)))
+                .map_err(anyhow::Error::from)?;
+            s.sent_packs.insert(id);
+            s.packs_sent += 1;
+        }
+        while s.sent_entries < s.entries.len() {
+            let end = (s.sent_entries + 2000).min(s.entries.len());
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            for e in &s.entries[s.sent_entries..end] {
+                if !batch.is_empty() && bytes + e.len() > 8 << 20 {
+                    break;
+                }
+                bytes += e.len();
+                batch.push(e.clone());
+            }
+            let req = pb::AddEntriesRequest {
+                run: s.run.clone(),
+                first: s.sent_entries as u64,
+                entries_json: batch,
+            };
+            let mut c = self.client.clone();
+            let r = self
+                .rt
+                .block_on(c.add_entries(req))
+                .map_err(anyhow::Error::from)?
+                .into_inner();
+            for m in &r.mismatches {
+                eprintln!(
+                    "custody agent: run {}: the server recorded as failed: {m}",
+                    s.run
+                );
+            }
+            s.failed += r.mismatches.len() as u64;
+            s.sent_entries = r.entries_sealed as usize;
+        }
+        // Sealed packs are the server's now: free the spool.
+        for id in &s.sent_packs {
+            if let Some(root) = s.store.local_root() {
+                let _ = std::fs::remove_file(root.join(custody::layout::pack_path(id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// One call, tried again while the server is unreachable.
+    fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = std::time::Instant::now() + RETRY_FOR;
+        loop {
+            match self.rt.block_on(f(self.client.clone())) {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if transient(&s) && std::time::Instant::now() < deadline => {
+                    eprintln!("custody agent: {}; trying again", s.message());
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                Err(s) => return Err(anyhow!(s).context("the server refused")),
+            }
+        }
+    }
+}
+
+struct RunSummary {
+    run: String,
+    entries: u64,
+    failed: u64,
+    bytes: u64,
+    packs_sent: u64,
+    packs_held: u64,
+}
+
+/// What of one run the server holds.
+struct Shipper {
+    run: String,
+    incident: String,
+    host: String,
+    store: Store,
+    /// Every entry of the run, as JSON, in order.
+    entries: Vec<String>,
+    /// How many of them the server sealed.
+    sent_entries: usize,
+    sent_packs: HashSet<custody::hash::Blake3Id>,
+    failed: u64,
+    bytes: u64,
+    /// Packs sent, and packs not sent because the server held them.
+    packs_sent: u64,
+    packs_held: u64,
+}
+
+impl Shipper {
+    fn add(&mut self, entries: Vec<custody::segment::Entry>) {
+        for e in entries {
+            if let custody::segment::Entry::Artifact(a) = &e {
+                self.bytes += a.size;
+                if a.status == custody::segment::Status::Failed {
+                    self.failed += 1;
+                }
+            }
+            self.entries
+                .push(serde_json::to_string(&e).expect("entries serialize"));
+        }
+    }
+
+    /// Packs in the spool, in a stable order.
+    fn local_packs(&self) -> Result<Vec<custody::hash::Blake3Id>> {
+        let mut v: Vec<_> = self
+            .store
+            .list(custody::layout::PACKS_DIR)?
+            .iter()
+            .filter_map(|o| custody::layout::parse_pack_path(&o.key))
+            .collect();
+        v.sort_by_key(|p| p.0);
+        Ok(v)
+    }
+}

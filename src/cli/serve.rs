@@ -1,0 +1,1639 @@
+//! `custody serve`: the gRPC service of `proto/custody/v1` over one vault,
+//! and the webhook endpoint for incident tools (README "The service").
+//!
+//! The service translates and decides who may call; the vault work is the
+//! library's and the CLI's own: every write goes through the same
+//! [`Session`] as `custody incident ...`, every read is recorded as a
+//! custody event naming the caller before the answer leaves, and evidence
+//! from agents is re-hashed here before it is sealed.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use custody::config::{Role, ServeConfig};
+use custody::hash::{Blake3Id, Sha256Digest};
+use custody::keys::VaultSigner;
+use custody::proto::{self as pb, custody_server};
+use custody::segment::{
+    Action, Actor, Entry, FactLearned, Hold, IncidentClosed, IncidentDeclared, Note,
+    PreservationFinished, PreservationStarted, ReportFiled, SourceSpec, Status as ItemStatus, Tool,
+};
+use custody::time::Time;
+use sha2::Digest as _;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::incident::{Session, check_filing, non_empty, subject};
+use super::{VaultArg, host_name, os_user, outln};
+
+/// Largest pack an agent may send: the writer's 16 MiB target plus a frame,
+/// with room to spare (FORMAT.md §6 allows readers up to 128 MiB).
+pub const MAX_PACK_BYTES: u64 = 32 << 20;
+/// Bytes of packs held in memory at once, over all uploads.
+const PACK_BUDGET_BYTES: u64 = 96 << 20;
+/// Largest gRPC message (entries of one AddEntries call).
+const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Entries sealed into one segment at most (by JSON bytes).
+const SEAL_JSON_BYTES: usize = 2 << 20;
+/// Declarations to agents: heartbeat interval.
+const WATCH_HEARTBEAT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ServeCommand {
+    /// Print the SHA-256 of a bearer token read from standard input, for `[[serve.token]]`.
+    HashToken,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(super) struct ServeArgs {
+    #[command(subcommand)]
+    cmd: Option<ServeCommand>,
+    #[command(flatten)]
+    v: VaultArg,
+    /// Signing key file [default: from custody.toml, else ~/.config/custody/keys/<origin>.key]
+    #[arg(long, env = "CUSTODY_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// gRPC address, over `[serve] listen` [default: 127.0.0.1:7700]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Webhook address, over `[serve] webhook_listen` [default: none]
+    #[arg(long, value_name = "ADDR")]
+    webhook_listen: Option<String>,
+}
+
+pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
+    if let Some(ServeCommand::HashToken) = a.cmd {
+        let mut token = String::new();
+        std::io::stdin().read_line(&mut token)?;
+        let token = token.trim();
+        if token.len() < 16 {
+            bail!(
+                "a bearer token must be at least 16 characters (for example `openssl rand -hex 32`)"
+            );
+        }
+        outln!("{}", hex::encode(sha2::Sha256::digest(token.as_bytes())));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let session = Session::open(&a.v)?;
+    let cfg = session.cfg.serve.clone().ok_or_else(|| {
+        anyhow!("the config has no [serve] table: README \"The service\" shows one")
+    })?;
+    let signer = session.signer(a.key.clone())?;
+    let listen: SocketAddr = a
+        .listen
+        .clone()
+        .or(cfg.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:7700".into())
+        .parse()
+        .context("listen address")?;
+    let webhook_listen: Option<SocketAddr> = a
+        .webhook_listen
+        .clone()
+        .or(cfg.webhook_listen.clone())
+        .map(|s| s.parse().context("webhook address"))
+        .transpose()?;
+    if cfg.tls_cert.is_none() && !(cfg.plaintext && listen.ip().is_loopback()) {
+        bail!(
+            "[serve] needs `tls_cert` and `tls_key` (plaintext = true is allowed only on a loopback address, for tests and a TLS proxy in front)"
+        );
+    }
+    let webhooks = cfg
+        .webhooks
+        .iter()
+        .map(|w| {
+            let secret = custody::localfile::read_secret(&w.secret_file, 4096)
+                .map_err(|e| anyhow!("webhook {:?}: {e}", w.name))?;
+            let secret = String::from_utf8(secret)
+                .map_err(|_| anyhow!("webhook {:?}: the secret is not text", w.name))?;
+            Ok((
+                w.name.clone(),
+                (w.clone(), secret.trim().as_bytes().to_vec()),
+            ))
+        })
+        .collect::<Result<HashMap<_, _>>>()?;
+    let (declarations, _) = broadcast::channel(256);
+    let shared = Arc::new(Shared {
+        session: Mutex::new(session),
+        signer,
+        runs: Mutex::new(HashMap::new()),
+        declarations,
+        pack_budget: Arc::new(Semaphore::new((PACK_BUDGET_BYTES >> 10) as usize)),
+        cfg: cfg.clone(),
+        os_user: os_user(),
+        replays: Mutex::new(HashMap::new()),
+        webhooks,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(shared, cfg, listen, webhook_listen))
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    cfg: ServeConfig,
+    listen: SocketAddr,
+    webhook_listen: Option<SocketAddr>,
+) -> Result<ExitCode> {
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .timeout(Duration::from_secs(3600));
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {
+        let cert_pem = std::fs::read(cert).with_context(|| format!("read {}", cert.display()))?;
+        let key_pem = custody::localfile::read_secret(key, 1 << 20).map_err(|e| anyhow!(e))?;
+        let mut tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+        if let Some(ca) = &cfg.client_ca {
+            let ca_pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
+            tls = tls
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca_pem))
+                .client_auth_optional(true);
+        }
+        builder = builder.tls_config(tls).context("TLS settings")?;
+    }
+    let service = custody_server::CustodyServer::new(Service(shared.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("couldn't listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    if let Some(addr) = webhook_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("couldn't listen on {addr} for webhooks"))?;
+        eprintln!(
+            "custody serve: webhooks on http://{}/webhook/<name>",
+            l.local_addr()?
+        );
+        let app = super::webhook::router(shared.clone());
+        tokio::spawn(async move {
+            if let Err(e) =
+                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await
+            {
+                eprintln!("custody serve: webhook endpoint stopped: {e}");
+            }
+        });
+    }
+    let scheme = if cfg.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // Printed last: once it shows, every endpoint accepts connections.
+    eprintln!("custody serve: gRPC on {scheme}://{bound}");
+    builder
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("custody serve: stopping");
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What every handler shares.
+pub(super) struct Shared {
+    session: Mutex<Session>,
+    signer: VaultSigner,
+    runs: Mutex<HashMap<String, RunInfo>>,
+    declarations: broadcast::Sender<pb::Declaration>,
+    pack_budget: Arc<Semaphore>,
+    cfg: ServeConfig,
+    os_user: String,
+    /// Webhook signatures seen recently, with when they expire (POSIX s).
+    pub(super) replays: Mutex<HashMap<String, i64>>,
+    /// Webhooks by name, with their secrets.
+    pub(super) webhooks: HashMap<String, (custody::config::WebhookConfig, Vec<u8>)>,
+}
+
+/// One agent's preservation run.
+#[derive(Debug, Clone)]
+struct RunInfo {
+    incident: String,
+    owner: String,
+    host: String,
+    sealed: u64,
+    counts: [u64; 3],
+    bytes_read: u64,
+    bytes_stored: u64,
+    finished: bool,
+}
+
+/// Who called, as the credentials say.
+#[derive(Debug, Clone)]
+pub(super) struct Caller {
+    pub name: String,
+    pub role: Role,
+    /// How the caller proved it: `client certificate CN=...`, `bearer token ...`.
+    pub how: String,
+    pub peer: String,
+}
+
+impl Shared {
+    /// The actor recorded for `c`: its name, with the server's OS user and
+    /// how the caller authenticated (FORMAT.md §9.6).
+    pub(super) fn actor(&self, c: &Caller) -> Actor {
+        let as_reason = (c.name != self.os_user).then(|| {
+            format!(
+                "authenticated to custody serve by {} (role {})",
+                c.how,
+                c.role.as_str()
+            )
+        });
+        Actor {
+            name: c.name.clone(),
+            os_user: self.os_user.clone(),
+            as_reason,
+            host: format!("{} (caller {})", host_name(), c.peer),
+            tool: Tool::this(),
+        }
+    }
+
+    /// Runs `f` on the session, off the async threads.
+    async fn with_session<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Session, &VaultSigner) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = me
+                .session
+                .lock()
+                .map_err(|_| Status::internal("the session lock is poisoned"))?;
+            // Other writers (the CLI, another server) may have appended.
+            s.catch_up()
+                .map_err(|e| Status::internal(format!("reading the log: {e:#}")))?;
+            f(&mut s, &me.signer)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the vault task failed: {e}")))?
+    }
+
+    /// Declares `d` unless known, and tells the agents either way.
+    pub(super) async fn declare(
+        self: &Arc<Self>,
+        caller: &Caller,
+        mut d: IncidentDeclared,
+    ) -> Result<pb::DeclareIncidentResponse, Status> {
+        let actor = self.actor(caller);
+        let me = self.clone();
+        let (resp, announce) = self
+            .with_session(move |s, signer| {
+                let regimes: Vec<String> = s.cfg.regimes.iter().chain(&d.regimes).cloned().collect();
+                d.regimes = regimes;
+                d.regimes.sort();
+                d.regimes.dedup();
+                for r in &d.regimes {
+                    if custody::clocks::regime(r).is_none() {
+                        return Err(Status::invalid_argument(format!("unknown regime {r:?}")));
+                    }
+                }
+                let known = s.book.get(&d.incident).is_some();
+                let entry = if known {
+                    if s.book.get(&d.incident).and_then(|i| i.closed()).is_some() {
+                        return Err(Status::failed_precondition(format!(
+                            "incident {} is closed: nothing more is preserved for it",
+                            d.incident
+                        )));
+                    }
+                    Entry::Note(Note {
+                        incident: d.incident.clone(),
+                        text: "declared again through the service: agents were asked to preserve again".into(),
+                        at: Time::now(),
+                        actor,
+                    })
+                } else {
+                    Entry::IncidentDeclared(d.clone())
+                };
+                let a = record(s, signer, vec![entry])?;
+                let held = s.holds.held(&d.incident);
+                let title = s.book.get(&d.incident).map(|i| i.declared.title.clone()).unwrap_or_default();
+                let declared_at = s.book.get(&d.incident).map(|i| i.declared.declared_at.to_string()).unwrap_or_default();
+                Ok((
+                    pb::DeclareIncidentResponse {
+                        incident: d.incident.clone(),
+                        newly_declared: !known,
+                        recorded: Some(recorded(&a)),
+                    },
+                    pb::Declaration {
+                        incident: d.incident.clone(),
+                        title,
+                        declared_at,
+                        held,
+                        segment: a.seq,
+                    },
+                ))
+            })
+            .await?;
+        // No agent listening is not an error: the declaration is on record.
+        let _ = me.declarations.send(announce);
+        Ok(resp)
+    }
+
+    /// Checks the caller's credentials and that its role may call `method`.
+    /// Refusals are logged (never with the credential).
+    pub(super) fn authorize<T>(
+        &self,
+        req: &Request<T>,
+        method: &str,
+        allowed: &[Role],
+    ) -> Result<Caller, Status> {
+        let peer = req
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let refuse = |status: Status| {
+            eprintln!(
+                "custody serve: {} refused {method} from {peer}: {}",
+                Time::now(),
+                status.message()
+            );
+            status
+        };
+        let mut caller = None;
+        if let Some(certs) = req.peer_certs()
+            && let Some(leaf) = certs.first()
+        {
+            let cn = common_name(leaf.as_ref()).ok_or_else(|| {
+                refuse(Status::unauthenticated(
+                    "the client certificate has no subject CN",
+                ))
+            })?;
+            match self.cfg.clients.iter().find(|c| c.name == cn) {
+                Some(c) => {
+                    caller = Some(Caller {
+                        name: cn.clone(),
+                        role: c.role,
+                        how: format!("client certificate CN={cn}"),
+                        peer: peer.clone(),
+                    });
+                }
+                None => {
+                    return Err(refuse(Status::permission_denied(format!(
+                        "client certificate CN={cn} has no role in [[serve.client]]"
+                    ))));
+                }
+            }
+        }
+        if caller.is_none()
+            && let Some(v) = req.metadata().get("authorization")
+        {
+            let token = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.strip_prefix("Bearer "))
+                .ok_or_else(|| {
+                    refuse(Status::unauthenticated(
+                        "authorization must be `Bearer <token>`",
+                    ))
+                })?;
+            let hash = hex::encode(sha2::Sha256::digest(token.trim().as_bytes()));
+            match self
+                .cfg
+                .tokens
+                .iter()
+                .find(|t| t.sha256.eq_ignore_ascii_case(&hash))
+            {
+                Some(t) => {
+                    caller = Some(Caller {
+                        name: t.name.clone(),
+                        role: t.role,
+                        how: format!("bearer token {:?}", t.name),
+                        peer: peer.clone(),
+                    });
+                }
+                None => return Err(refuse(Status::unauthenticated("unknown bearer token"))),
+            }
+        }
+        let caller = caller.ok_or_else(|| {
+            refuse(Status::unauthenticated(
+                "no credentials: present a client certificate or a bearer token",
+            ))
+        })?;
+        if caller.role != Role::Admin && !allowed.contains(&caller.role) {
+            return Err(refuse(Status::permission_denied(format!(
+                "{} has role {}, which may not call {method}",
+                caller.name,
+                caller.role.as_str()
+            ))));
+        }
+        Ok(caller)
+    }
+
+    /// Records a custody event for a read, before the answer is sent.
+    async fn record_read(
+        self: &Arc<Self>,
+        caller: &Caller,
+        incident: Option<String>,
+        method: &'static str,
+        subjects_path: Option<String>,
+    ) -> Result<(), Status> {
+        let actor = self.actor(caller);
+        self.with_session(move |s, signer| {
+            let mut e = s.event(
+                incident.as_deref(),
+                Action::Accessed,
+                &format!("serve {method}"),
+                actor,
+                None,
+            );
+            if let (Some(id), Some(p)) = (&incident, &subjects_path) {
+                let inc = s.book.require(id).map_err(transition)?;
+                e.subjects = inc
+                    .artifacts()
+                    .filter(|(_, a)| &a.path == p)
+                    .map(|(_, a)| subject(a))
+                    .collect();
+            }
+            record(s, signer, vec![Entry::CustodyEvent(e)]).map(|_| ())
+        })
+        .await
+    }
+}
+
+/// Subject CN of a DER certificate.
+fn common_name(der: &[u8]) -> Option<String> {
+    use der::Decode as _;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    for rdn in cert.tbs_certificate.subject.0.iter() {
+        for atv in rdn.0.iter() {
+            if atv.oid == der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3") {
+                return x509_cert::der::asn1::Utf8StringRef::try_from(&atv.value)
+                    .map(|s| s.as_str().to_owned())
+                    .ok()
+                    .or_else(|| {
+                        x509_cert::der::asn1::PrintableStringRef::try_from(&atv.value)
+                            .map(|s| s.as_str().to_owned())
+                            .ok()
+                    });
+            }
+        }
+    }
+    None
+}
+
+fn transition(e: custody::incident::TransitionError) -> Status {
+    Status::failed_precondition(e.to_string())
+}
+
+/// Appends through the session; refusals by the incident's state are
+/// FAILED_PRECONDITION, the rest INTERNAL.
+fn record(
+    s: &mut Session,
+    signer: &VaultSigner,
+    entries: Vec<Entry>,
+) -> Result<custody::vault::Appended, Status> {
+    s.record(signer, entries).map_err(|e| {
+        match e.downcast_ref::<custody::incident::TransitionError>() {
+            Some(t) => Status::failed_precondition(t.to_string()),
+            None => Status::internal(format!("{e:#}")),
+        }
+    })
+}
+
+fn recorded(a: &custody::vault::Appended) -> pb::Recorded {
+    pb::Recorded {
+        segment: a.seq,
+        size: a.size,
+        root: a.root.to_string(),
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn opt(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.to_owned())
+}
+
+fn time_field(name: &str, v: &str) -> Result<Option<Time>, Status> {
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    Time::parse(v)
+        .map(Some)
+        .map_err(|e| invalid(format!("{name}: {e}")))
+}
+
+struct Service(Arc<Shared>);
+
+type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+const READERS: &[Role] = &[Role::Auditor, Role::Declarer];
+const DECLARERS: &[Role] = &[Role::Declarer];
+const AGENTS: &[Role] = &[Role::Agent];
+
+#[tonic::async_trait]
+impl custody_server::Custody for Service {
+    async fn declare_incident(
+        &self,
+        req: Request<pb::DeclareIncidentRequest>,
+    ) -> Result<Response<pb::DeclareIncidentResponse>, Status> {
+        let caller = self.0.authorize(&req, "DeclareIncident", DECLARERS)?;
+        let r = req.into_inner();
+        custody::preserve::check_incident_id(&r.incident).map_err(invalid)?;
+        if r.title.trim().is_empty() {
+            return Err(invalid("title must not be empty"));
+        }
+        let d = IncidentDeclared {
+            incident: r.incident,
+            title: r.title,
+            severity: opt(&r.severity),
+            discovered_at: time_field("discovered_at", &r.discovered_at)?,
+            declared_at: Time::now(),
+            declared_by: caller.name.clone(),
+            host: format!("{} (caller {})", host_name(), caller.peer),
+            tool: Tool::this(),
+            description: opt(&r.description),
+            detection_source: opt(&r.detection_source),
+            regimes: r.regimes,
+        };
+        Ok(Response::new(self.0.declare(&caller, d).await?))
+    }
+
+    async fn place_hold(
+        &self,
+        req: Request<pb::HoldRequest>,
+    ) -> Result<Response<pb::Recorded>, Status> {
+        self.hold(req, true).await
+    }
+
+    async fn release_hold(
+        &self,
+        req: Request<pb::HoldRequest>,
+    ) -> Result<Response<pb::Recorded>, Status> {
+        self.hold(req, false).await
+    }
+
+    async fn record(
+        &self,
+        req: Request<pb::RecordRequest>,
+    ) -> Result<Response<pb::Recorded>, Status> {
+        let caller = self.0.authorize(&req, "Record", DECLARERS)?;
+        let actor = self.0.actor(&caller);
+        let r = req.into_inner();
+        let incident = r.incident;
+        let what = r.what.ok_or_else(|| {
+            invalid("nothing to record: set one of filing, fact, note, transfer, close")
+        })?;
+        let a = self
+            .0
+            .with_session(move |s, signer| {
+                let at = Time::now();
+                let entry = match what {
+                    pb::record_request::What::Filing(f) => {
+                        for (flag, v) in [
+                            ("authority", &f.authority),
+                            ("reference", &f.reference),
+                            ("channel", &f.channel),
+                        ] {
+                            non_empty(flag, v).map_err(invalid)?;
+                        }
+                        check_filing(&f.regime, &f.kind).map_err(invalid)?;
+                        Entry::ReportFiled(ReportFiled {
+                            incident,
+                            regime: f.regime,
+                            kind: f.kind,
+                            authority: f.authority,
+                            filed_at: time_field("filed_at", &f.filed_at)?.unwrap_or_else(Time::now),
+                            reference: f.reference,
+                            channel: f.channel,
+                            late_reason: opt(&f.late_reason),
+                            at,
+                            actor,
+                        })
+                    }
+                    pb::record_request::What::Fact(f) => {
+                        non_empty("text", &f.text).map_err(invalid)?;
+                        Entry::FactLearned(FactLearned {
+                            incident,
+                            learned_at: time_field("learned_at", &f.learned_at)?.unwrap_or_else(Time::now),
+                            text: f.text,
+                            materiality: f.materiality,
+                            at,
+                            actor,
+                        })
+                    }
+                    pb::record_request::What::Note(text) => {
+                        non_empty("note", &text).map_err(invalid)?;
+                        Entry::Note(Note {
+                            incident,
+                            text,
+                            at,
+                            actor,
+                        })
+                    }
+                    pb::record_request::What::Close(reason) => {
+                        non_empty("close", &reason).map_err(invalid)?;
+                        Entry::IncidentClosed(IncidentClosed {
+                            incident,
+                            reason,
+                            at,
+                            actor,
+                        })
+                    }
+                    pb::record_request::What::Transfer(t) => {
+                        non_empty("to", &t.to).map_err(invalid)?;
+                        non_empty("purpose", &t.purpose).map_err(invalid)?;
+                        let inc = s.book.require(&incident).map_err(transition)?;
+                        let from = match (opt(&t.from), inc.custodian().map(str::to_owned)) {
+                            (Some(f), Some(cur)) if f != cur => {
+                                return Err(Status::failed_precondition(format!(
+                                    "the evidence is with {cur:?} (the last transfer), not {f:?}"
+                                )));
+                            }
+                            (Some(f), _) | (None, Some(f)) => f,
+                            (None, None) => {
+                                return Err(invalid(
+                                    "no transfer is recorded yet: name the first custodian in `from`",
+                                ));
+                            }
+                        };
+                        if from == t.to {
+                            return Err(invalid("`from` and `to` name the same custodian"));
+                        }
+                        let mut e = s.event(
+                            Some(&incident),
+                            Action::Transferred,
+                            "serve Record transfer",
+                            actor,
+                            Some(t.purpose),
+                        );
+                        e.from = Some(from);
+                        e.to = Some(t.to);
+                        Entry::CustodyEvent(e)
+                    }
+                };
+                record(s, signer, vec![entry])
+            })
+            .await?;
+        Ok(Response::new(recorded(&a)))
+    }
+
+    type WatchDeclarationsStream = Stream<pb::Declaration>;
+
+    async fn watch_declarations(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchDeclarationsStream>, Status> {
+        let caller = self.0.authorize(&req, "WatchDeclarations", AGENTS)?;
+        let since = req.into_inner().since_seconds;
+        self.0
+            .record_read(&caller, None, "WatchDeclarations", None)
+            .await?;
+        // Subscribe before reading the book: nothing declared in between is lost.
+        let mut rx = self.0.declarations.subscribe();
+        let now = jiff::Timestamp::now();
+        let current = self
+            .0
+            .with_session(move |s, _| {
+                Ok(s.book
+                    .incidents()
+                    .filter(|i| i.closed().is_none())
+                    .filter(|i| {
+                        s.holds.held(i.id())
+                            || now
+                                .since(i.declared.declared_at.timestamp())
+                                .is_ok_and(|d| d.get_seconds() <= since as i64)
+                    })
+                    .map(|i| pb::Declaration {
+                        incident: i.id().to_owned(),
+                        title: i.declared.title.clone(),
+                        declared_at: i.declared.declared_at.to_string(),
+                        held: s.holds.held(i.id()),
+                        segment: i.declared_seq,
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        let (tx, out) = mpsc::channel(16);
+        tokio::spawn(async move {
+            // The incidents to work on now, then a heartbeat that marks
+            // their end (`custody agent --once` stops there).
+            for d in current.into_iter().chain([pb::Declaration::default()]) {
+                if tx.send(Ok(d)).await.is_err() {
+                    return;
+                }
+            }
+            let mut beat = tokio::time::interval(WATCH_HEARTBEAT);
+            beat.tick().await;
+            loop {
+                let msg = tokio::select! {
+                    d = rx.recv() => match d {
+                        Ok(d) => d,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            let _ = tx.send(Err(Status::data_loss(format!("{n} declarations were missed: watch again")))).await;
+                            return;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = beat.tick() => pb::Declaration::default(),
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    async fn begin_run(
+        &self,
+        req: Request<pb::BeginRunRequest>,
+    ) -> Result<Response<pb::RunState>, Status> {
+        let caller = self.0.authorize(&req, "BeginRun", AGENTS)?;
+        let r = req.into_inner();
+        if r.packs.len() > 100_000 {
+            return Err(invalid("at most 100000 packs per BeginRun"));
+        }
+        let packs: Vec<Blake3Id> = r
+            .packs
+            .iter()
+            .map(|p| Blake3Id::parse(p).map_err(|e| invalid(format!("pack {p:?}: {e}"))))
+            .collect::<Result<_, _>>()?;
+        let shared = self.0.clone();
+        let actor_name = caller.name.clone();
+        let state = self
+            .0
+            .with_session(move |s, signer| {
+                if r.host.trim().is_empty() || r.host.len() > 255 {
+                    return Err(invalid("host must be 1-255 bytes"));
+                }
+                let mut runs = shared
+                    .runs
+                    .lock()
+                    .map_err(|_| Status::internal("poisoned"))?;
+                let run = if r.run.is_empty() {
+                    let sources: Vec<SourceSpec> = serde_json::from_str(&r.sources_json)
+                        .map_err(|e| invalid(format!("sources_json: {e}")))?;
+                    for spec in &sources {
+                        custody::config::check_source(spec)
+                            .map_err(|m| invalid(format!("source {:?}: {m}", spec.name)))?;
+                    }
+                    let run = super::random_hex(16);
+                    let entry = Entry::PreservationStarted(PreservationStarted {
+                        incident: r.incident.clone(),
+                        run: run.clone(),
+                        started_at: Time::now(),
+                        by: actor_name.clone(),
+                        host: r.host.clone(),
+                        tool: Tool::this(),
+                        sources,
+                    });
+                    record(s, signer, vec![entry])?;
+                    runs.insert(
+                        run.clone(),
+                        RunInfo {
+                            incident: r.incident.clone(),
+                            owner: actor_name.clone(),
+                            host: r.host.clone(),
+                            sealed: 0,
+                            counts: [0; 3],
+                            bytes_read: 0,
+                            bytes_stored: 0,
+                            finished: false,
+                        },
+                    );
+                    run
+                } else {
+                    if !runs.contains_key(&r.run)
+                        && let Some(info) = run_from_log(s, &r.incident, &r.run)
+                    {
+                        // The server restarted during the run: the log says
+                        // how far it got.
+                        runs.insert(r.run.clone(), info);
+                    }
+                    let info = runs.get(&r.run).ok_or_else(|| {
+                        Status::not_found(format!("no run {} in progress", r.run))
+                    })?;
+                    if info.owner != actor_name || info.incident != r.incident {
+                        return Err(Status::permission_denied(format!(
+                            "run {} belongs to another agent or incident",
+                            r.run
+                        )));
+                    }
+                    if info.finished {
+                        return Err(Status::failed_precondition(format!(
+                            "run {} is finished",
+                            r.run
+                        )));
+                    }
+                    r.run.clone()
+                };
+                let sealed = runs.get(&run).map_or(0, |i| i.sealed);
+                drop(runs);
+                let mut held = Vec::new();
+                for p in &packs {
+                    let key = custody::layout::pack_path(p);
+                    if s.vault
+                        .store()
+                        .head(&key)
+                        .map_err(|e| Status::internal(e.to_string()))?
+                        .is_some()
+                    {
+                        held.push(p.to_string());
+                    }
+                }
+                Ok(pb::RunState {
+                    run,
+                    entries_sealed: sealed,
+                    packs_held: held,
+                    max_pack_bytes: MAX_PACK_BYTES,
+                })
+            })
+            .await?;
+        Ok(Response::new(state))
+    }
+
+    async fn put_pack(
+        &self,
+        req: Request<Streaming<pb::PackPiece>>,
+    ) -> Result<Response<pb::PackStored>, Status> {
+        let caller = self.0.authorize(&req, "PutPack", AGENTS)?;
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| invalid("empty PutPack stream"))?;
+        self.run_of(&caller, &first.run)?;
+        let run = first.run.clone();
+        let id = Blake3Id::parse(&first.pack)
+            .map_err(|e| invalid(format!("pack {:?}: {e}", first.pack)))?;
+        if first.size > MAX_PACK_BYTES || first.size < 16 {
+            return Err(invalid(format!(
+                "pack {}: size {} is outside 16..={MAX_PACK_BYTES}",
+                id.short(),
+                first.size
+            )));
+        }
+        // Memory for the pack is reserved before any of it is read.
+        let _permit = self
+            .0
+            .pack_budget
+            .clone()
+            .acquire_many_owned(first.size.div_ceil(1024) as u32)
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
+        let mut buf = Vec::with_capacity(first.size as usize);
+        let mut piece = Some(first);
+        while let Some(p) = piece {
+            if buf.len() as u64 + p.data.len() as u64 > p.size.max(buf.capacity() as u64) {
+                return Err(invalid(format!(
+                    "pack {}: more bytes than its size",
+                    id.short()
+                )));
+            }
+            buf.extend_from_slice(&p.data);
+            piece = stream.message().await?;
+        }
+        if buf.len() != buf.capacity() {
+            return Err(Status::data_loss(format!(
+                "pack {}: {} of {} bytes arrived; nothing stored",
+                id.short(),
+                buf.len(),
+                buf.capacity()
+            )));
+        }
+        let got = Blake3Id::of(&buf);
+        if got != id || !buf.starts_with(custody::ingest::PACK_MAGIC) {
+            eprintln!(
+                "custody serve: {} refused pack {} from {}: its bytes hash to {got} or lack the pack magic",
+                Time::now(),
+                id,
+                caller.name
+            );
+            return Err(Status::data_loss(format!(
+                "pack {}: the bytes received hash to {got}, not to the pack id; nothing stored",
+                id.short()
+            )));
+        }
+        let store = self
+            .0
+            .session
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))?
+            .vault
+            .store()
+            .clone();
+        let size = buf.len() as u64;
+        let key = custody::layout::pack_path(&id);
+        let put = tokio::task::spawn_blocking(move || store.put_once(&key, Bytes::from(buf)))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("storing pack {}: {e}", id.short())))?;
+        let created = put == custody::store::Put::Created;
+        if created
+            && let Ok(mut runs) = self.0.runs.lock()
+            && let Some(r) = runs.get_mut(&run)
+        {
+            r.bytes_stored += size;
+        }
+        Ok(Response::new(pb::PackStored {
+            pack: id.to_string(),
+            created,
+        }))
+    }
+
+    async fn add_entries(
+        &self,
+        req: Request<pb::AddEntriesRequest>,
+    ) -> Result<Response<pb::EntriesSealed>, Status> {
+        let caller = self.0.authorize(&req, "AddEntries", AGENTS)?;
+        let r = req.into_inner();
+        let info = self.run_of(&caller, &r.run)?;
+        if r.first > info.sealed {
+            return Err(Status::failed_precondition(format!(
+                "run {}: entries from {} on are missing (the server sealed {})",
+                r.run, info.sealed, info.sealed
+            )));
+        }
+        let skip = (info.sealed - r.first) as usize;
+        let mut entries = Vec::new();
+        for (i, json) in r.entries_json.iter().enumerate().skip(skip) {
+            let e: Entry = serde_json::from_str(json)
+                .map_err(|e| invalid(format!("entry {}: {e}", r.first + i as u64)))?;
+            let ok = match &e {
+                Entry::Artifact(a) => {
+                    a.incident == info.incident && a.run == r.run && a.host == info.host
+                }
+                Entry::KeyFile(k) => {
+                    k.incident == info.incident && k.run == r.run && k.host == info.host
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "entry {}: only artifact and key_file entries are ingested",
+                        r.first + i as u64
+                    )));
+                }
+            };
+            if !ok {
+                return Err(invalid(format!(
+                    "entry {}: its incident, run or host is not those of run {}",
+                    r.first + i as u64,
+                    r.run
+                )));
+            }
+            entries.push(e);
+        }
+        let n = entries.len() as u64;
+        let store = self
+            .0
+            .session
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))?
+            .vault
+            .store()
+            .clone();
+        let collector = caller.name.clone();
+        // Two-sided hashing: re-read and re-hash what the agent sent.
+        let (entries, mismatches, counts, bytes) = tokio::task::spawn_blocking(move || {
+            let mut mismatches = Vec::new();
+            let mut counts = [0u64; 3];
+            let mut bytes = 0u64;
+            let mut reader = custody::restore::ChunkReader::new();
+            let entries: Vec<Entry> = entries
+                .into_iter()
+                .map(|mut e| {
+                    match &mut e {
+                        Entry::Artifact(a) => {
+                            a.collector = collector.clone();
+                            if let Some(why) = rehash(&store, &mut reader, a) {
+                                mismatches.push(format!("{}: {why}", a.path));
+                            }
+                            bytes += a.size;
+                            counts[match a.status {
+                                ItemStatus::Complete => 0,
+                                ItemStatus::Partial => 1,
+                                ItemStatus::Failed => 2,
+                            }] += 1;
+                        }
+                        Entry::KeyFile(k) => k.collector = collector.clone(),
+                        _ => {}
+                    }
+                    e
+                })
+                .collect();
+            (entries, mismatches, counts, bytes)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        for m in &mismatches {
+            eprintln!(
+                "custody serve: {} run {} of {}: {m}",
+                Time::now(),
+                r.run,
+                caller.name
+            );
+        }
+        let run = r.run.clone();
+        let shared = self.0.clone();
+        let (last, sealed) = self
+            .0
+            .with_session(move |s, signer| {
+                let mut last = None;
+                let mut batch = Vec::new();
+                let mut size = 0;
+                for e in entries {
+                    let len = serde_json::to_vec(&e).map_or(0, |j| j.len());
+                    if !batch.is_empty() && size + len > SEAL_JSON_BYTES {
+                        last = Some(record(s, signer, std::mem::take(&mut batch))?);
+                        size = 0;
+                    }
+                    size += len;
+                    batch.push(e);
+                }
+                if !batch.is_empty() {
+                    last = Some(record(s, signer, batch)?);
+                }
+                let mut runs = shared
+                    .runs
+                    .lock()
+                    .map_err(|_| Status::internal("poisoned"))?;
+                let info = runs
+                    .get_mut(&run)
+                    .ok_or_else(|| Status::internal("run vanished"))?;
+                info.sealed += n;
+                for (c, add) in info.counts.iter_mut().zip(counts) {
+                    *c += add;
+                }
+                info.bytes_read += bytes;
+                Ok((last, info.sealed))
+            })
+            .await?;
+        Ok(Response::new(pb::EntriesSealed {
+            recorded: last.as_ref().map(recorded),
+            entries_sealed: sealed,
+            mismatches,
+        }))
+    }
+
+    async fn finish_run(
+        &self,
+        req: Request<pb::FinishRunRequest>,
+    ) -> Result<Response<pb::Recorded>, Status> {
+        let caller = self.0.authorize(&req, "FinishRun", AGENTS)?;
+        let run = req.into_inner().run;
+        let info = self.run_of(&caller, &run)?;
+        let shared = self.0.clone();
+        let a = self
+            .0
+            .with_session(move |s, signer| {
+                let entry = Entry::PreservationFinished(PreservationFinished {
+                    incident: info.incident.clone(),
+                    run: run.clone(),
+                    ended_at: Time::now(),
+                    complete: info.counts[0],
+                    partial: info.counts[1],
+                    failed: info.counts[2],
+                    bytes_read: info.bytes_read,
+                    bytes_stored: info.bytes_stored,
+                    bytes_deduplicated: 0,
+                });
+                let a = record(s, signer, vec![entry])?;
+                if let Ok(mut runs) = shared.runs.lock()
+                    && let Some(i) = runs.get_mut(&run)
+                {
+                    i.finished = true;
+                }
+                Ok(a)
+            })
+            .await?;
+        Ok(Response::new(recorded(&a)))
+    }
+
+    async fn get_incident(
+        &self,
+        req: Request<pb::GetIncidentRequest>,
+    ) -> Result<Response<pb::IncidentRecord>, Status> {
+        let caller = self.0.authorize(&req, "GetIncident", READERS)?;
+        let id = req.into_inner().incident;
+        self.0
+            .record_read(&caller, Some(id.clone()), "GetIncident", None)
+            .await?;
+        let rec = self
+            .0
+            .with_session(move |s, _| {
+                let inc = s
+                    .book
+                    .require(&id)
+                    .map_err(|e| Status::not_found(e.to_string()))?;
+                let declared = Entry::IncidentDeclared(inc.declared.clone());
+                let entries = std::iter::once((inc.declared_seq, &declared))
+                    .chain(inc.entries.iter().map(|(seq, e)| (*seq, e)))
+                    .map(|(seq, e)| {
+                        Ok(pb::RecordEntry {
+                            segment: seq,
+                            json: serde_json::to_string(e)
+                                .map_err(|e| Status::internal(e.to_string()))?,
+                        })
+                    })
+                    .collect::<Result<_, Status>>()?;
+                Ok(pb::IncidentRecord {
+                    incident: id.clone(),
+                    state: inc.state(),
+                    entries,
+                })
+            })
+            .await?;
+        Ok(Response::new(rec))
+    }
+
+    async fn get_manifest(
+        &self,
+        req: Request<pb::GetManifestRequest>,
+    ) -> Result<Response<pb::Manifest>, Status> {
+        let caller = self.0.authorize(&req, "GetManifest", READERS)?;
+        let id = req.into_inner().incident;
+        let actor = self.0.actor(&caller);
+        let m = self
+            .0
+            .with_session(move |s, signer| {
+                let now = Time::now();
+                let inc = s
+                    .book
+                    .require(&id)
+                    .map_err(|e| Status::not_found(e.to_string()))?;
+                let clocks =
+                    super::clocks_of(inc, &now).map_err(|e| Status::internal(e.to_string()))?;
+                let coverage =
+                    super::coverage_of(s, inc).map_err(|e| Status::internal(e.to_string()))?;
+                let (bytes, statement) = custody::manifest::issue(
+                    &s.vault,
+                    signer,
+                    inc,
+                    custody::manifest::Issue {
+                        actor,
+                        at: now.clone(),
+                        coverage,
+                        clocks: serde_json::to_value(&clocks)
+                            .map_err(|e| Status::internal(e.to_string()))?,
+                    },
+                )
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+                let sha256 = Sha256Digest::of(&bytes);
+                let p = &statement.predicate;
+                let sealed = Entry::ManifestSealed(custody::segment::ManifestSealed {
+                    incident: id.clone(),
+                    sha256,
+                    previous: p.previous,
+                    subjects: statement.subject.len() as u64,
+                    checkpoint: p.checkpoint,
+                    at: now,
+                    actor: p.issued_by.clone(),
+                });
+                let a = record(s, signer, vec![sealed])?;
+                Ok(pb::Manifest {
+                    envelope: bytes,
+                    sha256: sha256.to_string(),
+                    recorded: Some(recorded(&a)),
+                })
+            })
+            .await?;
+        Ok(Response::new(m))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let caller = self.0.authorize(&req, "GetCheckpoint", READERS)?;
+        self.0
+            .record_read(&caller, None, "GetCheckpoint", None)
+            .await?;
+        Ok(Response::new(
+            self.0.with_session(|s, _| checkpoint(s)).await?,
+        ))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::Proof>, Status> {
+        let caller = self.0.authorize(&req, "GetInclusionProof", READERS)?;
+        let r = req.into_inner();
+        let path = opt(&r.path);
+        self.0
+            .record_read(
+                &caller,
+                Some(r.incident.clone()),
+                "GetInclusionProof",
+                path.clone(),
+            )
+            .await?;
+        let json = self
+            .0
+            .with_session(move |s, _| {
+                let inc = s
+                    .book
+                    .require(&r.incident)
+                    .map_err(|e| Status::not_found(e.to_string()))?;
+                let seqs: Vec<u64> = match &path {
+                    Some(p) => {
+                        let set: std::collections::BTreeSet<u64> = inc
+                            .artifacts()
+                            .filter(|(_, a)| &a.path == p)
+                            .map(|(seq, _)| seq)
+                            .collect();
+                        if set.is_empty() {
+                            return Err(Status::not_found(format!(
+                                "incident {} has no artifact with path {p:?}",
+                                r.incident
+                            )));
+                        }
+                        set.into_iter().collect()
+                    }
+                    None => inc.segments.iter().copied().collect(),
+                };
+                let proof = custody::proof::prove(&s.vault, &seqs)
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?;
+                serde_json::to_vec_pretty(&proof).map_err(|e| Status::internal(e.to_string()))
+            })
+            .await?;
+        Ok(Response::new(pb::Proof { json }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let caller = self.0.authorize(&req, "GetConsistencyProof", READERS)?;
+        let r = req.into_inner();
+        self.0
+            .record_read(&caller, None, "GetConsistencyProof", None)
+            .await?;
+        let p = self
+            .0
+            .with_session(move |s, _| {
+                let cp = checkpoint(s)?;
+                let new = if r.new_size == 0 { cp.size } else { r.new_size };
+                if r.old_size == 0 || r.old_size > new || new > cp.size {
+                    return Err(invalid(format!(
+                        "need 0 < old_size <= new_size <= {} (the checkpoint's size)",
+                        cp.size
+                    )));
+                }
+                let hashes = if r.old_size == new {
+                    Vec::new()
+                } else {
+                    tlog_tiles::prove_tree(new, r.old_size, &s.vault.index().tree)
+                        .map_err(|e| Status::internal(e.to_string()))?
+                        .into_iter()
+                        .map(|h| h.0.to_vec())
+                        .collect()
+                };
+                Ok(pb::ConsistencyProof {
+                    old_size: r.old_size,
+                    new_size: new,
+                    hashes,
+                    checkpoint: Some(cp),
+                })
+            })
+            .await?;
+        Ok(Response::new(p))
+    }
+
+    type VerifyStream = Stream<pb::VerifyProgress>;
+
+    async fn verify(
+        &self,
+        req: Request<pb::VerifyRequest>,
+    ) -> Result<Response<Self::VerifyStream>, Status> {
+        let caller = self.0.authorize(&req, "Verify", READERS)?;
+        let quick = req.into_inner().quick;
+        let (tx, out) = mpsc::channel(16);
+        let shared = self.0.clone();
+        let store = self
+            .0
+            .session
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))?
+            .vault
+            .store()
+            .clone();
+        tokio::task::spawn_blocking(move || {
+            let progress = Forward {
+                tx: tx.clone(),
+                done: std::sync::atomic::AtomicU64::new(0),
+                sent: std::sync::atomic::AtomicU64::new(0),
+            };
+            let opts = custody::verify::Options {
+                quick,
+                ..Default::default()
+            };
+            let result = custody::verify::verify(&store, &opts, &progress);
+            let msg = match result {
+                Ok(report) => {
+                    // The verification is on record before its report leaves.
+                    let rec = record_verified(&shared, &caller, &report, quick);
+                    match (rec, serde_json::to_string(&report)) {
+                        (Ok(()), Ok(json)) => Ok(pb::VerifyProgress {
+                            what: Some(pb::verify_progress::What::ReportJson(json)),
+                        }),
+                        (Err(e), _) => Err(e),
+                        (_, Err(e)) => Err(Status::internal(e.to_string())),
+                    }
+                }
+                Err(e) => Err(Status::unavailable(format!(
+                    "the vault could not be read: {e}"
+                ))),
+            };
+            let _ = tx.blocking_send(msg);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+}
+
+/// A run of `incident` as the log has it, when it is not finished.
+fn run_from_log(s: &Session, incident: &str, run: &str) -> Option<RunInfo> {
+    let inc = s.book.get(incident)?;
+    let mut info = None;
+    for (_, e) in &inc.entries {
+        match e {
+            Entry::PreservationStarted(p) if p.run == run => {
+                info = Some(RunInfo {
+                    incident: incident.to_owned(),
+                    owner: p.by.clone(),
+                    host: p.host.clone(),
+                    sealed: 0,
+                    counts: [0; 3],
+                    bytes_read: 0,
+                    bytes_stored: 0,
+                    finished: false,
+                });
+            }
+            Entry::Artifact(a) if a.run == run => {
+                if let Some(i) = &mut info {
+                    i.sealed += 1;
+                    i.bytes_read += a.size;
+                    i.counts[match a.status {
+                        ItemStatus::Complete => 0,
+                        ItemStatus::Partial => 1,
+                        ItemStatus::Failed => 2,
+                    }] += 1;
+                }
+            }
+            Entry::KeyFile(k) if k.run == run => {
+                if let Some(i) = &mut info {
+                    i.sealed += 1;
+                }
+            }
+            Entry::PreservationFinished(f) if f.run == run => {
+                if let Some(i) = &mut info {
+                    i.finished = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    info
+}
+
+/// Records a `verified` custody event (as `custody verify --key` does).
+fn record_verified(
+    shared: &Arc<Shared>,
+    caller: &Caller,
+    report: &custody::verify::Report,
+    quick: bool,
+) -> Result<(), Status> {
+    let damage = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == custody::verify::Severity::Damage)
+        .count();
+    let result = if damage > 0 {
+        format!(
+            "damaged: {damage} damage finding(s) of {}",
+            report.findings.len()
+        )
+    } else {
+        format!(
+            "ok: no damage; {} information finding(s)",
+            report.findings.len()
+        )
+    };
+    let actor = shared.actor(caller);
+    let mut s = shared
+        .session
+        .lock()
+        .map_err(|_| Status::internal("poisoned"))?;
+    s.catch_up()
+        .map_err(|e| Status::internal(format!("reading the log: {e:#}")))?;
+    let via = if quick {
+        "serve Verify --quick"
+    } else {
+        "serve Verify"
+    };
+    let mut e = s.event(None, Action::Verified, via, actor, None);
+    e.result = Some(result);
+    if let Some(cp) = &report.checkpoint {
+        e.checkpoint = custody::segment::CheckpointRef {
+            size: cp.size,
+            root: cp.root,
+        };
+    }
+    record(&mut s, &shared.signer, vec![Entry::CustodyEvent(e)]).map(|_| ())
+}
+
+/// Verification progress to the stream, at most every 64 MiB.
+struct Forward {
+    tx: mpsc::Sender<Result<pb::VerifyProgress, Status>>,
+    done: std::sync::atomic::AtomicU64,
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl custody::progress::Progress for Forward {
+    fn bytes(&self, n: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let done = self.done.fetch_add(n, Relaxed) + n;
+        if done - self.sent.load(Relaxed) >= 64 << 20 {
+            self.sent.store(done, Relaxed);
+            let _ = self.tx.try_send(Ok(pb::VerifyProgress {
+                what: Some(pb::verify_progress::What::BytesChecked(done)),
+            }));
+        }
+    }
+}
+
+/// The stored checkpoint, checked against the session's log.
+fn checkpoint(s: &Session) -> Result<pb::Checkpoint, Status> {
+    let bytes = s
+        .vault
+        .store()
+        .get(
+            custody::layout::CHECKPOINT,
+            custody::log::MAX_CHECKPOINT_BYTES,
+        )
+        .map_err(|e| Status::internal(e.to_string()))?
+        .ok_or_else(|| Status::not_found("the vault has no checkpoint yet"))?;
+    let cp = custody::vault::open_checkpoint(&bytes, s.vault.root())
+        .map_err(|e| Status::data_loss(e.to_string()))?;
+    let tree = &s.vault.index().tree;
+    if cp.size > tree.size() || tree.root_at(cp.size) != cp.root {
+        return Err(Status::aborted(
+            "the stored checkpoint is ahead of the server's log (another writer?): ask again",
+        ));
+    }
+    Ok(pb::Checkpoint {
+        note: bytes.to_vec(),
+        size: cp.size,
+        root: cp.root.to_string(),
+    })
+}
+
+/// Re-reads every chunk of `a` from the store and re-hashes its content.
+/// On a difference the artifact becomes `failed`, with the server's
+/// digests and the agent's in its error; returns why.
+fn rehash(
+    store: &custody::store::Store,
+    reader: &mut custody::restore::ChunkReader,
+    a: &mut custody::segment::Artifact,
+) -> Option<String> {
+    let mut sha = sha2::Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut problem = None;
+    for c in &a.chunks {
+        match reader.read(store, c) {
+            Ok(plain) => {
+                sha.update(plain);
+                b3.update(plain);
+                size += plain.len() as u64;
+            }
+            Err(e) => {
+                problem = Some(format!(
+                    "chunk {} does not check out on the server: {e}",
+                    c.id.short()
+                ));
+                break;
+            }
+        }
+    }
+    let (got_sha, got_b3) = (
+        Sha256Digest(sha.finalize().into()),
+        Blake3Id(*b3.finalize().as_bytes()),
+    );
+    if problem.is_none() && (size != a.size || got_sha != a.sha256 || got_b3 != a.blake3) {
+        problem = Some(format!(
+            "the agent read {} bytes with sha256 {}, the server received {size} bytes with sha256 {got_sha}",
+            a.size, a.sha256
+        ));
+    }
+    let why = problem?;
+    let claimed = format!(
+        "two-sided hashing failed: {why} (agent's blake3 {}); recorded as failed",
+        a.blake3
+    );
+    a.status = ItemStatus::Failed;
+    a.reason = None;
+    a.error = Some(claimed.clone());
+    // What is recorded is what the server can vouch for: nothing.
+    a.chunks.clear();
+    a.size = 0;
+    a.sha256 = Sha256Digest::of(b"");
+    a.blake3 = Blake3Id::of(b"");
+    Some(claimed)
+}
+
+impl Service {
+    async fn hold(
+        &self,
+        req: Request<pb::HoldRequest>,
+        on: bool,
+    ) -> Result<Response<pb::Recorded>, Status> {
+        let method = if on { "PlaceHold" } else { "ReleaseHold" };
+        let caller = self.0.authorize(&req, method, DECLARERS)?;
+        let actor = self.0.actor(&caller);
+        let r = req.into_inner();
+        for (flag, v) in [
+            ("hold", &r.hold),
+            ("reason", &r.reason),
+            ("authorisation", &r.authorisation),
+        ] {
+            non_empty(flag, v).map_err(invalid)?;
+        }
+        let a = self
+            .0
+            .with_session(move |s, signer| {
+                let h = Hold {
+                    incident: r.incident.clone(),
+                    hold: r.hold,
+                    reason: r.reason,
+                    authorisation: r.authorisation,
+                    at: Time::now(),
+                    actor,
+                };
+                let entry = if on {
+                    Entry::HoldPlaced(h)
+                } else {
+                    Entry::HoldReleased(h)
+                };
+                let a = record(s, signer, vec![entry])?;
+                let applied = if on {
+                    custody::hold::place(s.vault.store(), &s.holds, &r.incident)
+                } else {
+                    custody::hold::lift(s.vault.store(), &s.holds, &r.incident)
+                };
+                if let Some(why) = applied.unsupported {
+                    eprintln!("custody serve: the hold on {} is recorded, but the store does not enforce it: {why}", r.incident);
+                }
+                for (key, why) in applied.failed {
+                    eprintln!("custody serve: {key}: {why}");
+                }
+                Ok(a)
+            })
+            .await?;
+        Ok(Response::new(recorded(&a)))
+    }
+
+    /// The run `run`, which must be the caller's and not finished.
+    fn run_of(&self, caller: &Caller, run: &str) -> Result<RunInfo, Status> {
+        let runs = self
+            .0
+            .runs
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))?;
+        let info = runs.get(run).ok_or_else(|| {
+            Status::not_found(format!("no run {run:?} in progress: call BeginRun"))
+        })?;
+        if info.owner != caller.name {
+            return Err(Status::permission_denied(format!(
+                "run {run} belongs to another agent"
+            )));
+        }
+        if info.finished {
+            return Err(Status::failed_precondition(format!(
+                "run {run} is finished"
+            )));
+        }
+        Ok(info.clone())
+    }
+}
+
+/// Webhook signatures and ids seen recently: a replay within the window is
+/// refused. Entries expire with the window.
+pub(super) fn seen_before(shared: &Shared, key: String, until: i64) -> bool {
+    let now = jiff::Timestamp::now().as_second();
+    let Ok(mut m) = shared.replays.lock() else {
+        return true;
+    };
+    m.retain(|_, exp| *exp > now);
+    if m.len() > 100_000 {
+        // A flood of validly signed requests: refuse rather than grow.
+        return true;
+    }
+    m.insert(key, until).is_some()
+}

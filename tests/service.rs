@@ -1,0 +1,947 @@
+//! The service over loopback: `custody serve` with mTLS and bearer tokens,
+//! `custody agent`s, webhooks, two-sided hashing, a server restart in the
+//! middle of a run, and hostile clients.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use custody::proto::{self as pb, custody_client::CustodyClient};
+use hmac::Mac as _;
+use serde_json::Value;
+use sha2::Digest as _;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::common::{TestVault, available, log_text, noise, ok};
+
+/// The test venv's python when it has pyca/cryptography.
+fn cert_python() -> Option<String> {
+    let py = std::env::var("CUSTODY_PY").unwrap_or_else(|_| "python3".into());
+    let has = Command::new(&py)
+        .args(["-c", "import cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    available(has, "python with cryptography").then_some(py)
+}
+
+/// Writes CA, server and client certificates for `names` into `dir`.
+fn certs(py: &str, dir: &Path, names: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/service_certs.py");
+    ok(&Command::new(py)
+        .arg(script)
+        .arg(dir)
+        .args(names)
+        .output()
+        .unwrap());
+}
+
+fn secret_file(path: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `custody serve`, killed on drop; its stderr is collected.
+struct Server {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(config: &Path, key: &Path, grpc: u16, webhook: u16) -> Self {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("custody"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .arg("--key")
+            .arg(key)
+            .args(["--listen", &format!("127.0.0.1:{grpc}")])
+            .args(["--webhook-listen", &format!("127.0.0.1:{webhook}")])
+            .env_remove("CUSTODY_VAULT")
+            .env_remove("CUSTODY_KEY")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("gRPC on") {
+                    let _ = tx.send(());
+                }
+                l.lock().unwrap().push_str(&line);
+                l.lock().unwrap().push('\n');
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the server did not start: {}", log.lock().unwrap()));
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Client = CustodyClient<
+    tonic::codegen::InterceptedService<
+        Channel,
+        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
+    >,
+>;
+
+/// A gRPC client over TLS to the server, with a client certificate
+/// (`dir/NAME.pem`) and/or a bearer token.
+fn client(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    port: u16,
+    cert: Option<&str>,
+    token: Option<&str>,
+) -> Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read(dir.join("ca.pem")).unwrap(),
+        ))
+        .domain_name("localhost");
+    if let Some(n) = cert {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(dir.join(format!("{n}.pem"))).unwrap(),
+            std::fs::read(dir.join(format!("{n}.key"))).unwrap(),
+        ));
+    }
+    let _guard = rt.enter();
+    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    let token = token.map(|t| {
+        format!("Bearer {t}")
+            .parse::<tonic::metadata::MetadataValue<_>>()
+            .unwrap()
+    });
+    CustodyClient::with_interceptor(
+        channel,
+        Box::new(move |mut req: tonic::Request<()>| {
+            if let Some(t) = &token {
+                req.metadata_mut().insert("authorization", t.clone());
+            }
+            Ok(req)
+        }) as Box<dyn FnMut(_) -> _ + Send>,
+    )
+}
+
+/// Everything one test's server needs: certificates, tokens, secrets,
+/// config, and the vault.
+struct Setup {
+    v: TestVault,
+    dir: PathBuf,
+    config: PathBuf,
+    declarer_token: String,
+    pd_secret: String,
+    tool_secret: String,
+    grpc: u16,
+    webhook: u16,
+}
+
+const CLIENTS: &[&str] = &["agent-a", "agent-b", "auditor", "stranger"];
+
+fn setup(py: &str) -> Setup {
+    let v = TestVault::new();
+    let dir = v.tmp.path().join("svc");
+    std::fs::create_dir_all(&dir).unwrap();
+    certs(py, &dir, CLIENTS);
+    let declarer_token = "declarer-token-0123456789abcdef".to_owned();
+    let pd_secret = "pagerduty-secret-0123456789".to_owned();
+    let tool_secret = "tool-secret-0123456789".to_owned();
+    secret_file(&dir.join("pd.secret"), &pd_secret);
+    secret_file(&dir.join("tool.secret"), &tool_secret);
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+vault = "{vault}"
+[serve]
+tls_cert = "server.pem"
+tls_key = "server.key"
+client_ca = "ca.pem"
+[[serve.client]]
+name = "agent-a"
+role = "agent"
+[[serve.client]]
+name = "agent-b"
+role = "agent"
+[[serve.client]]
+name = "auditor"
+role = "auditor"
+[[serve.token]]
+name = "soc"
+sha256 = "{declarer}"
+role = "declarer"
+[[serve.webhook]]
+name = "pd"
+kind = "pagerduty"
+secret_file = "pd.secret"
+priorities = ["P1"]
+[[serve.webhook]]
+name = "tool"
+kind = "generic"
+secret_file = "tool.secret"
+"#,
+            vault = v.vault.display(),
+            declarer = sha256_hex(&declarer_token),
+        ),
+    )
+    .unwrap();
+    Setup {
+        v,
+        dir,
+        config,
+        declarer_token,
+        pd_secret,
+        tool_secret,
+        grpc: free_port(),
+        webhook: free_port(),
+    }
+}
+
+impl Setup {
+    fn server(&self) -> Server {
+        Server::start(&self.config, &self.v.key, self.grpc, self.webhook)
+    }
+
+    /// An agent's config: mTLS as `name`, its own sources and spool.
+    fn agent_config(&self, name: &str, sources: &Path) -> PathBuf {
+        let p = self.dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                r#"
+[agent]
+server = "https://127.0.0.1:{port}"
+ca = "ca.pem"
+cert = "{name}.pem"
+key = "{name}.key"
+spool = "spool-{name}"
+[[source]]
+name = "logs"
+kind = "files"
+paths = ["{src}"]
+"#,
+                port = self.grpc,
+                src = sources.display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn agent(&self, config: &Path, host: &str) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("custody"));
+        c.args(["agent", "--once", "--host", host, "--config"])
+            .arg(config)
+            .env_remove("CUSTODY_CONFIG");
+        c
+    }
+
+    /// POSTs a PagerDuty v3 webhook signed with `secret`.
+    fn pagerduty(&self, body: &str, secret: &str) -> (u16, Value) {
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        m.update(body.as_bytes());
+        let sig = format!("v1={}", hex::encode(m.finalize().into_bytes()));
+        post(self.webhook, "pd", &[("X-PagerDuty-Signature", &sig)], body)
+    }
+
+    /// POSTs a generic webhook signed at `ts`.
+    fn generic(&self, body: &str, ts: i64) -> (u16, Value) {
+        let mut m =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(self.tool_secret.as_bytes()).unwrap();
+        m.update(format!("{ts}.{body}").as_bytes());
+        let sig = format!("sha256={}", hex::encode(m.finalize().into_bytes()));
+        post(
+            self.webhook,
+            "tool",
+            &[
+                ("X-Custody-Timestamp", &ts.to_string()),
+                ("X-Custody-Signature", &sig),
+            ],
+            body,
+        )
+    }
+}
+
+fn post(port: u16, name: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let mut req = ureq::post(&format!("http://127.0.0.1:{port}/webhook/{name}"));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let (code, text) = match req.send_string(body) {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap()),
+        Err(e) => panic!("webhook request failed: {e}"),
+    };
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn pd_event(id: &str, incident: &str, priority: &str, occurred: &str) -> String {
+    serde_json::json!({"event": {
+        "id": id, "event_type": "incident.triggered", "resource_type": "incident",
+        "occurred_at": occurred, "agent": null, "client": null,
+        "data": {
+            "id": incident, "type": "incident", "number": 7, "status": "triggered",
+            "title": "Forged login tokens", "html_url": format!("https://example.pagerduty.com/incidents/{incident}"),
+            "created_at": occurred, "urgency": "high",
+            "service": {"id": "PSVC01", "summary": "Token service"},
+            "priority": {"id": "PRI1", "summary": priority},
+        }
+    }})
+    .to_string()
+}
+
+fn now_rfc3339(offset_secs: i64) -> String {
+    (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(offset_secs)).to_string()
+}
+
+/// The incident's entries as JSON.
+fn entries(rt: &tokio::runtime::Runtime, c: &mut Client, incident: &str) -> Vec<Value> {
+    rt.block_on(c.get_incident(pb::GetIncidentRequest {
+        incident: incident.into(),
+    }))
+    .unwrap()
+    .into_inner()
+    .entries
+    .iter()
+    .map(|e| serde_json::from_str(&e.json).unwrap())
+    .collect()
+}
+
+fn of_type<'a>(entries: &'a [Value], t: &str) -> Vec<&'a Value> {
+    entries.iter().filter(|e| e["type"] == t).collect()
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> tonic::Code {
+    r.expect_err("the call should have been refused").code()
+}
+
+#[test]
+fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
+    let Some(py) = cert_python() else { return };
+    let s = setup(&py);
+    let server = s.server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // PagerDuty declares; replays, bad signatures, old events and other
+    // priorities do not.
+    let occurred = now_rfc3339(-5);
+    let body = pd_event("01EVT1", "Q1ABC", "P1", &occurred);
+    let (c, v) = s.pagerduty(&body, &s.pd_secret);
+    assert_eq!((c, v["incident"].as_str()), (200, Some("pd-Q1ABC")), "{v}");
+    assert_eq!(v["newly_declared"], true);
+    assert_eq!(
+        s.pagerduty(&body, &s.pd_secret).0,
+        409,
+        "a replay is refused"
+    );
+    let other = pd_event("01EVT2", "Q2XYZ", "P1", &occurred);
+    assert_eq!(s.pagerduty(&other, "not-the-secret").0, 401);
+    let mut tampered = other.clone().into_bytes();
+    tampered[20] ^= 1;
+    let sig_of_other = {
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(s.pd_secret.as_bytes()).unwrap();
+        m.update(other.as_bytes());
+        format!("v1={}", hex::encode(m.finalize().into_bytes()))
+    };
+    let (c, _) = post(
+        s.webhook,
+        "pd",
+        &[("X-PagerDuty-Signature", &sig_of_other)],
+        std::str::from_utf8(&tampered).unwrap(),
+    );
+    assert_eq!(c, 401, "a body changed after signing is refused");
+    let old = pd_event("01EVT3", "Q3OLD", "P1", &now_rfc3339(-7200));
+    assert_eq!(
+        s.pagerduty(&old, &s.pd_secret).0,
+        401,
+        "an old event is refused"
+    );
+    let low = pd_event("01EVT4", "Q4LOW", "P3", &occurred);
+    let (c, v) = s.pagerduty(&low, &s.pd_secret);
+    assert_eq!((c, &v["declared"]), (202, &Value::Bool(false)), "{v}");
+    let now = jiff::Timestamp::now().as_second();
+    let generic = r#"{"event":"triggered","id":"77","title":"generic","priority":"P2"}"#;
+    assert_eq!(
+        s.generic(generic, now - 900).0,
+        401,
+        "a stale timestamp is refused"
+    );
+    assert_eq!(s.generic(generic, now).0, 200);
+    assert_eq!(s.generic(generic, now).0, 409);
+    assert!(
+        server.log().contains("refused webhook \"pd\""),
+        "{}",
+        server.log()
+    );
+
+    // Two agents preserve their hosts' logs at once.
+    let a_src = s.v.tmp.path().join("host-a");
+    let b_src = s.v.tmp.path().join("host-b");
+    for (dir, n) in [(&a_src, 3u64), (&b_src, 2)] {
+        std::fs::create_dir_all(dir).unwrap();
+        for i in 0..n {
+            std::fs::write(dir.join(format!("app{i}.log")), log_text(200_000, i + n)).unwrap();
+        }
+    }
+    std::fs::write(a_src.join("blob.bin"), noise(3 << 20, 9)).unwrap();
+    let a = s
+        .agent(&s.agent_config("agent-a", &a_src), "web-a")
+        .output();
+    let b = s
+        .agent(&s.agent_config("agent-b", &b_src), "web-b")
+        .output();
+    for o in [a.unwrap(), b.unwrap()] {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "agent failed: {err}");
+        assert!(err.contains("sealed:"), "{err}");
+    }
+
+    // The auditor reads the record: both runs, every file, by whom.
+    let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
+    let all = entries(&rt, &mut auditor, "pd-Q1ABC");
+    let runs = of_type(&all, "preservation_started");
+    let mut by: Vec<_> = runs.iter().map(|r| r["by"].as_str().unwrap()).collect();
+    by.sort_unstable();
+    assert_eq!(by, ["agent-a", "agent-b"]);
+    let arts = of_type(&all, "artifact");
+    assert_eq!(arts.len(), 6, "3 + 1 files from a, 2 from b");
+    for art in &arts {
+        assert_eq!(art["status"], "complete", "{art}");
+        let host = art["host"].as_str().unwrap();
+        let collector = art["collector"].as_str().unwrap();
+        assert_eq!((host == "web-a"), (collector == "agent-a"), "{art}");
+    }
+    assert_eq!(of_type(&all, "preservation_finished").len(), 2);
+    let declared = of_type(&all, "incident_declared");
+    assert_eq!(declared[0]["declared_by"], "webhook:pd");
+    assert_eq!(declared[0]["title"], "Forged login tokens");
+
+    // What was preserved is what the hosts had.
+    let blob = arts
+        .iter()
+        .find(|a| a["path"].as_str().unwrap().ends_with("blob.bin"))
+        .unwrap();
+    let out =
+        s.v.cmd(&["cat", "pd-Q1ABC", blob["path"].as_str().unwrap()])
+            .output()
+            .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, noise(3 << 20, 9));
+
+    // Roles: the auditor reads but cannot write; strangers, other CAs,
+    // expired certificates and bad tokens get nothing.
+    let declare = |incident: &str| pb::DeclareIncidentRequest {
+        incident: incident.into(),
+        title: "t".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(rt.block_on(auditor.declare_incident(declare("AUD-1")))),
+        tonic::Code::PermissionDenied
+    );
+    let hold = pb::HoldRequest {
+        incident: "pd-Q1ABC".into(),
+        hold: "legal".into(),
+        reason: "litigation".into(),
+        authorisation: "GC-1".into(),
+    };
+    assert_eq!(
+        code(rt.block_on(auditor.place_hold(hold.clone()))),
+        tonic::Code::PermissionDenied
+    );
+    let mut stranger = client(&rt, &s.dir, s.grpc, Some("stranger"), None);
+    assert_eq!(
+        code(rt.block_on(stranger.get_checkpoint(pb::GetCheckpointRequest {}))),
+        tonic::Code::PermissionDenied
+    );
+    let mut anonymous = client(&rt, &s.dir, s.grpc, None, None);
+    assert_eq!(
+        code(rt.block_on(anonymous.get_checkpoint(pb::GetCheckpointRequest {}))),
+        tonic::Code::Unauthenticated
+    );
+    let mut forged = client(&rt, &s.dir, s.grpc, None, Some("not-a-token-0123456789"));
+    assert_eq!(
+        code(rt.block_on(forged.get_checkpoint(pb::GetCheckpointRequest {}))),
+        tonic::Code::Unauthenticated
+    );
+    for bad in ["expired", "rogue"] {
+        let mut c = client(&rt, &s.dir, s.grpc, Some(bad), None);
+        let r = rt.block_on(c.get_checkpoint(pb::GetCheckpointRequest {}));
+        assert!(r.is_err(), "{bad} certificate accepted");
+    }
+    let agent_a = |rt: &tokio::runtime::Runtime| client(rt, &s.dir, s.grpc, Some("agent-a"), None);
+    assert_eq!(
+        code(
+            rt.block_on(agent_a(&rt).get_incident(pb::GetIncidentRequest {
+                incident: "pd-Q1ABC".into()
+            }))
+        ),
+        tonic::Code::PermissionDenied,
+        "an agent does not read the record"
+    );
+    let log = server.log();
+    for why in [
+        "has role auditor",
+        "no role in [[serve.client]]",
+        "no credentials",
+        "unknown bearer token",
+    ] {
+        assert!(log.contains(why), "refusal {why:?} not logged: {log}");
+    }
+    assert!(
+        !log.contains("not-a-token-0123456789"),
+        "a token was logged"
+    );
+
+    // The declarer (a bearer token) places a hold and records a note.
+    let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
+    rt.block_on(soc.place_hold(hold)).unwrap();
+    rt.block_on(soc.record(pb::RecordRequest {
+        incident: "pd-Q1ABC".into(),
+        what: Some(pb::record_request::What::Note("agents done".into())),
+    }))
+    .unwrap();
+    assert_eq!(
+        code(rt.block_on(soc.declare_incident(declare("bad id with spaces")))),
+        tonic::Code::InvalidArgument
+    );
+
+    // Reads were recorded, naming the auditor, before they were answered.
+    let all = entries(&rt, &mut auditor, "pd-Q1ABC");
+    let reads: Vec<_> = of_type(&all, "custody_event")
+        .into_iter()
+        .filter(|e| e["via"] == "serve GetIncident")
+        .collect();
+    assert!(!reads.is_empty());
+    assert_eq!(reads[0]["actor"]["name"], "auditor");
+    assert!(
+        reads[0]["actor"]["as_reason"]
+            .as_str()
+            .unwrap()
+            .contains("client certificate CN=auditor"),
+        "{}",
+        reads[0]
+    );
+    let holds = of_type(&all, "hold_placed");
+    assert_eq!(holds[0]["actor"]["name"], "soc");
+
+    // Proofs and manifests from the service check offline.
+    let proof = rt
+        .block_on(auditor.get_inclusion_proof(pb::GetInclusionProofRequest {
+            incident: "pd-Q1ABC".into(),
+            path: blob["path"].as_str().unwrap().into(),
+        }))
+        .unwrap()
+        .into_inner();
+    let pf = s.dir.join("proof.json");
+    std::fs::write(&pf, &proof.json).unwrap();
+    ok(&crate::common::custody()
+        .args(["verify-proof", "--vault-id", &s.v.vault_id])
+        .arg(&pf)
+        .output()
+        .unwrap());
+    let m = rt
+        .block_on(auditor.get_manifest(pb::GetManifestRequest {
+            incident: "pd-Q1ABC".into(),
+        }))
+        .unwrap()
+        .into_inner();
+    let mf = s.dir.join("manifest.json");
+    std::fs::write(&mf, &m.envelope).unwrap();
+    ok(&crate::common::custody()
+        .args(["verify-manifest", "--vault-id", &s.v.vault_id])
+        .arg(&mf)
+        .output()
+        .unwrap());
+    let cp = rt
+        .block_on(auditor.get_checkpoint(pb::GetCheckpointRequest {}))
+        .unwrap()
+        .into_inner();
+    let cons = rt
+        .block_on(
+            auditor.get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: 2,
+                new_size: 0,
+            }),
+        )
+        .unwrap()
+        .into_inner();
+    assert_eq!(cons.new_size, cons.checkpoint.as_ref().unwrap().size);
+    assert!(cons.new_size >= cp.size && !cons.hashes.is_empty());
+
+    // A verification through the service streams its report.
+    let mut stream = rt
+        .block_on(auditor.verify(pb::VerifyRequest { quick: false }))
+        .unwrap()
+        .into_inner();
+    let mut report = None;
+    while let Some(p) = rt.block_on(stream.message()).unwrap() {
+        if let Some(pb::verify_progress::What::ReportJson(j)) = p.what {
+            report = Some(serde_json::from_str::<Value>(&j).unwrap());
+        }
+    }
+    let report = report.expect("a final report");
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["severity"] != "damage"),
+        "{report}\n{}",
+        String::from_utf8_lossy(&s.v.cmd(&["log"]).output().unwrap().stdout)
+    );
+    drop(server);
+    s.v.assert_intact();
+}
+
+/// A pack with one zstd frame per chunk: (pack id, bytes, chunk refs as JSON).
+fn pack_of(chunks: &[&[u8]]) -> (String, Vec<u8>, Vec<Value>) {
+    let mut bytes = custody::ingest::PACK_MAGIC.to_vec();
+    let mut refs = Vec::new();
+    let mut placed = Vec::new();
+    for c in chunks {
+        let frame = zstd::encode_all(*c, 3).unwrap();
+        placed.push((
+            bytes.len(),
+            frame.len(),
+            c.len(),
+            blake3::hash(c).to_hex().to_string(),
+        ));
+        bytes.extend_from_slice(&frame);
+    }
+    let id = blake3::hash(&bytes).to_hex().to_string();
+    for (offset, stored, size, cid) in placed {
+        refs.push(serde_json::json!({"id": cid, "pack": id, "offset": offset, "stored": stored, "size": size}));
+    }
+    (id, bytes, refs)
+}
+
+fn artifact(
+    incident: &str,
+    run: &str,
+    path: &str,
+    content: &[u8],
+    claimed: &[u8],
+    chunks: Vec<Value>,
+) -> String {
+    let now = jiff::Timestamp::now().to_string();
+    serde_json::json!({
+        "type": "artifact", "incident": incident, "run": run, "source": "logs", "source_kind": "files",
+        "kind": "file", "path": path, "status": "complete", "reason": null, "error": null,
+        "size": content.len(), "blake3": blake3::hash(claimed).to_hex().to_string(),
+        "sha256": hex::encode(sha2::Sha256::digest(claimed)), "chunks": chunks,
+        "link_target": null, "file": null, "command": null, "host": "h1", "collector": "whoever",
+        "tool": {"name": "custody", "version": env!("CARGO_PKG_VERSION")},
+        "started_at": now, "ended_at": now,
+    })
+    .to_string()
+}
+
+fn pieces(run: &str, pack: &str, bytes: &[u8], size: u64) -> Vec<pb::PackPiece> {
+    bytes
+        .chunks(1000)
+        .enumerate()
+        .map(|(i, d)| pb::PackPiece {
+            run: if i == 0 { run.into() } else { String::new() },
+            pack: if i == 0 { pack.into() } else { String::new() },
+            size: if i == 0 { size } else { 0 },
+            data: d.to_vec(),
+        })
+        .collect()
+}
+
+#[test]
+fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
+    let Some(py) = cert_python() else { return };
+    let s = setup(&py);
+    let server = s.server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
+    rt.block_on(soc.declare_incident(pb::DeclareIncidentRequest {
+        incident: "INC-2".into(),
+        title: "two-sided".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let mut a = client(&rt, &s.dir, s.grpc, Some("agent-a"), None);
+    let run = rt
+        .block_on(a.begin_run(pb::BeginRunRequest {
+            incident: "INC-2".into(),
+            host: "h1".into(),
+            sources_json: r#"[{"name":"logs","kind":"files","paths":["/var/log"]}]"#.into(),
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_inner()
+        .run;
+    assert_eq!(
+        code(rt.block_on(a.begin_run(pb::BeginRunRequest {
+            incident: "NOT-DECLARED".into(),
+            host: "h1".into(),
+            sources_json: "[]".into(),
+            ..Default::default()
+        }))),
+        tonic::Code::FailedPrecondition,
+        "agents ingest only for declared incidents"
+    );
+
+    let hello = b"hello, evidence\n".repeat(1000);
+    let (id, bytes, refs) = pack_of(&[&hello]);
+    // A pack whose bytes do not hash to its id is refused and not stored.
+    let mut bad = bytes.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    let r = rt.block_on(a.put_pack(tokio_stream::iter(pieces(
+        &run,
+        &id,
+        &bad,
+        bad.len() as u64,
+    ))));
+    assert_eq!(code(r), tonic::Code::DataLoss);
+    let key = s.v.vault.join(custody::layout::pack_path(
+        &custody::hash::Blake3Id::parse(&id).unwrap(),
+    ));
+    assert!(!key.exists(), "a refused pack was stored");
+    // A stream that stops short stores nothing.
+    let r = rt.block_on(a.put_pack(tokio_stream::iter(pieces(
+        &run,
+        &id,
+        &bytes[..bytes.len() / 2],
+        bytes.len() as u64,
+    ))));
+    assert_eq!(code(r), tonic::Code::DataLoss);
+    assert!(!key.exists());
+    let stored = rt
+        .block_on(a.put_pack(tokio_stream::iter(pieces(
+            &run,
+            &id,
+            &bytes,
+            bytes.len() as u64,
+        ))))
+        .unwrap()
+        .into_inner();
+    assert!(stored.created && key.exists());
+
+    // An entry whose digests are not those of its chunks is recorded as
+    // failed, with both sides' digests; a true one as complete.
+    let good = artifact(
+        "INC-2",
+        &run,
+        "/var/log/good.log",
+        &hello,
+        &hello,
+        refs.clone(),
+    );
+    let lie = artifact(
+        "INC-2",
+        &run,
+        "/var/log/lie.log",
+        &hello,
+        b"something else",
+        refs.clone(),
+    );
+    let sealed = rt
+        .block_on(a.add_entries(pb::AddEntriesRequest {
+            run: run.clone(),
+            first: 0,
+            entries_json: vec![good.clone(), lie],
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(sealed.entries_sealed, 2);
+    assert_eq!(sealed.mismatches.len(), 1, "{:?}", sealed.mismatches);
+    assert!(sealed.mismatches[0].contains("lie.log"));
+    // Sent again (a retry), nothing is sealed twice.
+    let again = rt
+        .block_on(a.add_entries(pb::AddEntriesRequest {
+            run: run.clone(),
+            first: 1,
+            entries_json: vec![good.clone()],
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.entries_sealed, 2);
+    assert!(again.recorded.is_none());
+    // Entries for another incident, and another agent's run, are refused.
+    let elsewhere = artifact("INC-OTHER", &run, "/x", &hello, &hello, refs.clone());
+    assert_eq!(
+        code(rt.block_on(a.add_entries(pb::AddEntriesRequest {
+            run: run.clone(),
+            first: 2,
+            entries_json: vec![elsewhere],
+        }))),
+        tonic::Code::InvalidArgument
+    );
+    let mut b = client(&rt, &s.dir, s.grpc, Some("agent-b"), None);
+    assert_eq!(
+        code(rt.block_on(b.add_entries(pb::AddEntriesRequest {
+            run: run.clone(),
+            first: 2,
+            entries_json: vec![good.clone()],
+        }))),
+        tonic::Code::PermissionDenied
+    );
+    // An oversize message is refused without harming anyone.
+    let huge = vec!["x".repeat(1 << 20); 20];
+    let r = rt.block_on(a.add_entries(pb::AddEntriesRequest {
+        run: run.clone(),
+        first: 2,
+        entries_json: huge,
+    }));
+    assert!(r.is_err());
+    // Slow and garbage clients do not block others.
+    let slow = std::net::TcpStream::connect(("127.0.0.1", s.grpc)).unwrap();
+    let mut garbage = std::net::TcpStream::connect(("127.0.0.1", s.grpc)).unwrap();
+    garbage.write_all(&noise(100_000, 3)).unwrap();
+    rt.block_on(a.finish_run(pb::FinishRunRequest { run: run.clone() }))
+        .unwrap();
+    let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
+    let all = entries(&rt, &mut auditor, "INC-2");
+    drop(slow);
+    let arts = of_type(&all, "artifact");
+    assert_eq!(arts.len(), 2);
+    assert_eq!(arts[0]["status"], "complete");
+    assert_eq!(
+        arts[0]["collector"], "agent-a",
+        "the server names the authenticated collector"
+    );
+    assert_eq!(arts[1]["status"], "failed");
+    assert!(
+        arts[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("two-sided hashing failed")
+    );
+    let fin = of_type(&all, "preservation_finished");
+    assert_eq!(
+        (fin[0]["complete"].as_u64(), fin[0]["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        code(rt.block_on(a.add_entries(pb::AddEntriesRequest {
+            run,
+            first: 2,
+            entries_json: vec![],
+        }))),
+        tonic::Code::FailedPrecondition,
+        "a finished run takes nothing more"
+    );
+    drop(server);
+    s.v.assert_intact();
+}
+
+#[test]
+fn an_agent_resumes_after_the_server_restarts_mid_run() {
+    let Some(py) = cert_python() else { return };
+    let s = setup(&py);
+    let mut server = s.server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
+    rt.block_on(soc.declare_incident(pb::DeclareIncidentRequest {
+        incident: "INC-3".into(),
+        title: "restart".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let src = s.v.tmp.path().join("host");
+    std::fs::create_dir_all(&src).unwrap();
+    let big = noise(80 << 20, 5);
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    for i in 0..5 {
+        std::fs::write(src.join(format!("small{i}.log")), log_text(50_000, i)).unwrap();
+    }
+    let agent = s
+        .agent(&s.agent_config("agent-a", &src), "restart-host")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once the first pack is stored, then start it again.
+    let packs = s.v.vault.join("packs");
+    let t = Instant::now();
+    while crate::common::walk(&packs).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(120), "no pack arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    server = s.server();
+    let out = agent.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "agent failed: {err}");
+    assert!(
+        err.contains("resuming") || err.contains("trying again"),
+        "{err}"
+    );
+    let line = err.lines().find(|l| l.contains("sealed:")).unwrap();
+    let sent: u64 = line
+        .split(" pack(s) sent")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stored = crate::common::walk(&packs).len() as u64;
+    // At most the pack in flight at the kill went twice.
+    assert!(
+        sent <= stored + 1,
+        "{sent} packs sent for {stored} stored: {err}"
+    );
+
+    let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
+    let all = entries(&rt, &mut auditor, "INC-3");
+    let arts = of_type(&all, "artifact");
+    assert_eq!(arts.len(), 6);
+    assert!(arts.iter().all(|a| a["status"] == "complete"));
+    let out =
+        s.v.cmd(&["cat", "INC-3", &src.join("big.bin").to_string_lossy()])
+            .output()
+            .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout == big, "the preserved file differs");
+    drop(server);
+    s.v.assert_intact();
+}
