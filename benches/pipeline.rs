@@ -164,6 +164,7 @@ fn artifact(i: u64) -> Entry {
             size: 4096,
         }],
         link_target: None,
+        offset: None,
         file: Some(FileMeta {
             mtime: Time::from_unix(1_800_000_000),
             ctime: Time::from_unix(1_800_000_000),

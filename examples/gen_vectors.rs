@@ -52,10 +52,10 @@ use custody::layout;
 use custody::log::{self, Tree};
 use custody::segment::{
     Action, Actor, Artifact, BackendProbed, CheckpointRef, ChunkRef, CustodyEvent, Entry,
-    FactLearned, FileMeta, Genesis, Hold, IncidentClosed, IncidentDeclared, ItemKind, KeyContent,
-    KeyFile, KeyRevoked, KeyRotated, ManifestSealed, Note, PreservationFinished, PreservationOrder,
-    PreservationStarted, ProbeResult, ReportFiled, SEGMENT_PAYLOAD_TYPE, Segment, SourceKind,
-    SourceSpec, Status, Subject, Tool,
+    FactLearned, FileMeta, Genesis, Heartbeat, Hold, IncidentClosed, IncidentDeclared, ItemKind,
+    KeyContent, KeyFile, KeyRevoked, KeyRotated, ManifestSealed, Note, PreservationFinished,
+    PreservationOrder, PreservationStarted, ProbeResult, ReportFiled, SEGMENT_PAYLOAD_TYPE,
+    Segment, SourceKind, SourceSpec, Status, Subject, Tool,
 };
 use custody::store::Store;
 use custody::time::Time;
@@ -224,6 +224,7 @@ fn artifact(
         sha256: Sha256Digest::of(content),
         chunks,
         link_target: None,
+        offset: None,
         file: Some(file),
         command: None,
         host: HOST.into(),
@@ -932,6 +933,39 @@ fn ok_vectors(base: &Objects) -> Result<Vec<Vector>> {
         "ok_key_files",
         "ok",
         "segment 4 holds a withheld key file and a stored one whose bytes are the run's /var/log/auth.log artifact",
+        o,
+    ));
+
+    // FORMAT.md §9.4 `offset` and §9.13 `heartbeat` (v1.4): what the
+    // service writes for a followed file and an idle log.
+    let mut o = base.clone();
+    let mut piece = payload(get(&o, &seg(2)))
+        .entries
+        .into_iter()
+        .find_map(|e| match e {
+            Entry::Artifact(a) => Some(a),
+            _ => None,
+        })
+        .expect("the base vault has artifacts");
+    piece.offset = Some(4096);
+    let service = next_segment(
+        &o,
+        vec![
+            Entry::Artifact(piece),
+            Entry::Heartbeat(Heartbeat {
+                at: t(900),
+                host: HOST.into(),
+                tool: Tool::this(),
+                interval_secs: 300,
+            }),
+        ],
+    );
+    o.insert(seg(4), seal(&service, &k));
+    recheckpoint(&mut o);
+    out.push(Vector::new(
+        "ok_service",
+        "ok",
+        "segment 4 holds a piece of a followed file (segment 2's first artifact again, at offset 4096) and a heartbeat",
         o,
     ));
 

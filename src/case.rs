@@ -671,6 +671,7 @@ mod tests {
             sha256: Sha256Digest::of(data),
             chunks: vec![],
             link_target: (kind == ItemKind::Symlink).then(|| "/etc/target".into()),
+            offset: None,
             file: matches!(kind, ItemKind::File | ItemKind::Symlink).then(|| FileMeta {
                 mtime: t(-100),
                 ctime: t(-90),

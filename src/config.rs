@@ -364,6 +364,9 @@ pub struct AgentConfig {
     /// Where packs wait until the server holds them (default
     /// ~/.local/state/custody/agent).
     pub spool: Option<PathBuf>,
+    /// While an incident is held, seconds between captures of what the
+    /// `files` sources appended (default 60; 0: no follow mode).
+    pub follow_secs: Option<u64>,
 }
 
 /// The `[keys]` table: rules for key findings (`custody keys`).

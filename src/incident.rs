@@ -273,7 +273,8 @@ impl Book {
             | Entry::IncidentDeclared(_)
             | Entry::BackendProbed(_)
             | Entry::KeyRotated(_)
-            | Entry::KeyRevoked(_) => Ok(()),
+            | Entry::KeyRevoked(_)
+            | Entry::Heartbeat(_) => Ok(()),
         }
     }
 }

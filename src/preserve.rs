@@ -432,6 +432,7 @@ mod tests {
             sha256: Sha256Digest([0; 32]),
             chunks: Vec::new(),
             link_target: None,
+            offset: None,
             file: None,
             command: Some(CommandOutcome {
                 argv: vec!["a".repeat(4096)],

@@ -642,7 +642,8 @@ fn timeline(ctx: &Context<'_>) -> Section {
             | Entry::KeyRevoked(_)
             | Entry::Genesis(_)
             | Entry::IncidentDeclared(_)
-            | Entry::BackendProbed(_) => continue,
+            | Entry::BackendProbed(_)
+            | Entry::Heartbeat(_) => continue,
             Entry::PreservationStarted(p) => {
                 let mut l = text("run ").code(short_run(&p.run)).t(", sources:");
                 for s in &p.sources {

@@ -187,6 +187,9 @@ pub enum Entry {
     KeyRotated(KeyRotated),
     /// A vault key was revoked (FORMAT.md §5).
     KeyRevoked(KeyRevoked),
+    /// The server was up and nothing else was appended for a while
+    /// (format 1.4).
+    Heartbeat(Heartbeat),
 }
 
 impl Entry {
@@ -197,7 +200,8 @@ impl Entry {
             Entry::Genesis(_)
             | Entry::BackendProbed(_)
             | Entry::KeyRotated(_)
-            | Entry::KeyRevoked(_) => return None,
+            | Entry::KeyRevoked(_)
+            | Entry::Heartbeat(_) => return None,
             Entry::IncidentDeclared(d) => &d.incident,
             Entry::PreservationStarted(p) => &p.incident,
             Entry::Artifact(a) => &a.incident,
@@ -235,6 +239,7 @@ impl Entry {
             Entry::KeyFile(_) => "key_file",
             Entry::KeyRotated(_) => "key_rotated",
             Entry::KeyRevoked(_) => "key_revoked",
+            Entry::Heartbeat(_) => "heartbeat",
         }
     }
 }
@@ -745,6 +750,22 @@ pub struct CommandOutcome {
     pub stderr_bytes: u64,
 }
 
+/// A heartbeat of `custody serve` (FORMAT.md §9.13): written when the log
+/// has been idle for `interval_secs`, so that silence is attested too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// When.
+    pub at: Time,
+    /// The server's host.
+    pub host: String,
+    /// The tool.
+    pub tool: Tool,
+    /// The configured interval: the next heartbeat, or another segment, is
+    /// due within it while the server runs.
+    pub interval_secs: u64,
+}
+
 /// One preserved item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -783,6 +804,12 @@ pub struct Artifact {
     /// For files and symlinks: metadata before the read.
     #[serde(deserialize_with = "Option::deserialize")]
     pub file: Option<FileMeta>,
+    /// For a file followed while its incident is held (format 1.4): the
+    /// byte of the file (`file.dev`, `file.ino`) this artifact starts at;
+    /// its content is the file's bytes `offset..offset + size`. Absent for
+    /// an artifact of the whole file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// For commands: how it ended.
     #[serde(deserialize_with = "Option::deserialize")]
     pub command: Option<CommandOutcome>,
@@ -968,6 +995,7 @@ mod tests {
                 size: data.len() as u32,
             }],
             link_target: None,
+            offset: None,
             file: None,
             command: None,
             host: "h".into(),

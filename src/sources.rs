@@ -125,6 +125,7 @@ impl Item<'_> {
                 sha256: cap.sha256,
                 chunks: Vec::new(),
                 link_target: None,
+                offset: None,
                 file: None,
                 command: None,
                 host: self.ctx.host.clone(),
@@ -880,4 +881,249 @@ mod tests {
                 .contains("replaced")
         );
     }
+}
+
+/// Where following one file got to: the open file (which keeps a rotated
+/// file readable after its path names another), its identity, and the
+/// next byte to capture.
+#[derive(Debug)]
+struct Tail {
+    file: std::fs::File,
+    dev: u64,
+    ino: u64,
+    offset: u64,
+}
+
+/// The files of `files` sources, followed while their incident is held
+/// (`custody agent`, FORMAT.md §9.4 `offset`): each [`Follow::tick`]
+/// captures what was appended since the last, as artifacts holding a
+/// file's bytes `offset..offset + size`. A file rotated away (its path now
+/// names another file, or nothing) is read to its end through the handle
+/// kept open, then the new file from its first byte. A file truncated in
+/// place is `partial` (bytes appended after the last tick and before the
+/// truncation are gone) and followed again from byte 0.
+#[derive(Debug, Default)]
+pub struct Follow {
+    /// By source name and path.
+    tails: std::collections::BTreeMap<(String, PathBuf), Tail>,
+}
+
+impl Follow {
+    /// Starts from what a run captured: each file artifact whose file is
+    /// still at its path (same device and inode) is followed from where
+    /// its capture ended.
+    pub fn start_from(&mut self, entries: &[crate::segment::Entry]) {
+        for e in entries {
+            let crate::segment::Entry::Artifact(a) = e else {
+                continue;
+            };
+            let Some(meta) = &a.file else { continue };
+            if a.kind != ItemKind::File || a.status == Status::Failed {
+                continue;
+            }
+            let path = PathBuf::from(&a.path);
+            let Ok(file) = open_nofollow(&path) else {
+                continue;
+            };
+            if file
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.dev() == meta.dev && m.ino() == meta.ino)
+            {
+                let offset = a.offset.unwrap_or(0).saturating_add(a.size);
+                self.tails.insert(
+                    (a.source.clone(), path),
+                    Tail {
+                        file,
+                        dev: meta.dev,
+                        ino: meta.ino,
+                        offset,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Files followed now.
+    pub fn len(&self) -> usize {
+        self.tails.len()
+    }
+
+    /// Whether no file is followed.
+    pub fn is_empty(&self) -> bool {
+        self.tails.is_empty()
+    }
+
+    /// Captures what the `files` source `spec` appended since the last
+    /// tick; other kinds of sources are not followed.
+    ///
+    /// # Errors
+    /// Only when the pipeline stopped (storage failure).
+    pub fn tick<E: From<PipelineError>>(
+        &mut self,
+        spec: &SourceSpec,
+        ctx: &RunContext,
+        pipe: &mut Pipeline<'_, '_>,
+        emit: &mut dyn FnMut(&mut Pipeline<'_, '_>, Found) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if spec.kind != SourceKind::Files {
+            return Ok(());
+        }
+        let excludes = build_excludes(&spec.exclude).map_err(|e| E::from(PipelineError(e)))?;
+        let mut now = Vec::new();
+        for pattern in &spec.paths {
+            expand(pattern, &excludes, &ctx.refuse, &mut now);
+        }
+        let now: std::collections::BTreeSet<PathBuf> =
+            now.into_iter().filter_map(Result::ok).collect();
+        let item = Item {
+            ctx,
+            spec,
+            started: Time::now(),
+        };
+        // Where each path is now, by identity.
+        let ids: std::collections::BTreeMap<PathBuf, (u64, u64)> = now
+            .iter()
+            .filter_map(|p| {
+                let m = std::fs::symlink_metadata(p).ok()?;
+                m.is_file().then(|| (p.clone(), (m.dev(), m.ino())))
+            })
+            .collect();
+        let mine: Vec<(String, PathBuf)> = self
+            .tails
+            .keys()
+            .filter(|(source, _)| *source == spec.name)
+            .cloned()
+            .collect();
+        for key in mine {
+            let Some(t) = self.tails.get(&key) else {
+                continue;
+            };
+            let id = (t.dev, t.ino);
+            if ids.get(&key.1) == Some(&id) {
+                continue;
+            }
+            // Renamed (rotated to `app.log.1` within the source): the same
+            // file, followed on under its new path.
+            let moved = ids
+                .iter()
+                .find(|(p, i)| {
+                    **i == id && !self.tails.contains_key(&(spec.name.clone(), (*p).clone()))
+                })
+                .map(|(p, _)| p.clone());
+            let t = self.tails.remove(&key).expect("present");
+            match moved {
+                Some(p) => {
+                    self.tails.insert((spec.name.clone(), p), t);
+                }
+                None => {
+                    // Rotated away or deleted: read to its end.
+                    let piece = tail_piece(&item, pipe, &key.1, t, None, None)?;
+                    emit(pipe, piece.into())?;
+                }
+            }
+        }
+        for path in now {
+            let Ok(at_path) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !at_path.is_file() {
+                continue;
+            }
+            let key = (spec.name.clone(), path.clone());
+            let same = self
+                .tails
+                .get(&key)
+                .is_some_and(|t| t.dev == at_path.dev() && t.ino == at_path.ino());
+            if !same {
+                if let Some(old) = self.tails.remove(&key) {
+                    // Rotated since the look above: the rest of the old file first.
+                    let piece = tail_piece(&item, pipe, &path, old, None, None)?;
+                    emit(pipe, piece.into())?;
+                }
+                let Ok(file) = open_nofollow(&path) else {
+                    continue;
+                };
+                let Ok(m) = file.metadata() else { continue };
+                if !m.is_file() || ctx.refuse.contains(&(m.dev(), m.ino())) {
+                    continue;
+                }
+                self.tails.insert(
+                    key.clone(),
+                    Tail {
+                        file,
+                        dev: m.dev(),
+                        ino: m.ino(),
+                        offset: 0,
+                    },
+                );
+            }
+            let Some(t) = self.tails.get_mut(&key) else {
+                continue;
+            };
+            let len = t.file.metadata().map_or(t.offset, |m| m.len());
+            let mut truncated = None;
+            if len < t.offset {
+                truncated = Some(format!(
+                    "truncated in place from at least {} to {len} bytes since the last capture (anything appended in between is lost); followed again from byte 0",
+                    t.offset
+                ));
+                t.offset = 0;
+            }
+            if len == t.offset {
+                continue;
+            }
+            let file = t
+                .file
+                .try_clone()
+                .map_err(|e| E::from(PipelineError(e.to_string())))?;
+            let piece = Tail {
+                file,
+                dev: t.dev,
+                ino: t.ino,
+                offset: t.offset,
+            };
+            let p = tail_piece(&item, pipe, &path, piece, Some(len - t.offset), truncated)?;
+            t.offset = p.artifact.offset.unwrap_or(0) + p.artifact.size;
+            emit(pipe, p.into())?;
+        }
+        Ok(())
+    }
+}
+
+fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(path)
+}
+
+/// The bytes of `t.file` from `t.offset` on: `limit` bytes, or to the end.
+fn tail_piece(
+    item: &Item<'_>,
+    pipe: &mut Pipeline<'_, '_>,
+    path: &Path,
+    mut t: Tail,
+    limit: Option<u64>,
+    truncated: Option<String>,
+) -> Result<Pending, PipelineError> {
+    use std::io::Seek as _;
+    let shown = path.to_string_lossy().into_owned();
+    let meta = t.file.metadata().ok();
+    let cap = match t.file.seek(std::io::SeekFrom::Start(t.offset)) {
+        Ok(_) => pipe.capture((&mut t.file).take(limit.unwrap_or(u64::MAX)), |_| {})?,
+        Err(e) => Captured {
+            error: Some(e),
+            ..empty_capture()
+        },
+    };
+    let mut p = item.artifact(ItemKind::File, shown, cap);
+    p.artifact.file = meta.as_ref().map(file_meta);
+    p.artifact.offset = Some(t.offset);
+    if p.artifact.status == Status::Complete
+        && let Some(r) = truncated
+    {
+        p.artifact.status = Status::Partial;
+        p.artifact.reason = Some(r);
+    }
+    Ok(p)
 }

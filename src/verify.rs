@@ -1575,6 +1575,7 @@ mod tests {
             sha256: Sha256Digest::of(data),
             chunks,
             link_target: None,
+            offset: None,
             file: None,
             command: None,
             host: "h".into(),

@@ -180,6 +180,11 @@ struct Setup {
 const CLIENTS: &[&str] = &["agent-a", "agent-b", "auditor", "stranger"];
 
 fn setup(py: &str) -> Setup {
+    setup_with(py, "")
+}
+
+/// [`setup`] with more lines in `[serve]`.
+fn setup_with(py: &str, serve_extra: &str) -> Setup {
     let v = TestVault::new();
     let dir = v.tmp.path().join("svc");
     std::fs::create_dir_all(&dir).unwrap();
@@ -199,6 +204,7 @@ vault = "{vault}"
 tls_cert = "server.pem"
 tls_key = "server.key"
 client_ca = "ca.pem"
+{serve_extra}
 [[serve.client]]
 name = "agent-a"
 role = "agent"
@@ -246,6 +252,10 @@ impl Setup {
 
     /// An agent's config: mTLS as `name`, its own sources and spool.
     fn agent_config(&self, name: &str, sources: &Path) -> PathBuf {
+        self.agent_config_with(name, sources, "")
+    }
+
+    fn agent_config_with(&self, name: &str, sources: &Path, extra: &str) -> PathBuf {
         let p = self.dir.join(format!("{name}.toml"));
         std::fs::write(
             &p,
@@ -257,6 +267,7 @@ ca = "ca.pem"
 cert = "{name}.pem"
 key = "{name}.key"
 spool = "spool-{name}"
+{extra}
 [[source]]
 name = "logs"
 kind = "files"
@@ -942,6 +953,157 @@ fn an_agent_resumes_after_the_server_restarts_mid_run() {
             .unwrap();
     assert!(out.status.success());
     assert!(out.stdout == big, "the preserved file differs");
+    drop(server);
+    s.v.assert_intact();
+}
+
+/// Polls `f` until it returns Some, for at most `secs`.
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_held_incident_is_followed_through_rotation_until_released() {
+    let Some(py) = cert_python() else { return };
+    let s = setup_with(&py, "heartbeat_secs = 1");
+    let server = s.server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
+    rt.block_on(soc.declare_incident(pb::DeclareIncidentRequest {
+        incident: "INC-F".into(),
+        title: "attacker still inside".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let hold = pb::HoldRequest {
+        incident: "INC-F".into(),
+        hold: "regulator".into(),
+        reason: "preservation order".into(),
+        authorisation: "PO-1".into(),
+    };
+    rt.block_on(soc.place_hold(hold.clone())).unwrap();
+    let src = s.v.tmp.path().join("host");
+    std::fs::create_dir_all(&src).unwrap();
+    let app = src.join("app.log");
+    let rot = src.join("rot.log");
+    std::fs::write(&app, log_text(100_000, 1)).unwrap();
+    std::fs::write(&rot, b"rot: first line\n").unwrap();
+    let config = s.agent_config_with("agent-a", &src, "follow_secs = 1");
+    let mut agent = Command::new(assert_cmd::cargo::cargo_bin("custody"))
+        .args(["agent", "--host", "follow-host", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let l = log.clone();
+    let err = agent.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            l.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    wait_for(120, "following to start", || {
+        log.lock()
+            .unwrap()
+            .contains("following 2 file(s)")
+            .then_some(())
+    });
+
+    // Appended lines, a rotation (rename, then a new file), and a file
+    // emptied in place.
+    let appended =
+        b"2026-11-29T03:00:00Z web-01 sshd[9]: Accepted publickey for attacker\n".repeat(50);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&app)
+        .unwrap()
+        .write_all(&appended)
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&rot)
+        .unwrap()
+        .write_all(b"rot: last line before rotation\n")
+        .unwrap();
+    std::fs::rename(&rot, src.join("rot.log.1")).unwrap();
+    std::fs::write(&rot, b"rot: first line of the new file\n").unwrap();
+
+    let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
+    let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    let pieces = wait_for(60, "the appended pieces", || {
+        let all = entries(&rt, &mut auditor, "INC-F");
+        let arts: Vec<Value> = of_type(&all, "artifact").into_iter().cloned().collect();
+        let has = |path: &Path, offset: u64, content: &[u8]| {
+            arts.iter().any(|a| {
+                a["path"] == path.to_string_lossy().as_ref()
+                    && a["offset"] == offset
+                    && a["sha256"] == sha(content)
+            })
+        };
+        (has(
+            &app,
+            100_000u64.max(log_text(100_000, 1).len() as u64),
+            &appended,
+        ) && has(
+            &src.join("rot.log.1"),
+            16,
+            b"rot: last line before rotation\n",
+        ) && has(&rot, 0, b"rot: first line of the new file\n"))
+        .then_some(arts)
+    });
+    assert!(
+        pieces.iter().all(|a| a["status"] == "complete"),
+        "{pieces:?}"
+    );
+
+    // Emptied in place: recorded as partial, followed again from byte 0.
+    std::fs::write(&app, b"").unwrap();
+    std::fs::write(&app, b"after the wipe\n").unwrap();
+    wait_for(60, "the truncation", || {
+        let all = entries(&rt, &mut auditor, "INC-F");
+        of_type(&all, "artifact")
+            .into_iter()
+            .find(|a| a["status"] == "partial" && a["offset"] == 0u64)
+            .map(|a| {
+                assert!(
+                    a["reason"].as_str().unwrap().contains("truncated in place"),
+                    "{a}"
+                )
+            })
+    });
+
+    // Released: the run is finished.
+    rt.block_on(soc.release_hold(hold)).unwrap();
+    wait_for(60, "the run to finish", || {
+        log.lock().unwrap().contains("run ").then_some(())?;
+        let all = entries(&rt, &mut auditor, "INC-F");
+        (of_type(&all, "preservation_finished").len() == 1).then_some(())
+    });
+    // A quiet log gets heartbeats.
+    wait_for(30, "a heartbeat", || {
+        let out = s.v.cmd(&["log"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .contains("heartbeat from")
+            .then_some(())
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = agent.wait().unwrap();
+    assert!(status.success(), "{}", log.lock().unwrap());
     drop(server);
     s.v.assert_intact();
 }

@@ -11,6 +11,8 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -103,6 +105,22 @@ pub(super) fn run(a: AgentArgs) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let client = rt.block_on(connect(&server, &ac))?;
+    let follow_secs = ac.follow_secs.unwrap_or(60);
+    // SIGINT or SIGTERM: finish the runs being followed, then stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    rt.spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        flag.store(true, Ordering::Relaxed);
+    });
     let agent = Agent {
         rt: rt.handle().clone(),
         client,
@@ -110,8 +128,9 @@ pub(super) fn run(a: AgentArgs) -> Result<ExitCode> {
         host,
         spool,
         refuse,
+        stop,
     };
-    agent.watch(a.once, a.since)
+    agent.watch(a.once, a.since, follow_secs)
 }
 
 async fn connect(server: &str, ac: &AgentConfig) -> Result<Client> {
@@ -160,6 +179,67 @@ struct Agent {
     host: String,
     spool: PathBuf,
     refuse: Vec<(u64, u64)>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Reads declarations into `tx`, watching again (with a growing pause)
+/// after a disconnect. A refusal ends it with the reason.
+async fn watch_task(
+    client: Client,
+    since: u64,
+    tx: std::sync::mpsc::Sender<Result<pb::Declaration, String>>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut c = client.clone();
+        let mut stream = match c
+            .watch_declarations(pb::WatchRequest {
+                since_seconds: since,
+            })
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(s) if transient(&s) => {
+                eprintln!(
+                    "custody agent: server unreachable ({}); retrying in {backoff:?}",
+                    s.message()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            Err(s) => {
+                let _ = tx.send(Err(format!(
+                    "the server refused to announce declarations: {}",
+                    s.message()
+                )));
+                return;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        eprintln!("custody agent: watching for declarations");
+        loop {
+            match stream.message().await {
+                Ok(Some(d)) => {
+                    if tx.send(Ok(d)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(s) if transient(&s) || s.code() == tonic::Code::DataLoss => {
+                    eprintln!(
+                        "custody agent: stream ended ({}); watching again",
+                        s.message()
+                    );
+                    break;
+                }
+                Err(s) => {
+                    let _ = tx.send(Err(s.message().to_owned()));
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Whether an error is worth trying again (the server or the network), as
@@ -198,95 +278,196 @@ impl Agent {
         Ok(())
     }
 
-    fn watch(mut self, once: bool, since: u64) -> Result<ExitCode> {
+    /// Watches declarations on a task of the runtime and works on this
+    /// thread: a preservation run per declared incident, then, while the
+    /// incident is held, a tick of follow mode every `follow_secs`.
+    fn watch(mut self, once: bool, since: u64, follow_secs: u64) -> Result<ExitCode> {
+        let (tx, rx) = std::sync::mpsc::channel::<Result<pb::Declaration, String>>();
+        let client = self.client.clone();
+        self.rt.spawn(watch_task(client, since, tx));
         let mut failures = 0u32;
-        let mut backoff = Duration::from_secs(1);
+        let mut following: std::collections::BTreeMap<String, Following> = Default::default();
+        let interval = Duration::from_secs(follow_secs.max(1));
+        let mut next_tick = std::time::Instant::now() + interval;
+        let stop = self.stop.clone();
         loop {
-            let mut client = self.client.clone();
-            let stream = self.rt.block_on(async {
-                client
-                    .watch_declarations(pb::WatchRequest {
-                        since_seconds: since,
-                    })
-                    .await
-            });
-            let mut stream = match stream {
-                Ok(s) => s.into_inner(),
-                Err(s) if transient(&s) => {
-                    eprintln!(
-                        "custody agent: server unreachable ({}); retrying in {backoff:?}",
-                        s.message()
-                    );
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+            if stop.load(Ordering::Relaxed) {
+                for (incident, f) in std::mem::take(&mut following) {
+                    self.end_following(&incident, f);
+                }
+                eprintln!("custody agent: stopped");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let wait = next_tick
+                .saturating_duration_since(std::time::Instant::now())
+                .min(Duration::from_millis(500));
+            let d = match rx.recv_timeout(wait) {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => bail!("{e}"),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if std::time::Instant::now() >= next_tick {
+                        next_tick = std::time::Instant::now() + interval;
+                        for (incident, f) in &mut following {
+                            if let Err(e) = self.tick(f) {
+                                failures += 1;
+                                eprintln!("custody agent: following {incident}: {e:#}");
+                            }
+                        }
+                    }
                     continue;
                 }
-                Err(s) => bail!(
-                    "the server refused to announce declarations: {}",
-                    s.message()
-                ),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("the declaration watcher stopped")
+                }
             };
-            backoff = Duration::from_secs(1);
-            eprintln!("custody agent: watching for declarations");
-            loop {
-                let next = self.rt.block_on(stream.message());
-                let d = match next {
-                    Ok(Some(d)) => d,
-                    Ok(None) => break,
-                    Err(s) if transient(&s) || s.code() == tonic::Code::DataLoss => {
-                        eprintln!(
-                            "custody agent: stream ended ({}); watching again",
-                            s.message()
-                        );
-                        break;
-                    }
-                    Err(s) => bail!("{}", s.message()),
-                };
-                if d.incident.is_empty() {
-                    // The heartbeat that follows the incidents announced now.
-                    if once {
-                        return Ok(if failures == 0 {
-                            ExitCode::SUCCESS
-                        } else {
-                            ExitCode::from(1)
-                        });
-                    }
-                    continue;
+            if d.incident.is_empty() {
+                // The heartbeat that follows the incidents announced now.
+                if once {
+                    return Ok(if failures == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    });
                 }
-                let key = format!("{} {}", d.incident, d.segment);
-                if self.done().contains(&key) {
-                    continue;
+                continue;
+            }
+            if let Some(f) = following.get(&d.incident) {
+                if !d.held {
+                    let f = following.remove(&d.incident).expect("present");
+                    eprintln!(
+                        "custody agent: incident {}: hold released, following ends",
+                        d.incident
+                    );
+                    // What was appended up to now is still taken.
+                    let mut f = f;
+                    if let Err(e) = self.tick(&mut f) {
+                        eprintln!("custody agent: following {}: {e:#}", d.incident);
+                    }
+                    self.end_following(&d.incident, f);
+                } else {
+                    let _ = f;
                 }
-                eprintln!(
-                    "custody agent: incident {} declared: preserving",
-                    d.incident
-                );
-                match self.preserve(&d.incident) {
-                    Ok(s) => {
+                continue;
+            }
+            let key = format!("{} {}", d.incident, d.segment);
+            let follow = d.held && follow_secs > 0 && !once;
+            if self.done().contains(&key) && !follow {
+                continue;
+            }
+            eprintln!(
+                "custody agent: incident {} declared: preserving",
+                d.incident
+            );
+            match self.preserve(&d.incident) {
+                Ok((mut ship, entries)) => {
+                    eprintln!(
+                        "custody agent: incident {}: run {} sealed: {} entries, {} failed, {} read; {} pack(s) sent, {} already held by the server",
+                        d.incident,
+                        ship.run,
+                        ship.sealed,
+                        ship.failed,
+                        custody::progress::human_bytes(ship.bytes),
+                        ship.packs_sent,
+                        ship.packs_held
+                    );
+                    if follow {
+                        let mut f = custody::sources::Follow::default();
+                        f.start_from(&entries);
                         eprintln!(
-                            "custody agent: incident {}: run {} sealed: {} entries, {} failed, {} read; {} pack(s) sent, {} already held by the server",
+                            "custody agent: incident {} is held: following {} file(s) every {follow_secs} s",
                             d.incident,
-                            s.run,
-                            s.entries,
-                            s.failed,
-                            custody::progress::human_bytes(s.bytes),
-                            s.packs_sent,
-                            s.packs_held
+                            f.len()
                         );
-                        self.mark_done(&key)?;
-                    }
-                    Err(e) => {
+                        ship.packs_sent = 0;
+                        following.insert(d.incident.clone(), Following { ship, follow: f });
+                    } else if let Err(e) = self.finish(&ship) {
                         failures += 1;
                         eprintln!("custody agent: incident {}: {e:#}", d.incident);
+                        continue;
                     }
+                    self.mark_done(&key)?;
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("custody agent: incident {}: {e:#}", d.incident);
                 }
             }
-            self.client = self.client.clone();
         }
     }
 
-    /// One run: preserve every source, ship packs and entries.
-    fn preserve(&mut self, incident: &str) -> Result<RunSummary> {
+    fn end_following(&mut self, incident: &str, f: Following) {
+        match self.finish(&f.ship) {
+            Ok(()) => eprintln!(
+                "custody agent: incident {incident}: run {} finished: {} entries",
+                f.ship.run, f.ship.sealed
+            ),
+            Err(e) => eprintln!("custody agent: incident {incident}: {e:#}"),
+        }
+    }
+
+    /// `FinishRun`, and the run's spool goes.
+    fn finish(&self, ship: &Shipper) -> Result<()> {
+        let r = ship.run.clone();
+        self.call(|mut c| {
+            let req = pb::FinishRunRequest { run: r.clone() };
+            async move { c.finish_run(req).await }
+        })?;
+        if let Some(root) = ship.store.local_root() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+        Ok(())
+    }
+
+    /// One tick of follow mode: what the files got since the last, sealed
+    /// in (at most) one segment.
+    fn tick(&mut self, f: &mut Following) -> Result<()> {
+        let ctx = self.context(&f.ship);
+        let known = std::collections::HashMap::new();
+        let sources = self.cfg.sources.clone();
+        let store = f.ship.store.clone();
+        let entries = std::thread::scope(|scope| -> Result<Vec<custody::segment::Entry>> {
+            let mut pipe = Pipeline::start(scope, store, &known);
+            let mut found = Vec::new();
+            let mut emit =
+                |_: &mut Pipeline<'_, '_>, x: Found| -> Result<(), preserve::DeclareError> {
+                    found.push(x);
+                    Ok(())
+                };
+            for spec in &sources {
+                f.follow.tick(spec, &ctx, &mut pipe, &mut emit)?;
+            }
+            pipe.flush()?;
+            let entries = preserve::resolve(&pipe, found)?;
+            pipe.finish()?;
+            Ok(entries)
+        })?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let n = entries.len();
+        f.ship.add(entries);
+        self.ship(&mut f.ship)?;
+        eprintln!(
+            "custody agent: incident {}: {n} appended piece(s) sealed (run {})",
+            f.ship.incident, f.ship.run
+        );
+        Ok(())
+    }
+
+    fn context(&self, ship: &Shipper) -> RunContext {
+        RunContext {
+            incident: ship.incident.clone(),
+            run: ship.run.clone(),
+            host: self.host.clone(),
+            collector: self.cfg.collector.clone().unwrap_or_else(host_name),
+            refuse: self.refuse.clone(),
+        }
+    }
+
+    /// One run: preserve every source, ship packs and entries. The run is
+    /// left open (the caller finishes it, or follows first); returns what
+    /// it sealed.
+    fn preserve(&mut self, incident: &str) -> Result<(Shipper, Vec<custody::segment::Entry>)> {
         let sources_json = serde_json::to_string(&self.cfg.sources)?;
         let state = self.call(|mut c| {
             let req = pb::BeginRunRequest {
@@ -305,29 +486,24 @@ impl Agent {
             dir.to_str()
                 .ok_or_else(|| anyhow!("spool path is not UTF-8"))?,
         )?;
-        let ctx = RunContext {
-            incident: incident.to_owned(),
-            run: run.clone(),
-            host: self.host.clone(),
-            collector: self.cfg.collector.clone().unwrap_or_else(host_name),
-            refuse: self.refuse.clone(),
-        };
         let mut ship = Shipper {
             run: run.clone(),
             incident: incident.to_owned(),
             host: self.host.clone(),
             store: store.clone(),
             entries: Vec::new(),
-            sent_entries: 0,
+            sealed: 0,
             sent_packs: HashSet::new(),
             failed: 0,
             bytes: 0,
             packs_sent: 0,
             packs_held: 0,
         };
+        let ctx = self.context(&ship);
         let known = std::collections::HashMap::new();
         let sources = self.cfg.sources.clone();
-        let result = std::thread::scope(|scope| -> Result<()> {
+        let mut all = Vec::new();
+        std::thread::scope(|scope| -> Result<()> {
             let mut pipe = Pipeline::start(scope, store.clone(), &known);
             let mut pending: Vec<Found> = Vec::new();
             let mut pending_bytes = 0usize;
@@ -341,6 +517,7 @@ impl Agent {
                     if pending_bytes >= SEAL_BYTES / 2 {
                         pipe.flush()?;
                         let entries = preserve::resolve(pipe, std::mem::take(&mut pending))?;
+                        all.extend(entries.iter().cloned());
                         ship.add(entries);
                         self.ship(&mut ship)
                             .map_err(|e| preserve::DeclareError::Invalid(format!("{e:#}")))?;
@@ -354,26 +531,12 @@ impl Agent {
             pipe.flush()?;
             let entries = preserve::resolve(&pipe, pending)?;
             pipe.finish()?;
+            all.extend(entries.iter().cloned());
             ship.add(entries);
             self.ship(&mut ship)?;
             Ok(())
-        });
-        result?;
-        let r = run.clone();
-        self.call(|mut c| {
-            let req = pb::FinishRunRequest { run: r.clone() };
-            async move { c.finish_run(req).await }
         })?;
-        // Everything is on the server: the spool of the run goes.
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok(RunSummary {
-            run,
-            entries: ship.entries.len() as u64,
-            failed: ship.failed,
-            bytes: ship.bytes,
-            packs_sent: ship.packs_sent,
-            packs_held: ship.packs_held,
-        })
+        Ok((ship, all))
     }
 
     /// Sends the packs the server lacks, then the entries it lacks.
@@ -405,7 +568,7 @@ impl Agent {
                     match self.rt.block_on(c.begin_run(req)) {
                         Ok(state) => {
                             let state = state.into_inner();
-                            s.sent_entries = state.entries_sealed as usize;
+                            s.sealed_up_to(state.entries_sealed);
                             for p in state.packs_held {
                                 if let Ok(id) = custody::hash::Blake3Id::parse(&p)
                                     && s.sent_packs.insert(id)
@@ -456,11 +619,10 @@ impl Agent {
             s.sent_packs.insert(id);
             s.packs_sent += 1;
         }
-        while s.sent_entries < s.entries.len() {
-            let end = (s.sent_entries + 2000).min(s.entries.len());
+        while !s.entries.is_empty() {
             let mut batch = Vec::new();
             let mut bytes = 0;
-            for e in &s.entries[s.sent_entries..end] {
+            for e in s.entries.iter().take(2000) {
                 if !batch.is_empty() && bytes + e.len() > 8 << 20 {
                     break;
                 }
@@ -469,7 +631,7 @@ impl Agent {
             }
             let req = pb::AddEntriesRequest {
                 run: s.run.clone(),
-                first: s.sent_entries as u64,
+                first: s.sealed,
                 entries_json: batch,
             };
             let mut c = self.client.clone();
@@ -485,7 +647,7 @@ impl Agent {
                 );
             }
             s.failed += r.mismatches.len() as u64;
-            s.sent_entries = r.entries_sealed as usize;
+            s.sealed_up_to(r.entries_sealed);
         }
         // Sealed packs are the server's now: free the spool.
         for id in &s.sent_packs {
@@ -516,13 +678,10 @@ impl Agent {
     }
 }
 
-struct RunSummary {
-    run: String,
-    entries: u64,
-    failed: u64,
-    bytes: u64,
-    packs_sent: u64,
-    packs_held: u64,
+/// An incident followed while it is held: its open run, and the files.
+struct Following {
+    ship: Shipper,
+    follow: custody::sources::Follow,
 }
 
 /// What of one run the server holds.
@@ -531,10 +690,11 @@ struct Shipper {
     incident: String,
     host: String,
     store: Store,
-    /// Every entry of the run, as JSON, in order.
+    /// The run's entries not yet sealed, as JSON, in order.
     entries: Vec<String>,
-    /// How many of them the server sealed.
-    sent_entries: usize,
+    /// How many entries of the run the server sealed (the index of
+    /// `entries[0]`).
+    sealed: u64,
     sent_packs: HashSet<custody::hash::Blake3Id>,
     failed: u64,
     bytes: u64,
@@ -544,6 +704,13 @@ struct Shipper {
 }
 
 impl Shipper {
+    /// The server has sealed the run's first `n` entries.
+    fn sealed_up_to(&mut self, n: u64) {
+        let drop = n.saturating_sub(self.sealed).min(self.entries.len() as u64) as usize;
+        self.entries.drain(..drop);
+        self.sealed = self.sealed.max(n);
+    }
+
     fn add(&mut self, entries: Vec<custody::segment::Entry>) {
         for e in entries {
             if let custody::segment::Entry::Artifact(a) = &e {

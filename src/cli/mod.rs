@@ -1947,6 +1947,10 @@ pub(crate) fn configured_witnesses(cfg: &Config) -> Result<Vec<custody::witness:
 fn entry_line(e: &Entry) -> String {
     match e {
         Entry::Genesis(g) => format!("genesis origin={} key={}", g.origin, g.key.id),
+        Entry::Heartbeat(h) => format!(
+            "heartbeat from {} (idle for {} s before it)",
+            h.host, h.interval_secs
+        ),
         Entry::IncidentDeclared(d) => format!(
             "incident_declared {} {:?} by {}",
             d.incident, d.title, d.declared_by
@@ -2490,6 +2494,15 @@ fn cat(a: CatArgs) -> Result<ExitCode> {
             "{} is a symbolic link to {:?}; it has no content",
             art.path,
             art.link_target.as_deref().unwrap_or("")
+        );
+    }
+    if let Some(offset) = art.offset {
+        eprintln!(
+            "custody: {} was followed while the incident was held: this is its piece of bytes {offset}..{} (run {}); `custody show {} --json` lists every piece",
+            art.path,
+            offset.saturating_add(art.size),
+            art.run,
+            a.incident
         );
     }
     // The access is recorded before a byte is written.

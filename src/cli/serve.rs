@@ -163,6 +163,10 @@ async fn serve(
         }
         builder = builder.tls_config(tls).context("TLS settings")?;
     }
+    let heartbeat = cfg.heartbeat_secs.unwrap_or(300);
+    if heartbeat > 0 {
+        tokio::spawn(heartbeats(shared.clone(), heartbeat));
+    }
     let service = custody_server::CustodyServer::new(Service(shared.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -203,6 +207,38 @@ async fn serve(
         })
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Appends a `heartbeat` (FORMAT.md §9.13) whenever the log stayed the
+/// same size for `secs`, so that a quiet log is attested as quiet, not
+/// merely unobserved; witnesses cosign it like any other segment.
+async fn heartbeats(shared: Arc<Shared>, secs: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut last = None;
+    loop {
+        tick.tick().await;
+        let seen = last;
+        let r = shared
+            .with_session(move |s, signer| {
+                if Some(s.vault.size()) == seen {
+                    let beat = Entry::Heartbeat(custody::segment::Heartbeat {
+                        at: Time::now(),
+                        host: host_name(),
+                        tool: Tool::this(),
+                        interval_secs: secs,
+                    });
+                    record(s, signer, vec![beat])?;
+                }
+                Ok(s.vault.size())
+            })
+            .await;
+        match r {
+            Ok(size) => last = Some(size),
+            Err(e) => eprintln!("custody serve: heartbeat not written: {}", e.message()),
+        }
+    }
 }
 
 /// What every handler shares.
@@ -1593,9 +1629,21 @@ impl Service {
                 for (key, why) in applied.failed {
                     eprintln!("custody serve: {key}: {why}");
                 }
-                Ok(a)
+                // Agents follow a held incident's files (and stop when
+                // released): tell them.
+                let inc = s.book.require(&r.incident).map_err(transition)?;
+                let announce = pb::Declaration {
+                    incident: r.incident.clone(),
+                    title: inc.declared.title.clone(),
+                    declared_at: inc.declared.declared_at.to_string(),
+                    held: s.holds.held(&r.incident),
+                    segment: inc.declared_seq,
+                };
+                Ok((a, announce))
             })
             .await?;
+        let (a, announce) = a;
+        let _ = self.0.declarations.send(announce);
         Ok(Response::new(recorded(&a)))
     }
 
