@@ -69,8 +69,9 @@ struct Server {
 }
 
 impl Server {
-    fn start(config: &Path, key: &Path, grpc: u16, webhook: u16) -> Self {
+    fn start(config: &Path, key: &Path, grpc: u16, webhook: u16, env: &[(String, String)]) -> Self {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("custody"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--config"])
             .arg(config)
             .arg("--key")
@@ -175,6 +176,9 @@ struct Setup {
     tool_secret: String,
     grpc: u16,
     webhook: u16,
+    /// The vault key, and the environment of the server (S3 endpoint).
+    key: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 const CLIENTS: &[&str] = &["agent-a", "agent-b", "auditor", "stranger"];
@@ -233,10 +237,13 @@ secret_file = "tool.secret"
         ),
     )
     .unwrap();
+    let key = v.key.clone();
     Setup {
         v,
         dir,
         config,
+        key,
+        env: Vec::new(),
         declarer_token,
         pd_secret,
         tool_secret,
@@ -247,7 +254,7 @@ secret_file = "tool.secret"
 
 impl Setup {
     fn server(&self) -> Server {
-        Server::start(&self.config, &self.v.key, self.grpc, self.webhook)
+        Server::start(&self.config, &self.key, self.grpc, self.webhook, &self.env)
     }
 
     /// An agent's config: mTLS as `name`, its own sources and spool.
@@ -1106,4 +1113,177 @@ fn a_held_incident_is_followed_through_rotation_until_released() {
     assert!(status.success(), "{}", log.lock().unwrap());
     drop(server);
     s.v.assert_intact();
+}
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The load test of the issue, bounded: 8 agents stream 256 MiB each at
+/// once (`CUSTODY_LOAD_MIB` changes the size), then every artifact must be
+/// complete and verify, and the server's peak memory stays under 384 MiB.
+#[test]
+fn eight_agents_stream_at_once_and_the_server_stays_bounded() {
+    let Some(py) = cert_python() else { return };
+    let mib: usize = std::env::var("CUSTODY_LOAD_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let s = setup(&py);
+    let server = s.server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
+    rt.block_on(soc.declare_incident(pb::DeclareIncidentRequest {
+        incident: "LOAD".into(),
+        title: "eight agents".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let mut agents = Vec::new();
+    for i in 0..8u64 {
+        let name = if i % 2 == 0 { "agent-a" } else { "agent-b" };
+        let src = s.v.tmp.path().join(format!("load-{i}"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("big.bin"), noise(mib << 20, 100 + i)).unwrap();
+        for j in 0..20 {
+            std::fs::write(
+                src.join(format!("small-{j}.log")),
+                log_text(4096, i * 100 + j),
+            )
+            .unwrap();
+        }
+        let config = s.dir.join(format!("load-{i}.toml"));
+        let text = std::fs::read_to_string(s.agent_config(name, &src))
+            .unwrap()
+            .replace(&format!("spool-{name}"), &format!("spool-load-{i}"));
+        std::fs::write(&config, text).unwrap();
+        agents.push(
+            s.agent(&config, &format!("load-host-{i}"))
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for a in agents {
+        let out = a.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rss = peak_rss_kib(server.child.id());
+    eprintln!("server peak RSS: {} MiB", rss / 1024);
+    assert!(rss < 384 << 10, "the server peaked at {} MiB", rss / 1024);
+    let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
+    let all = entries(&rt, &mut auditor, "LOAD");
+    let arts = of_type(&all, "artifact");
+    assert_eq!(arts.len(), 8 * 21);
+    assert!(arts.iter().all(|a| a["status"] == "complete"));
+    let bytes: u64 = arts.iter().map(|a| a["size"].as_u64().unwrap()).sum();
+    assert!(bytes >= 8 * (mib as u64) << 20);
+    drop(server);
+    s.v.assert_intact();
+}
+
+/// The service over an `s3://` vault on the Ceph gateway that
+/// scripts/test.sh starts: a webhook declares, two agents preserve, the
+/// record and a verification through the service and offline agree.
+#[test]
+fn the_service_keeps_a_vault_on_the_ceph_gateway() {
+    let Some(py) = cert_python() else { return };
+    let endpoint = std::env::var("CUSTODY_TEST_CEPH_ENDPOINT")
+        .ok()
+        .filter(|v| !v.is_empty());
+    if !available(
+        endpoint.is_some(),
+        "the ceph S3 server (CUSTODY_TEST_CEPH_ENDPOINT)",
+    ) {
+        return;
+    }
+    let mut s = setup(&py);
+    let bucket = std::env::var("CUSTODY_TEST_BUCKET").unwrap_or_else(|_| "custody-test".into());
+    let vault = format!("s3://{bucket}/service-{:016x}", rand::random::<u64>());
+    s.env = vec![
+        ("AWS_ENDPOINT_URL".into(), endpoint.unwrap()),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+    ];
+    s.key = s.dir.join("ceph-vault.key");
+    let s3 = |args: &[&str]| {
+        let mut c = crate::common::custody();
+        c.args(args)
+            .arg("--vault")
+            .arg(&vault)
+            .envs(s.env.iter().map(|(k, v)| (k, v)));
+        c
+    };
+    let key = s.key.to_string_lossy().into_owned();
+    ok(&s3(&[
+        "init",
+        "--origin",
+        "s3.custody.example/service",
+        "--key",
+        &key,
+    ])
+    .output()
+    .unwrap());
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        &format!("vault = \"{}\"", s.v.vault.display()),
+        &format!("vault = \"{vault}\""),
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let server = s.server();
+    let now = jiff::Timestamp::now().as_second();
+    let (c, v) = s.generic(
+        r#"{"event":"triggered","id":"C1","title":"on ceph","priority":"P1"}"#,
+        now,
+    );
+    assert_eq!(c, 200, "{v}");
+    for (name, host) in [("agent-a", "ceph-a"), ("agent-b", "ceph-b")] {
+        let src = s.v.tmp.path().join(host);
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("app.log"), log_text(300_000, host.len() as u64)).unwrap();
+        std::fs::write(src.join("blob.bin"), noise(2 << 20, host.len() as u64)).unwrap();
+        let o = s.agent(&s.agent_config(name, &src), host).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
+    let all = entries(&rt, &mut auditor, "tool-C1");
+    let arts = of_type(&all, "artifact");
+    assert_eq!(arts.len(), 4);
+    assert!(arts.iter().all(|a| a["status"] == "complete"));
+    let mut stream = rt
+        .block_on(auditor.verify(pb::VerifyRequest { quick: false }))
+        .unwrap()
+        .into_inner();
+    let mut damage = None;
+    while let Some(p) = rt.block_on(stream.message()).unwrap() {
+        if let Some(pb::verify_progress::What::ReportJson(j)) = p.what {
+            let r: Value = serde_json::from_str(&j).unwrap();
+            damage = Some(
+                r["findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|f| f["severity"] == "damage")
+                    .count(),
+            );
+        }
+    }
+    assert_eq!(damage, Some(0));
+    drop(server);
+    let out = s3(&["verify", "--json", "--no-record"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -45,6 +45,8 @@ const PACK_BUDGET_BYTES: u64 = 96 << 20;
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Entries sealed into one segment at most (by JSON bytes).
 const SEAL_JSON_BYTES: usize = 2 << 20;
+/// How long one pack upload may take.
+const PACK_DEADLINE: Duration = Duration::from_secs(300);
 /// Declarations to agents: heartbeat interval.
 const WATCH_HEARTBEAT: Duration = Duration::from_secs(30);
 
@@ -924,24 +926,37 @@ impl custody_server::Custody for Service {
             .acquire_many_owned(first.size.div_ceil(1024) as u32)
             .await
             .map_err(|_| Status::unavailable("shutting down"))?;
-        let mut buf = Vec::with_capacity(first.size as usize);
-        let mut piece = Some(first);
-        while let Some(p) = piece {
-            if buf.len() as u64 + p.data.len() as u64 > p.size.max(buf.capacity() as u64) {
-                return Err(invalid(format!(
-                    "pack {}: more bytes than its size",
-                    id.short()
-                )));
+        let size = first.size as usize;
+        let mut buf = Vec::with_capacity(size);
+        // A slow sender may not hold its share of the budget for ever.
+        let receive = async {
+            let mut piece = Some(first);
+            while let Some(p) = piece {
+                if buf.len() + p.data.len() > size {
+                    return Err(invalid(format!(
+                        "pack {}: more bytes than its size",
+                        id.short()
+                    )));
+                }
+                buf.extend_from_slice(&p.data);
+                piece = stream.message().await?;
             }
-            buf.extend_from_slice(&p.data);
-            piece = stream.message().await?;
-        }
-        if buf.len() != buf.capacity() {
+            Ok(())
+        };
+        tokio::time::timeout(PACK_DEADLINE, receive)
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "pack {}: not received within {} s; nothing stored",
+                    id.short(),
+                    PACK_DEADLINE.as_secs()
+                ))
+            })??;
+        if buf.len() != size {
             return Err(Status::data_loss(format!(
-                "pack {}: {} of {} bytes arrived; nothing stored",
+                "pack {}: {} of {size} bytes arrived; nothing stored",
                 id.short(),
                 buf.len(),
-                buf.capacity()
             )));
         }
         let got = Blake3Id::of(&buf);
