@@ -1187,7 +1187,7 @@ fn eight_agents_stream_at_once_and_the_server_stays_bounded() {
     assert_eq!(arts.len(), 8 * 21);
     assert!(arts.iter().all(|a| a["status"] == "complete"));
     let bytes: u64 = arts.iter().map(|a| a["size"].as_u64().unwrap()).sum();
-    assert!(bytes >= 8 * (mib as u64) << 20);
+    assert!(bytes >= (8 * mib as u64) << 20);
     drop(server);
     s.v.assert_intact();
 }
