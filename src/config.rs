@@ -242,22 +242,23 @@ impl ServeConfig {
         if self.client_ca.is_some() && self.tls_cert.is_none() {
             return Err("[serve]: `client_ca` needs `tls_cert` and `tls_key`".into());
         }
+        // One name, one caller: a certificate and a token of one name would
+        // share runs and records, and `webhook:` names the webhooks.
         let mut names = std::collections::HashSet::new();
-        for c in &self.clients {
-            if c.name.trim().is_empty() || !names.insert(format!("client {}", c.name)) {
-                return Err(format!(
-                    "[[serve.client]] {:?}: empty or listed twice",
-                    c.name
-                ));
+        let mut name_ok = |table: &str, n: &str| {
+            if n.trim().is_empty() || n.starts_with("webhook:") || !names.insert(n.to_owned()) {
+                Err(format!(
+                    "[[serve.{table}]] {n:?}: empty, starting with the reserved `webhook:`, or the name of another client, token or webhook"
+                ))
+            } else {
+                Ok(())
             }
+        };
+        for c in &self.clients {
+            name_ok("client", &c.name)?;
         }
         for t in &self.tokens {
-            if !names.insert(format!("token {}", t.name)) || t.name.trim().is_empty() {
-                return Err(format!(
-                    "[[serve.token]] {:?}: empty or listed twice",
-                    t.name
-                ));
-            }
+            name_ok("token", &t.name)?;
             if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
                 return Err(format!(
                     "[[serve.token]] {:?}: `sha256` must be 64 hex digits (`custody serve hash-token`)",
@@ -266,12 +267,7 @@ impl ServeConfig {
             }
         }
         for w in &self.webhooks {
-            if !names.insert(format!("webhook {}", w.name)) || w.name.trim().is_empty() {
-                return Err(format!(
-                    "[[serve.webhook]] {:?}: empty or listed twice",
-                    w.name
-                ));
-            }
+            name_ok("webhook", &w.name)?;
             if crate::preserve::check_incident_id(&format!("{}1", w.prefix())).is_err() {
                 return Err(format!(
                     "[[serve.webhook]] {:?}: `incident_prefix` must be characters of an incident id",

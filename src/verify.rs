@@ -454,6 +454,21 @@ fn check_compromise(
     }
 }
 
+/// What [`verify`] will say of these key files and artifacts
+/// (`key_file_in_clear`, `key_file_unbacked`), for a writer that checks
+/// before it seals (the service). Sequence numbers order them as segments.
+pub fn key_file_findings(
+    key_files: &[(u64, KeyFile)],
+    artifacts: &[(u64, Artifact)],
+) -> Vec<Finding> {
+    let mut f = Findings {
+        list: Vec::new(),
+        phase: "segments",
+    };
+    check_key_files(key_files, artifacts, &mut f);
+    f.list
+}
+
 /// A key file whose bytes are said to be in the vault (FORMAT.md §9.12)
 /// needs the artifact that holds them: of the same run, source and path, in
 /// the same or an earlier segment, a `file` with the key file's digests when

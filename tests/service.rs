@@ -115,12 +115,20 @@ impl Drop for Server {
     }
 }
 
-type Client = CustodyClient<
-    tonic::codegen::InterceptedService<
-        Channel,
-        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
-    >,
->;
+/// Adds the bearer token, if any, to every call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = CustodyClient<tonic::codegen::InterceptedService<Channel, Bearer>>;
 
 /// A gRPC client over TLS to the server, with a client certificate
 /// (`dir/NAME.pem`) and/or a bearer token.
@@ -154,15 +162,7 @@ fn client(
             .parse::<tonic::metadata::MetadataValue<_>>()
             .unwrap()
     });
-    CustodyClient::with_interceptor(
-        channel,
-        Box::new(move |mut req: tonic::Request<()>| {
-            if let Some(t) = &token {
-                req.metadata_mut().insert("authorization", t.clone());
-            }
-            Ok(req)
-        }) as Box<dyn FnMut(_) -> _ + Send>,
-    )
+    CustodyClient::with_interceptor(channel, Bearer(token))
 }
 
 /// Everything one test's server needs: certificates, tokens, secrets,
@@ -428,6 +428,20 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
     );
     assert_eq!(s.generic(generic, now).0, 200);
     assert_eq!(s.generic(generic, now).0, 409);
+    // The same MAC in capitals is the same request.
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(s.tool_secret.as_bytes()).unwrap();
+    m.update(format!("{now}.{generic}").as_bytes());
+    let upper = format!("sha256={}", hex::encode_upper(m.finalize().into_bytes()));
+    let (c, _) = post(
+        s.webhook,
+        "tool",
+        &[
+            ("X-Custody-Timestamp", &now.to_string()),
+            ("X-Custody-Signature", &upper),
+        ],
+        generic,
+    );
+    assert_eq!(c, 409, "a replay in other case is still a replay");
     assert!(
         server.log().contains("refused webhook \"pd\""),
         "{}",
@@ -714,7 +728,7 @@ fn pieces(run: &str, pack: &str, bytes: &[u8], size: u64) -> Vec<pb::PackPiece> 
 fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     let Some(py) = cert_python() else { return };
     let s = setup(&py);
-    let server = s.server();
+    let mut server = s.server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
     rt.block_on(soc.declare_incident(pb::DeclareIncidentRequest {
@@ -738,7 +752,7 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
         code(rt.block_on(a.begin_run(pb::BeginRunRequest {
             incident: "NOT-DECLARED".into(),
             host: "h1".into(),
-            sources_json: "[]".into(),
+            sources_json: r#"[{"name":"logs","kind":"files","paths":["/var/log"]}]"#.into(),
             ..Default::default()
         }))),
         tonic::Code::FailedPrecondition,
@@ -821,12 +835,59 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
         .into_inner();
     assert_eq!(again.entries_sealed, 2);
     assert!(again.recorded.is_none());
+    // Two copies of one call at once: sealed once.
+    let third = artifact(
+        "INC-2",
+        &run,
+        "/var/log/third.log",
+        &hello,
+        &hello,
+        refs.clone(),
+    );
+    let call = || {
+        let mut c = a.clone();
+        let req = pb::AddEntriesRequest {
+            run: run.clone(),
+            first: 2,
+            entries_json: vec![third.clone()],
+        };
+        async move { c.add_entries(req).await }
+    };
+    let (x, y) = rt.block_on(async { tokio::join!(call(), call()) });
+    assert_eq!(x.unwrap().into_inner().entries_sealed, 3);
+    assert_eq!(y.unwrap().into_inner().entries_sealed, 3);
+    // A key file that would put private key bytes in clear is refused.
+    let leak = serde_json::json!({
+        "type": "key_file", "incident": "INC-2", "run": run, "source": "logs", "path": "/var/log/third.log",
+        "status": "complete", "reason": null, "error": null, "size": hello.len(),
+        "blake3": blake3::hash(&hello).to_hex().to_string(), "sha256": hex::encode(sha2::Sha256::digest(&hello)),
+        "file": null, "form": "private", "content": "stored", "sealed_to": [], "keys": [], "notes": [],
+        "host": "h1", "collector": "x", "tool": {"name": "custody", "version": env!("CARGO_PKG_VERSION")},
+        "started_at": jiff::Timestamp::now().to_string(), "ended_at": jiff::Timestamp::now().to_string(),
+    })
+    .to_string();
+    let r = rt.block_on(a.add_entries(pb::AddEntriesRequest {
+        run: run.clone(),
+        first: 3,
+        entries_json: vec![leak],
+    }));
+    let e = r.expect_err("a private key in clear was sealed");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("key_file_in_clear"), "{e:?}");
+    // A request without credentials is refused before its body counts.
+    let mut anonymous = client(&rt, &s.dir, s.grpc, None, None);
+    let r = rt.block_on(anonymous.add_entries(pb::AddEntriesRequest {
+        run: run.clone(),
+        first: 3,
+        entries_json: vec!["x".repeat(8 << 20)],
+    }));
+    assert_eq!(code(r), tonic::Code::Unauthenticated);
     // Entries for another incident, and another agent's run, are refused.
     let elsewhere = artifact("INC-OTHER", &run, "/x", &hello, &hello, refs.clone());
     assert_eq!(
         code(rt.block_on(a.add_entries(pb::AddEntriesRequest {
             run: run.clone(),
-            first: 2,
+            first: 3,
             entries_json: vec![elsewhere],
         }))),
         tonic::Code::InvalidArgument
@@ -835,7 +896,7 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     assert_eq!(
         code(rt.block_on(b.add_entries(pb::AddEntriesRequest {
             run: run.clone(),
-            first: 2,
+            first: 3,
             entries_json: vec![good.clone()],
         }))),
         tonic::Code::PermissionDenied
@@ -844,7 +905,7 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     let huge = vec!["x".repeat(1 << 20); 20];
     let r = rt.block_on(a.add_entries(pb::AddEntriesRequest {
         run: run.clone(),
-        first: 2,
+        first: 3,
         entries_json: huge,
     }));
     assert!(r.is_err());
@@ -852,13 +913,41 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     let slow = std::net::TcpStream::connect(("127.0.0.1", s.grpc)).unwrap();
     let mut garbage = std::net::TcpStream::connect(("127.0.0.1", s.grpc)).unwrap();
     garbage.write_all(&noise(100_000, 3)).unwrap();
-    rt.block_on(a.finish_run(pb::FinishRunRequest { run: run.clone() }))
-        .unwrap();
+    // After a restart of the server, the run goes on where the log says.
+    drop(server);
+    server = s.server();
+    let fourth = artifact(
+        "INC-2",
+        &run,
+        "/var/log/fourth.log",
+        &hello,
+        &hello,
+        refs.clone(),
+    );
+    let r = rt
+        .block_on(a.add_entries(pb::AddEntriesRequest {
+            run: run.clone(),
+            first: 3,
+            entries_json: vec![fourth],
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.entries_sealed, 4);
+    let done = rt
+        .block_on(a.finish_run(pb::FinishRunRequest { run: run.clone() }))
+        .unwrap()
+        .into_inner();
+    // A retry after a lost answer gets the same answer.
+    let again = rt
+        .block_on(a.finish_run(pb::FinishRunRequest { run: run.clone() }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.segment, again.segment);
     let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
     let all = entries(&rt, &mut auditor, "INC-2");
     drop(slow);
     let arts = of_type(&all, "artifact");
-    assert_eq!(arts.len(), 2);
+    assert_eq!(arts.len(), 4);
     assert_eq!(arts[0]["status"], "complete");
     assert_eq!(
         arts[0]["collector"], "agent-a",
@@ -874,12 +963,12 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     let fin = of_type(&all, "preservation_finished");
     assert_eq!(
         (fin[0]["complete"].as_u64(), fin[0]["failed"].as_u64()),
-        (Some(1), Some(1))
+        (Some(3), Some(1))
     );
     assert_eq!(
         code(rt.block_on(a.add_entries(pb::AddEntriesRequest {
             run,
-            first: 2,
+            first: 3,
             entries_json: vec![],
         }))),
         tonic::Code::FailedPrecondition,

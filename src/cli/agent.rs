@@ -89,6 +89,12 @@ pub(super) fn run(a: AgentArgs) -> Result<ExitCode> {
             .join(".local/state/custody/agent"),
     };
     std::fs::create_dir_all(&spool).with_context(|| format!("create {}", spool.display()))?;
+    // The spool holds copies of evidence: for this user only.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 700 {}", spool.display()))?;
+    }
     let host = a.host.clone().unwrap_or_else(host_name);
     // The agent's own credentials are never preserved.
     let refuse: Vec<(u64, u64)> = [&ac.key, &ac.token_file]
@@ -151,6 +157,19 @@ async fn connect(server: &str, ac: &AgentConfig) -> Result<Client> {
             tls = tls.identity(tonic::transport::Identity::from_pem(c, k));
         }
         ep = ep.tls_config(tls).context("TLS settings")?;
+    }
+    let loopback = url::Url::parse(server)
+        .ok()
+        .is_some_and(|u| match u.host() {
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        });
+    if ac.token_file.is_some() && !server.starts_with("https://") && !loopback {
+        bail!(
+            "a bearer token goes only over https:// (or http:// to a loopback address): {server}"
+        );
     }
     let token = match &ac.token_file {
         Some(p) => {

@@ -45,6 +45,14 @@ const PACK_BUDGET_BYTES: u64 = 96 << 20;
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Entries sealed into one segment at most (by JSON bytes).
 const SEAL_JSON_BYTES: usize = 2 << 20;
+/// Largest `sources_json` of a run.
+const MAX_SOURCES_JSON: usize = 64 << 10;
+/// Packs a BeginRun may ask about.
+const MAX_PACKS_ASKED: usize = 20_000;
+/// Chunk references one AddEntries may make (one artifact may have 150 000).
+const MAX_CHUNKS_PER_CALL: usize = 160_000;
+/// How long a pack upload may pause between pieces.
+const PIECE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long one pack upload may take.
 const PACK_DEADLINE: Duration = Duration::from_secs(300);
 /// Declarations to agents: heartbeat interval.
@@ -124,9 +132,25 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
             ))
         })
         .collect::<Result<HashMap<_, _>>>()?;
+    let me = os_user();
+    if let Some(n) = cfg
+        .clients
+        .iter()
+        .map(|c| &c.name)
+        .chain(cfg.tokens.iter().map(|t| &t.name))
+        .find(|n| **n == me)
+    {
+        bail!(
+            "[serve] names a caller {n:?}, the OS user this server runs as: its actions would be recorded as the operator's own"
+        );
+    }
     let (declarations, _) = broadcast::channel(256);
+    let store = session.vault.store().clone();
     let shared = Arc::new(Shared {
         session: Mutex::new(session),
+        store,
+        rehash_slots: Arc::new(Semaphore::new(2)),
+        verify_slots: Arc::new(Semaphore::new(1)),
         signer,
         runs: Mutex::new(HashMap::new()),
         declarations,
@@ -139,7 +163,12 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(shared, cfg, listen, webhook_listen))
+    let result = rt.block_on(serve(shared.clone(), cfg, listen, webhook_listen));
+    // The store owns a runtime of its own: the last reference to it must go
+    // outside this one.
+    drop(rt);
+    drop(shared);
+    result
 }
 
 async fn serve(
@@ -151,7 +180,9 @@ async fn serve(
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .timeout(Duration::from_secs(3600));
+        .timeout(Duration::from_secs(3600))
+        .concurrency_limit_per_connection(32)
+        .max_concurrent_streams(64);
     if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {
         let cert_pem = std::fs::read(cert).with_context(|| format!("read {}", cert.display()))?;
         let key_pem = custody::localfile::read_secret(key, 1 << 20).map_err(|e| anyhow!(e))?;
@@ -169,9 +200,17 @@ async fn serve(
     if heartbeat > 0 {
         tokio::spawn(heartbeats(shared.clone(), heartbeat));
     }
-    let service = custody_server::CustodyServer::new(Service(shared.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let auth = shared.clone();
+    let service = tonic::service::interceptor::InterceptedService::new(
+        custody_server::CustodyServer::new(Service(shared.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        move |mut req: Request<()>| {
+            let caller = auth.authenticate(&req)?;
+            req.extensions_mut().insert(caller);
+            Ok(req)
+        },
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("couldn't listen on {listen}"))?;
@@ -246,6 +285,12 @@ async fn heartbeats(shared: Arc<Shared>, secs: u64) {
 /// What every handler shares.
 pub(super) struct Shared {
     session: Mutex<Session>,
+    /// The vault's store, for work outside the session lock.
+    store: custody::store::Store,
+    /// Re-hashing of ingested entries, a few at a time.
+    rehash_slots: Arc<Semaphore>,
+    /// Verifications through the service, one at a time.
+    verify_slots: Arc<Semaphore>,
     signer: VaultSigner,
     runs: Mutex<HashMap<String, RunInfo>>,
     declarations: broadcast::Sender<pb::Declaration>,
@@ -264,11 +309,46 @@ struct RunInfo {
     incident: String,
     owner: String,
     host: String,
+    /// Names of the run's sources.
+    sources: Vec<String>,
     sealed: u64,
     counts: [u64; 3],
     bytes_read: u64,
     bytes_stored: u64,
-    finished: bool,
+    /// Where its `preservation_finished` went, once finished.
+    finished: Option<pb::Recorded>,
+    /// Held by the AddEntries of the run being sealed: one at a time.
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl RunInfo {
+    fn new(incident: &str, owner: &str, host: &str, sources: Vec<String>) -> Self {
+        Self {
+            incident: incident.to_owned(),
+            owner: owner.to_owned(),
+            host: host.to_owned(),
+            sources,
+            sealed: 0,
+            counts: [0; 3],
+            bytes_read: 0,
+            bytes_stored: 0,
+            finished: None,
+            lock: Arc::default(),
+        }
+    }
+
+    /// Counts one sealed artifact or key file.
+    fn count(&mut self, e: &Entry) {
+        self.sealed += 1;
+        if let Entry::Artifact(a) = e {
+            self.bytes_read += a.size;
+            self.counts[match a.status {
+                ItemStatus::Complete => 0,
+                ItemStatus::Partial => 1,
+                ItemStatus::Failed => 2,
+            }] += 1;
+        }
+    }
 }
 
 /// Who called, as the credentials say.
@@ -282,6 +362,12 @@ pub(super) struct Caller {
 }
 
 impl Shared {
+    fn runs(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, RunInfo>>, Status> {
+        self.runs
+            .lock()
+            .map_err(|_| Status::internal("the runs lock is poisoned"))
+    }
+
     /// The actor recorded for `c`: its name, with the server's OS user and
     /// how the caller authenticated (FORMAT.md §9.6).
     pub(super) fn actor(&self, c: &Caller) -> Actor {
@@ -382,26 +468,22 @@ impl Shared {
         Ok(resp)
     }
 
-    /// Checks the caller's credentials and that its role may call `method`.
-    /// Refusals are logged (never with the credential).
-    pub(super) fn authorize<T>(
-        &self,
-        req: &Request<T>,
-        method: &str,
-        allowed: &[Role],
-    ) -> Result<Caller, Status> {
+    /// Who the credentials of `req` prove the caller is. Runs in the
+    /// interceptor, before the request's body is read, so that a caller
+    /// without credentials costs nothing; refusals are logged, never with
+    /// the credential.
+    pub(super) fn authenticate<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
         let peer = req
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let refuse = |status: Status| {
             eprintln!(
-                "custody serve: {} refused {method} from {peer}: {}",
+                "custody serve: {} refused a call from {peer}: {}",
                 Time::now(),
                 status.message()
             );
             status
         };
-        let mut caller = None;
         if let Some(certs) = req.peer_certs()
             && let Some(leaf) = certs.first()
         {
@@ -410,63 +492,74 @@ impl Shared {
                     "the client certificate has no subject CN",
                 ))
             })?;
-            match self.cfg.clients.iter().find(|c| c.name == cn) {
-                Some(c) => {
-                    caller = Some(Caller {
-                        name: cn.clone(),
-                        role: c.role,
-                        how: format!("client certificate CN={cn}"),
-                        peer: peer.clone(),
-                    });
-                }
-                None => {
-                    return Err(refuse(Status::permission_denied(format!(
-                        "client certificate CN={cn} has no role in [[serve.client]]"
-                    ))));
-                }
-            }
+            return match self.cfg.clients.iter().find(|c| c.name == cn) {
+                Some(c) => Ok(Caller {
+                    name: cn.clone(),
+                    role: c.role,
+                    how: format!("client certificate CN={cn}"),
+                    peer,
+                }),
+                None => Err(refuse(Status::permission_denied(format!(
+                    "client certificate CN={cn} has no role in [[serve.client]]"
+                )))),
+            };
         }
-        if caller.is_none()
-            && let Some(v) = req.metadata().get("authorization")
-        {
-            let token = v
-                .to_str()
-                .ok()
-                .and_then(|s| s.strip_prefix("Bearer "))
-                .ok_or_else(|| {
-                    refuse(Status::unauthenticated(
-                        "authorization must be `Bearer <token>`",
-                    ))
-                })?;
-            let hash = hex::encode(sha2::Sha256::digest(token.trim().as_bytes()));
-            match self
-                .cfg
-                .tokens
-                .iter()
-                .find(|t| t.sha256.eq_ignore_ascii_case(&hash))
-            {
-                Some(t) => {
-                    caller = Some(Caller {
-                        name: t.name.clone(),
-                        role: t.role,
-                        how: format!("bearer token {:?}", t.name),
-                        peer: peer.clone(),
-                    });
-                }
-                None => return Err(refuse(Status::unauthenticated("unknown bearer token"))),
-            }
-        }
-        let caller = caller.ok_or_else(|| {
-            refuse(Status::unauthenticated(
+        let Some(v) = req.metadata().get("authorization") else {
+            return Err(refuse(Status::unauthenticated(
                 "no credentials: present a client certificate or a bearer token",
-            ))
-        })?;
+            )));
+        };
+        let token = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                refuse(Status::unauthenticated(
+                    "authorization must be `Bearer <token>`",
+                ))
+            })?;
+        let hash = sha2::Sha256::digest(token.trim().as_bytes());
+        // Constant-time over the configured tokens.
+        let found = self.cfg.tokens.iter().find(|t| {
+            use subtle::ConstantTimeEq as _;
+            hex::decode(&t.sha256).is_ok_and(|h| bool::from(h.ct_eq(hash.as_slice())))
+        });
+        match found {
+            Some(t) => Ok(Caller {
+                name: t.name.clone(),
+                role: t.role,
+                how: format!("bearer token {:?}", t.name),
+                peer,
+            }),
+            None => Err(refuse(Status::unauthenticated("unknown bearer token"))),
+        }
+    }
+
+    /// The caller (as the interceptor found it) if its role may call
+    /// `method`; a refusal is logged.
+    pub(super) fn authorize<T>(
+        &self,
+        req: &Request<T>,
+        method: &str,
+        allowed: &[Role],
+    ) -> Result<Caller, Status> {
+        let caller = match req.extensions().get::<Caller>() {
+            Some(c) => c.clone(),
+            None => self.authenticate(req)?,
+        };
         if caller.role != Role::Admin && !allowed.contains(&caller.role) {
-            return Err(refuse(Status::permission_denied(format!(
+            let status = Status::permission_denied(format!(
                 "{} has role {}, which may not call {method}",
                 caller.name,
                 caller.role.as_str()
-            ))));
+            ));
+            eprintln!(
+                "custody serve: {} refused {method} from {}: {}",
+                Time::now(),
+                caller.peer,
+                status.message()
+            );
+            return Err(status);
         }
         Ok(caller)
     }
@@ -795,106 +888,85 @@ impl custody_server::Custody for Service {
     ) -> Result<Response<pb::RunState>, Status> {
         let caller = self.0.authorize(&req, "BeginRun", AGENTS)?;
         let r = req.into_inner();
-        if r.packs.len() > 100_000 {
-            return Err(invalid("at most 100000 packs per BeginRun"));
+        if r.packs.len() > MAX_PACKS_ASKED {
+            return Err(invalid(format!(
+                "at most {MAX_PACKS_ASKED} packs per BeginRun"
+            )));
         }
         let packs: Vec<Blake3Id> = r
             .packs
             .iter()
             .map(|p| Blake3Id::parse(p).map_err(|e| invalid(format!("pack {p:?}: {e}"))))
             .collect::<Result<_, _>>()?;
-        let shared = self.0.clone();
-        let actor_name = caller.name.clone();
-        let state = self
-            .0
-            .with_session(move |s, signer| {
-                if r.host.trim().is_empty() || r.host.len() > 255 {
-                    return Err(invalid("host must be 1-255 bytes"));
+        if r.host.trim().is_empty() || r.host.len() > 255 {
+            return Err(invalid("host must be 1-255 bytes"));
+        }
+        if r.sources_json.len() > MAX_SOURCES_JSON {
+            return Err(invalid(format!(
+                "sources_json is larger than {MAX_SOURCES_JSON} bytes"
+            )));
+        }
+        let run = if r.run.is_empty() {
+            let sources: Vec<SourceSpec> = serde_json::from_str(&r.sources_json)
+                .map_err(|e| invalid(format!("sources_json: {e}")))?;
+            if sources.is_empty() {
+                return Err(invalid("a run needs at least one source"));
+            }
+            for spec in &sources {
+                custody::config::check_source(spec)
+                    .map_err(|m| invalid(format!("source {:?}: {m}", spec.name)))?;
+            }
+            let run = super::random_hex(16);
+            let names = sources.iter().map(|x| x.name.clone()).collect();
+            let info = RunInfo::new(&r.incident, &caller.name, &r.host, names);
+            let entry = Entry::PreservationStarted(PreservationStarted {
+                incident: r.incident.clone(),
+                run: run.clone(),
+                started_at: Time::now(),
+                by: caller.name.clone(),
+                host: r.host.clone(),
+                tool: Tool::this(),
+                sources,
+            });
+            self.0
+                .with_session(move |s, signer| record(s, signer, vec![entry]))
+                .await?;
+            self.0.runs()?.insert(run.clone(), info);
+            run
+        } else {
+            let info = self.run_of(&caller, &r.run, false).await?;
+            if info.incident != r.incident {
+                return Err(Status::permission_denied(format!(
+                    "run {} belongs to another incident",
+                    r.run
+                )));
+            }
+            r.run.clone()
+        };
+        let sealed = self.0.runs()?.get(&run).map_or(0, |i| i.sealed);
+        // Which packs the server holds, off the session lock.
+        let store = self.0.store.clone();
+        let held = tokio::task::spawn_blocking(move || {
+            let mut held = Vec::new();
+            for p in &packs {
+                if store
+                    .head(&custody::layout::pack_path(p))
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .is_some()
+                {
+                    held.push(p.to_string());
                 }
-                let mut runs = shared
-                    .runs
-                    .lock()
-                    .map_err(|_| Status::internal("poisoned"))?;
-                let run = if r.run.is_empty() {
-                    let sources: Vec<SourceSpec> = serde_json::from_str(&r.sources_json)
-                        .map_err(|e| invalid(format!("sources_json: {e}")))?;
-                    for spec in &sources {
-                        custody::config::check_source(spec)
-                            .map_err(|m| invalid(format!("source {:?}: {m}", spec.name)))?;
-                    }
-                    let run = super::random_hex(16);
-                    let entry = Entry::PreservationStarted(PreservationStarted {
-                        incident: r.incident.clone(),
-                        run: run.clone(),
-                        started_at: Time::now(),
-                        by: actor_name.clone(),
-                        host: r.host.clone(),
-                        tool: Tool::this(),
-                        sources,
-                    });
-                    record(s, signer, vec![entry])?;
-                    runs.insert(
-                        run.clone(),
-                        RunInfo {
-                            incident: r.incident.clone(),
-                            owner: actor_name.clone(),
-                            host: r.host.clone(),
-                            sealed: 0,
-                            counts: [0; 3],
-                            bytes_read: 0,
-                            bytes_stored: 0,
-                            finished: false,
-                        },
-                    );
-                    run
-                } else {
-                    if !runs.contains_key(&r.run)
-                        && let Some(info) = run_from_log(s, &r.incident, &r.run)
-                    {
-                        // The server restarted during the run: the log says
-                        // how far it got.
-                        runs.insert(r.run.clone(), info);
-                    }
-                    let info = runs.get(&r.run).ok_or_else(|| {
-                        Status::not_found(format!("no run {} in progress", r.run))
-                    })?;
-                    if info.owner != actor_name || info.incident != r.incident {
-                        return Err(Status::permission_denied(format!(
-                            "run {} belongs to another agent or incident",
-                            r.run
-                        )));
-                    }
-                    if info.finished {
-                        return Err(Status::failed_precondition(format!(
-                            "run {} is finished",
-                            r.run
-                        )));
-                    }
-                    r.run.clone()
-                };
-                let sealed = runs.get(&run).map_or(0, |i| i.sealed);
-                drop(runs);
-                let mut held = Vec::new();
-                for p in &packs {
-                    let key = custody::layout::pack_path(p);
-                    if s.vault
-                        .store()
-                        .head(&key)
-                        .map_err(|e| Status::internal(e.to_string()))?
-                        .is_some()
-                    {
-                        held.push(p.to_string());
-                    }
-                }
-                Ok(pb::RunState {
-                    run,
-                    entries_sealed: sealed,
-                    packs_held: held,
-                    max_pack_bytes: MAX_PACK_BYTES,
-                })
-            })
-            .await?;
-        Ok(Response::new(state))
+            }
+            Ok::<_, Status>(held)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::RunState {
+            run,
+            entries_sealed: sealed,
+            packs_held: held,
+            max_pack_bytes: MAX_PACK_BYTES,
+        }))
     }
 
     async fn put_pack(
@@ -907,8 +979,14 @@ impl custody_server::Custody for Service {
             .message()
             .await?
             .ok_or_else(|| invalid("empty PutPack stream"))?;
-        self.run_of(&caller, &first.run)?;
+        self.run_of(&caller, &first.run, false).await?;
         let run = first.run.clone();
+        if first.size > MAX_PACK_BYTES || first.size < 16 {
+            return Err(invalid(format!(
+                "pack: size {} is outside 16..={MAX_PACK_BYTES}",
+                first.size
+            )));
+        }
         let id = Blake3Id::parse(&first.pack)
             .map_err(|e| invalid(format!("pack {:?}: {e}", first.pack)))?;
         if first.size > MAX_PACK_BYTES || first.size < 16 {
@@ -939,7 +1017,16 @@ impl custody_server::Custody for Service {
                     )));
                 }
                 buf.extend_from_slice(&p.data);
-                piece = stream.message().await?;
+                // A sender that stalls loses its place.
+                piece = tokio::time::timeout(PIECE_DEADLINE, stream.message())
+                    .await
+                    .map_err(|_| {
+                        Status::deadline_exceeded(format!(
+                            "pack {}: no piece for {} s; nothing stored",
+                            id.short(),
+                            PIECE_DEADLINE.as_secs()
+                        ))
+                    })??;
             }
             Ok(())
         };
@@ -972,14 +1059,7 @@ impl custody_server::Custody for Service {
                 id.short()
             )));
         }
-        let store = self
-            .0
-            .session
-            .lock()
-            .map_err(|_| Status::internal("poisoned"))?
-            .vault
-            .store()
-            .clone();
+        let store = self.0.store.clone();
         let size = buf.len() as u64;
         let key = custody::layout::pack_path(&id);
         let put = tokio::task::spawn_blocking(move || store.put_once(&key, Bytes::from(buf)))
@@ -987,10 +1067,7 @@ impl custody_server::Custody for Service {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(format!("storing pack {}: {e}", id.short())))?;
         let created = put == custody::store::Put::Created;
-        if created
-            && let Ok(mut runs) = self.0.runs.lock()
-            && let Some(r) = runs.get_mut(&run)
-        {
+        if created && let Some(r) = self.0.runs()?.get_mut(&run) {
             r.bytes_stored += size;
         }
         Ok(Response::new(pb::PackStored {
@@ -1005,7 +1082,10 @@ impl custody_server::Custody for Service {
     ) -> Result<Response<pb::EntriesSealed>, Status> {
         let caller = self.0.authorize(&req, "AddEntries", AGENTS)?;
         let r = req.into_inner();
-        let info = self.run_of(&caller, &r.run)?;
+        // One AddEntries at a time per run, so what is sealed is read once.
+        let lock = self.run_of(&caller, &r.run, false).await?.lock;
+        let _one = lock.lock().await;
+        let info = self.run_of(&caller, &r.run, false).await?;
         if r.first > info.sealed {
             return Err(Status::failed_precondition(format!(
                 "run {}: entries from {} on are missing (the server sealed {})",
@@ -1014,47 +1094,60 @@ impl custody_server::Custody for Service {
         }
         let skip = (info.sealed - r.first) as usize;
         let mut entries = Vec::new();
+        let mut chunks = 0usize;
         for (i, json) in r.entries_json.iter().enumerate().skip(skip) {
-            let e: Entry = serde_json::from_str(json)
-                .map_err(|e| invalid(format!("entry {}: {e}", r.first + i as u64)))?;
-            let ok = match &e {
+            let at = r.first + i as u64;
+            let e: Entry =
+                serde_json::from_str(json).map_err(|e| invalid(format!("entry {at}: {e}")))?;
+            let (incident, run, host, source) = match &e {
                 Entry::Artifact(a) => {
-                    a.incident == info.incident && a.run == r.run && a.host == info.host
+                    if a.chunks.len() > custody::segment::MAX_ARTIFACT_CHUNKS {
+                        return Err(invalid(format!(
+                            "entry {at}: more chunks than an artifact may have"
+                        )));
+                    }
+                    chunks += a.chunks.len();
+                    (&a.incident, &a.run, &a.host, &a.source)
                 }
-                Entry::KeyFile(k) => {
-                    k.incident == info.incident && k.run == r.run && k.host == info.host
-                }
+                Entry::KeyFile(k) => (&k.incident, &k.run, &k.host, &k.source),
                 _ => {
                     return Err(invalid(format!(
-                        "entry {}: only artifact and key_file entries are ingested",
-                        r.first + i as u64
+                        "entry {at}: only artifact and key_file entries are ingested"
                     )));
                 }
             };
-            if !ok {
+            if *incident != info.incident || *run != r.run || *host != info.host {
                 return Err(invalid(format!(
-                    "entry {}: its incident, run or host is not those of run {}",
-                    r.first + i as u64,
+                    "entry {at}: its incident, run or host is not those of run {}",
                     r.run
+                )));
+            }
+            if !info.sources.contains(source) {
+                return Err(invalid(format!(
+                    "entry {at}: source {source:?} is not one of the run's sources"
                 )));
             }
             entries.push(e);
         }
-        let n = entries.len() as u64;
-        let store = self
-            .0
-            .session
-            .lock()
-            .map_err(|_| Status::internal("poisoned"))?
-            .vault
-            .store()
-            .clone();
+        if chunks > MAX_CHUNKS_PER_CALL {
+            return Err(invalid(format!(
+                "at most {MAX_CHUNKS_PER_CALL} chunk references per AddEntries: send fewer entries at once"
+            )));
+        }
+        let store = self.0.store.clone();
         let collector = caller.name.clone();
-        // Two-sided hashing: re-read and re-hash what the agent sent.
-        let (entries, mismatches, counts, bytes) = tokio::task::spawn_blocking(move || {
+        // Two-sided hashing: re-read and re-hash what the agent sent, a
+        // few runs at a time.
+        let slot = self
+            .0
+            .rehash_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
+        let (entries, mismatches) = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let mut mismatches = Vec::new();
-            let mut counts = [0u64; 3];
-            let mut bytes = 0u64;
             let mut reader = custody::restore::ChunkReader::new();
             let entries: Vec<Entry> = entries
                 .into_iter()
@@ -1065,12 +1158,6 @@ impl custody_server::Custody for Service {
                             if let Some(why) = rehash(&store, &mut reader, a) {
                                 mismatches.push(format!("{}: {why}", a.path));
                             }
-                            bytes += a.size;
-                            counts[match a.status {
-                                ItemStatus::Complete => 0,
-                                ItemStatus::Partial => 1,
-                                ItemStatus::Failed => 2,
-                            }] += 1;
                         }
                         Entry::KeyFile(k) => k.collector = collector.clone(),
                         _ => {}
@@ -1078,7 +1165,7 @@ impl custody_server::Custody for Service {
                     e
                 })
                 .collect();
-            (entries, mismatches, counts, bytes)
+            (entries, mismatches)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
@@ -1095,34 +1182,38 @@ impl custody_server::Custody for Service {
         let (last, sealed) = self
             .0
             .with_session(move |s, signer| {
+                let entries = check_key_files(s, &run, entries)?;
                 let mut last = None;
                 let mut batch = Vec::new();
                 let mut size = 0;
+                let mut seal = |s: &mut Session, batch: Vec<Entry>| -> Result<(), Status> {
+                    let a = record(s, signer, batch.clone())?;
+                    let mut runs = shared.runs()?;
+                    let info = runs
+                        .get_mut(&run)
+                        .ok_or_else(|| Status::internal("run vanished"))?;
+                    for e in &batch {
+                        info.count(e);
+                    }
+                    drop(runs);
+                    protect_packs(s, &batch);
+                    last = Some(a);
+                    Ok(())
+                };
                 for e in entries {
                     let len = serde_json::to_vec(&e).map_or(0, |j| j.len());
                     if !batch.is_empty() && size + len > SEAL_JSON_BYTES {
-                        last = Some(record(s, signer, std::mem::take(&mut batch))?);
+                        seal(s, std::mem::take(&mut batch))?;
                         size = 0;
                     }
                     size += len;
                     batch.push(e);
                 }
                 if !batch.is_empty() {
-                    last = Some(record(s, signer, batch)?);
+                    seal(s, batch)?;
                 }
-                let mut runs = shared
-                    .runs
-                    .lock()
-                    .map_err(|_| Status::internal("poisoned"))?;
-                let info = runs
-                    .get_mut(&run)
-                    .ok_or_else(|| Status::internal("run vanished"))?;
-                info.sealed += n;
-                for (c, add) in info.counts.iter_mut().zip(counts) {
-                    *c += add;
-                }
-                info.bytes_read += bytes;
-                Ok((last, info.sealed))
+                let sealed = shared.runs()?.get(&run).map_or(0, |i| i.sealed);
+                Ok((last, sealed))
             })
             .await?;
         Ok(Response::new(pb::EntriesSealed {
@@ -1138,7 +1229,13 @@ impl custody_server::Custody for Service {
     ) -> Result<Response<pb::Recorded>, Status> {
         let caller = self.0.authorize(&req, "FinishRun", AGENTS)?;
         let run = req.into_inner().run;
-        let info = self.run_of(&caller, &run)?;
+        let lock = self.run_of(&caller, &run, true).await?.lock;
+        let _one = lock.lock().await;
+        let info = self.run_of(&caller, &run, true).await?;
+        // A retry after a lost answer gets the same answer.
+        if let Some(done) = info.finished {
+            return Ok(Response::new(done));
+        }
         let shared = self.0.clone();
         let a = self
             .0
@@ -1155,10 +1252,8 @@ impl custody_server::Custody for Service {
                     bytes_deduplicated: 0,
                 });
                 let a = record(s, signer, vec![entry])?;
-                if let Ok(mut runs) = shared.runs.lock()
-                    && let Some(i) = runs.get_mut(&run)
-                {
-                    i.finished = true;
+                if let Some(i) = shared.runs()?.get_mut(&run) {
+                    i.finished = Some(recorded(&a));
                 }
                 Ok(a)
             })
@@ -1365,17 +1460,19 @@ impl custody_server::Custody for Service {
     ) -> Result<Response<Self::VerifyStream>, Status> {
         let caller = self.0.authorize(&req, "Verify", READERS)?;
         let quick = req.into_inner().quick;
+        let slot = self
+            .0
+            .verify_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                Status::resource_exhausted("a verification is running: ask again when it is done")
+            })?;
         let (tx, out) = mpsc::channel(16);
         let shared = self.0.clone();
-        let store = self
-            .0
-            .session
-            .lock()
-            .map_err(|_| Status::internal("poisoned"))?
-            .vault
-            .store()
-            .clone();
+        let store = self.0.store.clone();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let progress = Forward {
                 tx: tx.clone(),
                 done: std::sync::atomic::AtomicU64::new(0),
@@ -1408,49 +1505,120 @@ impl custody_server::Custody for Service {
     }
 }
 
-/// A run of `incident` as the log has it, when it is not finished.
-fn run_from_log(s: &Session, incident: &str, run: &str) -> Option<RunInfo> {
-    let inc = s.book.get(incident)?;
-    let mut info = None;
-    for (_, e) in &inc.entries {
+/// Checks key-file entries as `verify` will (FORMAT.md §9.12) against the
+/// run's artifacts, sealed and about to be: one that would put private key
+/// bytes in clear refuses the whole call; one whose bytes the server
+/// cannot vouch for (its artifact failed two-sided hashing) is recorded as
+/// `withheld`, with a note.
+fn check_key_files(s: &Session, run: &str, mut entries: Vec<Entry>) -> Result<Vec<Entry>, Status> {
+    if !entries.iter().any(|e| matches!(e, Entry::KeyFile(_))) {
+        return Ok(entries);
+    }
+    let base = s.vault.size();
+    let mut artifacts: Vec<(u64, custody::segment::Artifact)> = s
+        .book
+        .incidents()
+        .flat_map(|i| i.artifacts())
+        .filter(|(_, a)| a.run == run)
+        .map(|(seq, a)| (seq, a.clone()))
+        .collect();
+    let mut key_files = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
         match e {
-            Entry::PreservationStarted(p) if p.run == run => {
-                info = Some(RunInfo {
-                    incident: incident.to_owned(),
-                    owner: p.by.clone(),
-                    host: p.host.clone(),
-                    sealed: 0,
-                    counts: [0; 3],
-                    bytes_read: 0,
-                    bytes_stored: 0,
-                    finished: false,
-                });
-            }
-            Entry::Artifact(a) if a.run == run => {
-                if let Some(i) = &mut info {
-                    i.sealed += 1;
-                    i.bytes_read += a.size;
-                    i.counts[match a.status {
-                        ItemStatus::Complete => 0,
-                        ItemStatus::Partial => 1,
-                        ItemStatus::Failed => 2,
-                    }] += 1;
-                }
-            }
-            Entry::KeyFile(k) if k.run == run => {
-                if let Some(i) = &mut info {
-                    i.sealed += 1;
-                }
-            }
-            Entry::PreservationFinished(f) if f.run == run => {
-                if let Some(i) = &mut info {
-                    i.finished = true;
-                }
-            }
+            Entry::Artifact(a) => artifacts.push((base + i as u64, (**a).clone())),
+            Entry::KeyFile(k) => key_files.push((base + i as u64, (**k).clone())),
             _ => {}
         }
     }
-    info
+    for f in custody::verify::key_file_findings(&key_files, &artifacts) {
+        let i = f
+            .object
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .and_then(|n| n.checked_sub(base))
+            .map(|n| n as usize);
+        match (f.kind, i.and_then(|i| entries.get_mut(i))) {
+            (custody::verify::Kind::KeyFileUnbacked, Some(Entry::KeyFile(k))) => {
+                k.content = custody::segment::KeyContent::Withheld;
+                k.sealed_to.clear();
+                k.notes.push(
+                    "the server could not vouch for this file's bytes (two-sided hashing failed): recorded as withheld".into(),
+                );
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "refused: {} ({})",
+                    f.message,
+                    f.kind.as_str()
+                )));
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// On a held incident, the packs new artifacts use are protected by the
+/// store like the rest of its evidence (FORMAT.md §11.2); segments are
+/// protected by [`Session::record`].
+fn protect_packs(s: &Session, batch: &[Entry]) {
+    let mut packs = std::collections::BTreeSet::new();
+    for e in batch {
+        if let Entry::Artifact(a) = e
+            && s.holds.held(&a.incident)
+        {
+            packs.extend(a.chunks.iter().map(|c| c.pack));
+        }
+    }
+    for p in packs {
+        let key = custody::layout::pack_path(&p);
+        if let Err(e) = s.vault.store().set_hold(&key, true) {
+            eprintln!(
+                "custody serve: warning: {key} of a held incident is not protected by the store: {e}"
+            );
+        }
+    }
+}
+
+/// A run as the log has it (after a restart of the server), from any
+/// incident.
+fn run_from_log(s: &Session, run: &str) -> Option<RunInfo> {
+    for inc in s.book.incidents() {
+        let mut info: Option<RunInfo> = None;
+        for (seq, e) in &inc.entries {
+            match e {
+                Entry::PreservationStarted(p) if p.run == run => {
+                    let names = p.sources.iter().map(|x| x.name.clone()).collect();
+                    info = Some(RunInfo::new(inc.id(), &p.by, &p.host, names));
+                }
+                Entry::Artifact(a) if a.run == run => {
+                    if let Some(i) = &mut info {
+                        i.count(e);
+                    }
+                }
+                Entry::KeyFile(k) if k.run == run => {
+                    if let Some(i) = &mut info {
+                        i.count(e);
+                    }
+                }
+                Entry::PreservationFinished(f) if f.run == run => {
+                    if let Some(i) = &mut info {
+                        i.bytes_stored = f.bytes_stored;
+                        i.finished = Some(pb::Recorded {
+                            segment: *seq,
+                            size: s.vault.size(),
+                            root: s.vault.index().tree.root().to_string(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if info.is_some() {
+            return info;
+        }
+    }
+    None
 }
 
 /// Records a `verified` custody event (as `custody verify --key` does).
@@ -1662,27 +1830,51 @@ impl Service {
         Ok(Response::new(recorded(&a)))
     }
 
-    /// The run `run`, which must be the caller's and not finished.
-    fn run_of(&self, caller: &Caller, run: &str) -> Result<RunInfo, Status> {
-        let runs = self
-            .0
-            .runs
-            .lock()
-            .map_err(|_| Status::internal("poisoned"))?;
-        let info = runs.get(run).ok_or_else(|| {
-            Status::not_found(format!("no run {run:?} in progress: call BeginRun"))
-        })?;
+    /// The run `run`, which must be the caller's (and not finished, unless
+    /// `finished_too`); read from the log when the server restarted since
+    /// it began.
+    async fn run_of(
+        &self,
+        caller: &Caller,
+        run: &str,
+        finished_too: bool,
+    ) -> Result<RunInfo, Status> {
+        let known = self.0.runs()?.get(run).cloned();
+        let info = match known {
+            Some(i) => i,
+            None => {
+                let id = run.to_owned();
+                let shared = self.0.clone();
+                self.0
+                    .with_session(move |s, _| {
+                        let info = run_from_log(s, &id).ok_or_else(|| {
+                            Status::not_found(format!("no run {id:?}: call BeginRun"))
+                        })?;
+                        let mut runs = shared.runs()?;
+                        Ok(runs.entry(id).or_insert(info).clone())
+                    })
+                    .await?
+            }
+        };
         if info.owner != caller.name {
             return Err(Status::permission_denied(format!(
                 "run {run} belongs to another agent"
             )));
         }
-        if info.finished {
+        if info.finished.is_some() && !finished_too {
             return Err(Status::failed_precondition(format!(
                 "run {run} is finished"
             )));
         }
-        Ok(info.clone())
+        Ok(info)
+    }
+}
+
+/// Forgets a webhook request that was not acted on, so that a retry is
+/// not taken for a replay.
+pub(super) fn forget(shared: &Shared, key: &str) {
+    if let Ok(mut m) = shared.replays.lock() {
+        m.remove(key);
     }
 }
 

@@ -26,7 +26,7 @@ use hmac::Mac as _;
 use serde::Deserialize;
 
 use super::host_name;
-use super::serve::{Caller, Shared, seen_before};
+use super::serve::{Caller, Shared, forget, seen_before};
 
 /// Largest request body.
 const MAX_BODY: usize = 1 << 20;
@@ -71,7 +71,7 @@ async fn hook(
         WebhookKind::Generic => generic(&shared, secret, &headers, &body),
         WebhookKind::Pagerduty => pagerduty(&shared, secret, &headers, &body),
     };
-    let event = match event {
+    let (event, replay_key) = match event {
         Ok(e) => e,
         Err((code, why)) => return refuse(code, &why),
     };
@@ -122,7 +122,16 @@ async fn hook(
                 "segment": r.recorded.map(|x| x.segment),
             }),
         ),
-        Err(s) => refuse(StatusCode::CONFLICT, s.message()),
+        Err(st) => {
+            // Not declared: the tool's retry must not count as a replay.
+            forget(&shared, &replay_key);
+            let code = if st.code() == tonic::Code::FailedPrecondition {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            refuse(code, st.message())
+        }
     }
 }
 
@@ -207,7 +216,7 @@ fn generic(
     secret: &[u8],
     h: &HeaderMap,
     body: &[u8],
-) -> Result<Option<Triggered>, Refusal> {
+) -> Result<(Option<Triggered>, String), Refusal> {
     let ts = header(h, "x-custody-timestamp")?;
     let sig = header(h, "x-custody-signature")?;
     let hexsig = sig.strip_prefix("sha256=").ok_or((
@@ -223,27 +232,29 @@ fn generic(
             "timestamp is not POSIX seconds".into(),
         )
     })?;
-    let now = jiff::Timestamp::now().as_second();
-    if (now - t).abs() > GENERIC_WINDOW_SECS {
+    let off = jiff::Timestamp::now().as_second().saturating_sub(t);
+    if off.saturating_abs() > GENERIC_WINDOW_SECS {
         return Err((
             StatusCode::UNAUTHORIZED,
-            format!(
-                "timestamp is {} s from the server's clock (at most {GENERIC_WINDOW_SECS})",
-                now - t
-            ),
+            format!("timestamp is {off} s from the server's clock (at most {GENERIC_WINDOW_SECS})"),
         ));
     }
+    // The MAC's bytes, not its text: the same MAC in other case is a replay.
+    let key = format!(
+        "generic {}",
+        hex::encode(hex::decode(hexsig.trim()).unwrap_or_default())
+    );
     if seen_before(
         shared,
-        format!("generic {hexsig}"),
-        t + GENERIC_WINDOW_SECS + 1,
+        key.clone(),
+        t.saturating_add(GENERIC_WINDOW_SECS + 1),
     ) {
         return Err((StatusCode::CONFLICT, "replayed request".into()));
     }
     let b: GenericBody = serde_json::from_slice(body)
         .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("body: {e}")))?;
     if b.event != "triggered" {
-        return Ok(None);
+        return Ok((None, key));
     }
     let at = b
         .discovered_at
@@ -256,7 +267,7 @@ fn generic(
                 format!("discovered_at: {e}"),
             )
         })?;
-    Ok(Some(Triggered {
+    let t = Triggered {
         id: b.id,
         title: b.title,
         priority: b.priority,
@@ -264,7 +275,8 @@ fn generic(
         severity: b.severity,
         url: b.url,
         at,
-    }))
+    };
+    Ok((Some(t), key))
 }
 
 #[derive(Deserialize)]
@@ -285,7 +297,7 @@ fn pagerduty(
     secret: &[u8],
     h: &HeaderMap,
     body: &[u8],
-) -> Result<Option<Triggered>, Refusal> {
+) -> Result<(Option<Triggered>, String), Refusal> {
     let sig = header(h, "x-pagerduty-signature")?;
     let sigs: Vec<&str> = sig
         .split(',')
@@ -303,20 +315,18 @@ fn pagerduty(
         )
     })?;
     let t = at.timestamp().as_second();
-    let now = jiff::Timestamp::now().as_second();
-    if now - t > PAGERDUTY_WINDOW_SECS || t - now > GENERIC_WINDOW_SECS {
+    let ago = jiff::Timestamp::now().as_second().saturating_sub(t);
+    if !(-GENERIC_WINDOW_SECS..=PAGERDUTY_WINDOW_SECS).contains(&ago) {
         return Err((
             StatusCode::UNAUTHORIZED,
-            format!(
-                "event occurred {} s ago (at most {PAGERDUTY_WINDOW_SECS})",
-                now - t
-            ),
+            format!("event occurred {ago} s ago (at most {PAGERDUTY_WINDOW_SECS})"),
         ));
     }
+    let key = format!("pagerduty {}", b.event.id);
     if seen_before(
         shared,
-        format!("pagerduty {}", b.event.id),
-        t + PAGERDUTY_WINDOW_SECS + 1,
+        key.clone(),
+        t.saturating_add(PAGERDUTY_WINDOW_SECS + 1),
     ) {
         return Err((
             StatusCode::CONFLICT,
@@ -324,7 +334,7 @@ fn pagerduty(
         ));
     }
     if b.event.event_type != "incident.triggered" {
-        return Ok(None);
+        return Ok((None, key));
     }
     let d = &b.event.data;
     let s = |v: &serde_json::Value| v.as_str().map(str::to_owned);
@@ -336,7 +346,7 @@ fn pagerduty(
         .into_iter()
         .filter_map(s)
         .collect();
-    Ok(Some(Triggered {
+    let t = Triggered {
         id,
         title: s(&d["title"]).unwrap_or_default(),
         priority: s(&d["priority"]["summary"]),
@@ -346,5 +356,6 @@ fn pagerduty(
         at: s(&d["created_at"])
             .and_then(|c| Time::parse(&c).ok())
             .or(Some(at)),
-    }))
+    };
+    Ok((Some(t), key))
 }
