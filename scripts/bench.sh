@@ -68,12 +68,15 @@
 #      BENCH_TMPDIR (where corpora, vaults and repositories go; default
 #      $TMPDIR or /tmp), CUSTODY_BIN (a custody binary to use instead of
 #      building target/release/custody), BENCH_CRITERION=0 (skip the criterion
-#      verify-proof benchmark), BENCH_S3=0 (skip scripts/bench-s3.sh).
+#      verify-proof benchmark), BENCH_S3=0 (skip scripts/bench-s3.sh),
+#      BENCH_SERVICE=0 (skip scripts/bench-service.sh).
 # Installs with apt-get what is missing: time, zstd, b3sum, openssl, restic,
 # borgbackup.
 # Output: a table and ratios on stdout and target/bench/results.json; then the
 # criterion verify-proof benchmark and, unless BENCH_S3=0, scripts/bench-s3.sh
-# (declare into Ceph next to file://).
+# (declare into Ceph next to file://), and unless BENCH_SERVICE=0,
+# scripts/bench-service.sh (remote ingest through the service next to local
+# declare).
 set -euo pipefail
 
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -648,4 +651,11 @@ fi
 if [[ "${BENCH_S3:-1}" != 0 ]]; then
 	log "s3:// (Ceph) next to file://"
 	scripts/bench-s3.sh
+fi
+
+# Remote ingest (custody agent -> custody serve over loopback TLS) next to
+# local declare, unless BENCH_SERVICE=0.
+if [[ "${BENCH_SERVICE:-1}" != 0 ]]; then
+	log "remote ingest through the service next to local declare"
+	scripts/bench-service.sh
 fi

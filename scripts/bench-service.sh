@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Remote ingest against local declare, in one run: the same generated log
+# corpus preserved by `custody declare` into a local vault, and by
+# `custody agent --once` streaming to `custody serve` over loopback (TLS,
+# bearer token; the server re-hashes everything) into a local vault.
+# Prints the median wall time of BENCH_RUNS runs of each, the throughput,
+# and remote / local throughput. Both run on the same machine, so the
+# server's re-hashing competes with the agent for the same cores.
+#
+# Called by scripts/bench.sh unless BENCH_SERVICE=0.
+#
+# Env: BENCH_MIB (default 1024), BENCH_RUNS (default 3), BENCH_SEED (default
+#      1), BENCH_TMPDIR (default $TMPDIR or /tmp).
+# Needs: openssl (the server's certificate), curl (the webhook).
+set -euo pipefail
+
+cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+MIB=${BENCH_MIB:-1024}
+RUNS=${BENCH_RUNS:-3}
+SEED=${BENCH_SEED:-1}
+
+log() { printf '[bench-service %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+cargo build --release --locked -q
+BIN=$ROOT/target/release/custody
+
+T=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/custody-bench-service.XXXXXX")
+SERVER_PID=
+cleanup() {
+	[[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+	rm -rf -- "$T"
+}
+trap cleanup EXIT
+
+log "generating a ${MIB} MiB log corpus"
+python3 scripts/gen-corpus.py "$T/logs" --size-mib "$MIB" --small-files 2000 --seed "$SEED" >&2
+find "$T/logs" -type f -print0 | xargs -0 cat >/dev/null
+
+# The server's certificate (self-signed, for 127.0.0.1), a token, a webhook
+# secret.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+	-keyout "$T/server.key" -out "$T/server.pem" 2>/dev/null
+chmod 600 "$T/server.key"
+(umask 077 && openssl rand -hex 32 >"$T/agent.token" && openssl rand -hex 32 >"$T/hook.secret")
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+RESULTS=$T/results.tsv
+: >"$RESULTS"
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
+
+local_run() {
+	local n=$1 v=$T/v-local-$1
+	mkdir -p -- "$v"
+	"$BIN" init --vault "$v" --key "$T/local-$n.key" --origin bench.custody.example/local >/dev/null
+	local start end
+	start=$(date +%s.%N)
+	"$BIN" declare "BENCH-$n" --title bench --path "$T/logs" --vault "$v" --key "$T/local-$n.key" --quiet >/dev/null
+	end=$(date +%s.%N)
+	printf 'local\t%s\n' "$(secs "$start" "$end")" >>"$RESULTS"
+	log "local run $n: $(tail -n1 "$RESULTS" | cut -f2) s"
+	rm -rf -- "$v"
+}
+
+remote_run() {
+	local n=$1 v=$T/v-remote-$1 grpc webhook
+	mkdir -p -- "$v" "$T/spool-$n"
+	"$BIN" init --vault "$v" --key "$T/remote-$n.key" --origin bench.custody.example/remote >/dev/null
+	grpc=$(port)
+	webhook=$(port)
+	cat >"$T/server-$n.toml" <<EOF
+vault = "$v"
+key = "$T/remote-$n.key"
+[serve]
+listen = "127.0.0.1:$grpc"
+tls_cert = "$T/server.pem"
+tls_key = "$T/server.key"
+webhook_listen = "127.0.0.1:$webhook"
+heartbeat_secs = 0
+[[serve.token]]
+name = "bench-agent"
+sha256 = "$("$BIN" serve hash-token <"$T/agent.token")"
+role = "agent"
+[[serve.webhook]]
+name = "bench"
+kind = "generic"
+secret_file = "$T/hook.secret"
+EOF
+	cat >"$T/agent-$n.toml" <<EOF
+[agent]
+server = "https://127.0.0.1:$grpc"
+ca = "$T/server.pem"
+token_file = "$T/agent.token"
+spool = "$T/spool-$n"
+follow_secs = 0
+[[source]]
+name = "logs"
+kind = "files"
+paths = ["$T/logs"]
+EOF
+	"$BIN" serve --config "$T/server-$n.toml" 2>"$T/serve-$n.log" &
+	SERVER_PID=$!
+	for _ in $(seq 100); do
+		grep -q 'gRPC on' "$T/serve-$n.log" && break
+		sleep 0.1
+	done
+	local body ts sig
+	body="{\"event\":\"triggered\",\"id\":\"$n\",\"title\":\"bench\"}"
+	ts=$(date +%s)
+	sig=$(printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$(cat "$T/hook.secret")" -hex | awk '{print $NF}')
+	curl -sf -X POST -H "X-Custody-Timestamp: $ts" -H "X-Custody-Signature: sha256=$sig" \
+		-d "$body" "http://127.0.0.1:$webhook/webhook/bench" >/dev/null
+	local start end
+	start=$(date +%s.%N)
+	"$BIN" agent --once --config "$T/agent-$n.toml" 2>"$T/agent-$n.log"
+	end=$(date +%s.%N)
+	printf 'remote\t%s\n' "$(secs "$start" "$end")" >>"$RESULTS"
+	log "remote run $n: $(tail -n1 "$RESULTS" | cut -f2) s ($(grep -o '[0-9]* pack(s) sent' "$T/agent-$n.log"))"
+	kill "$SERVER_PID"
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
+	"$BIN" verify --vault "$v" --quiet --no-record >/dev/null ||
+		{ log "remote run $n: the vault does not verify"; exit 1; }
+	rm -rf -- "$v" "$T/spool-$n"
+}
+
+for ((i = 1; i <= RUNS; i++)); do
+	local_run "$i"
+	remote_run "$i"
+done
+
+python3 - "$RESULTS" "$(du -sb "$T/logs" | cut -f1)" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    task, secs = line.split()
+    rows.setdefault(task, []).append(float(secs))
+nbytes = int(sys.argv[2])
+print()
+print(f"{'task':<8} {'median s':>9} {'min s':>7} {'max s':>7} {'MiB/s':>8}")
+for task in ["local", "remote"]:
+    r = rows[task]
+    med = statistics.median(r)
+    print(f"{task:<8} {med:>9.2f} {min(r):>7.2f} {max(r):>7.2f} {nbytes / 2**20 / med:>8.0f}")
+ratio = statistics.median(rows["local"]) / statistics.median(rows["remote"])
+print(f"remote ingest / local declare throughput: {ratio:.2f}x (target 0.80x or better)")
+PY
