@@ -42,7 +42,12 @@ BIN=$ROOT/target/release/custody
 echo "binary: $BIN"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/custody-demo.XXXXXX")
+SERVER_PID=
 cleanup() {
+	if [[ -n $SERVER_PID ]]; then
+		kill "$SERVER_PID" 2>/dev/null || true
+		wait "$SERVER_PID" 2>/dev/null || true
+	fi
 	if [[ "$KEEP" == 0 ]]; then
 		rm -rf -- "$T"
 	fi
@@ -151,6 +156,62 @@ custody declare "$INCIDENT" --title "Forged login tokens" --keys "$T/app-keys" -
 custody keys "$INCIDENT" --vault "$T/vault" || true
 if [[ -f "$T/app-keys/token-signing.pem" ]]; then
 	custody keys inspect "$T/app-keys/token-signing.pem"
+fi
+
+section "13. The service: an incident tool's webhook declares, an agent preserves, the server re-hashes"
+# Plain HTTP on loopback keeps the demo short; in production the server has
+# tls_cert, tls_key and client_ca (README "The service").
+if command -v openssl >/dev/null 2>&1 && command -v curl >/dev/null 2>&1; then
+	free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+	GRPC=$(free_port)
+	HOOK=$(free_port)
+	(umask 077 && openssl rand -hex 32 >"$T/agent.token" && openssl rand -hex 32 >"$T/hook.secret")
+	cat >"$T/server.toml" <<EOF
+vault = "$T/vault"
+[serve]
+listen = "127.0.0.1:$GRPC"
+plaintext = true
+webhook_listen = "127.0.0.1:$HOOK"
+[[serve.token]]
+name = "agent-web01"
+sha256 = "$("$BIN" serve hash-token <"$T/agent.token")"
+role = "agent"
+[[serve.webhook]]
+name = "tool"
+kind = "generic"
+secret_file = "$T/hook.secret"
+EOF
+	cat >"$T/agent.toml" <<EOF
+[agent]
+server = "http://127.0.0.1:$GRPC"
+token_file = "$T/agent.token"
+spool = "$T/spool"
+[[source]]
+name = "web-logs"
+kind = "files"
+paths = ["$ROOT/sample/logs"]
+EOF
+	show_cmd custody serve --config "$T/server.toml"
+	"$BIN" serve --config "$T/server.toml" 2>"$T/serve.log" &
+	SERVER_PID=$!
+	for _ in $(seq 100); do
+		grep -q 'gRPC on' "$T/serve.log" && break
+		sleep 0.1
+	done
+	BODY='{"event":"triggered","id":"4711","title":"Forged login tokens (from the incident tool)","priority":"P1"}'
+	TS=$(date +%s)
+	SIG=$(printf '%s.%s' "$TS" "$BODY" | openssl dgst -sha256 -hmac "$(cat "$T/hook.secret")" -hex | awk '{print $NF}')
+	run curl -s -X POST -H "X-Custody-Timestamp: $TS" -H "X-Custody-Signature: sha256=$SIG" \
+		-d "$BODY" "http://127.0.0.1:$HOOK/webhook/tool"
+	echo
+	custody agent --once --host web01 --config "$T/agent.toml"
+	kill "$SERVER_PID"
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
+	custody log --vault "$T/vault" | tail -n 12
+	custody verify --vault "$T/vault" --vault-id "$VAULT_ID" --no-record
+else
+	echo "(skipped: needs openssl and curl)"
 fi
 
 section "Done"
