@@ -231,6 +231,28 @@ pub struct Issue {
     pub clocks: serde_json::Value,
 }
 
+/// The `manifest_sealed` entry (FORMAT.md §9.9) of the manifest `bytes`
+/// issued as `statement` at `at`, with the manifest's SHA-256.
+pub fn sealed(
+    incident: &str,
+    bytes: &[u8],
+    statement: &Statement,
+    at: Time,
+) -> (Sha256Digest, Entry) {
+    let sha256 = Sha256Digest::of(bytes);
+    let p = &statement.predicate;
+    let entry = Entry::ManifestSealed(crate::segment::ManifestSealed {
+        incident: incident.to_owned(),
+        sha256,
+        previous: p.previous,
+        subjects: statement.subject.len() as u64,
+        checkpoint: p.checkpoint,
+        at,
+        actor: p.issued_by.clone(),
+    });
+    (sha256, entry)
+}
+
 /// Builds and signs the manifest of `inc` at the vault's stored checkpoint.
 /// Returns the envelope bytes and the statement.
 ///

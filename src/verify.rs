@@ -199,6 +199,27 @@ impl Report {
         self.findings.iter().any(|f| f.severity == Severity::Damage)
     }
 
+    /// The `result` of a `verified` custody event (FORMAT.md §9.8):
+    /// `ok: …` or `damaged: …` with counts.
+    pub fn result_line(&self) -> String {
+        let damage = self
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Damage)
+            .count();
+        if damage > 0 {
+            format!(
+                "damaged: {damage} damage finding(s) of {}",
+                self.findings.len()
+            )
+        } else {
+            format!(
+                "ok: no damage; {} information finding(s)",
+                self.findings.len()
+            )
+        }
+    }
+
     /// What the report proves, in one sentence for a person.
     pub fn conclusion(&self) -> String {
         let damage = self

@@ -246,6 +246,17 @@ pub fn kinds(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// `$CUSTODY_PY` (the test venv's python; default `python3`) when it can
+/// import `modules`; in CI a missing one fails the test.
+pub fn python_with(modules: &[&str]) -> Option<String> {
+    let py = std::env::var("CUSTODY_PY").unwrap_or_else(|_| "python3".into());
+    let has = std::process::Command::new(&py)
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    available(has, &format!("python with {}", modules.join(" and "))).then_some(py)
+}
+
 /// Whether a tool is on PATH; in CI (or with CUSTODY_REQUIRE_INTEROP=1) a
 /// missing tool fails the test instead of skipping it.
 pub fn require_tool(name: &str) -> bool {

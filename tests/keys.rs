@@ -15,16 +15,11 @@ use std::process::Command;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{TestVault, available, ok, require_tool, walk};
+use crate::common::{TestVault, ok, require_tool, walk};
 
 /// The test venv's python when it has jwcrypto and cryptography.
 fn fixture_python() -> Option<String> {
-    let py = std::env::var("CUSTODY_PY").unwrap_or_else(|_| "python3".into());
-    let has = Command::new(&py)
-        .args(["-c", "import jwcrypto, cryptography"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    available(has, "python with jwcrypto and cryptography").then_some(py)
+    crate::common::python_with(&["jwcrypto", "cryptography"])
 }
 
 /// Runs the fixture generator into `dir`; returns what it expects.

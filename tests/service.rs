@@ -18,12 +18,7 @@ use crate::common::{TestVault, available, log_text, noise, ok};
 
 /// The test venv's python when it has pyca/cryptography.
 fn cert_python() -> Option<String> {
-    let py = std::env::var("CUSTODY_PY").unwrap_or_else(|_| "python3".into());
-    let has = Command::new(&py)
-        .args(["-c", "import cryptography"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    available(has, "python with cryptography").then_some(py)
+    crate::common::python_with(&["cryptography"])
 }
 
 /// Writes CA, server and client certificates for `names` into `dir`.
@@ -369,6 +364,16 @@ fn entries(rt: &tokio::runtime::Runtime, c: &mut Client, incident: &str) -> Vec<
 
 fn of_type<'a>(entries: &'a [Value], t: &str) -> Vec<&'a Value> {
     entries.iter().filter(|e| e["type"] == t).collect()
+}
+
+/// Declares `incident` as the declarer `c`.
+fn declare(rt: &tokio::runtime::Runtime, c: &mut Client, incident: &str, title: &str) {
+    rt.block_on(c.declare_incident(pb::DeclareIncidentRequest {
+        incident: incident.into(),
+        title: title.into(),
+        ..Default::default()
+    }))
+    .unwrap();
 }
 
 fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> tonic::Code {
@@ -731,12 +736,7 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     let mut server = s.server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
-    rt.block_on(soc.declare_incident(pb::DeclareIncidentRequest {
-        incident: "INC-2".into(),
-        title: "two-sided".into(),
-        ..Default::default()
-    }))
-    .unwrap();
+    declare(&rt, &mut soc, "INC-2", "two-sided");
     let mut a = client(&rt, &s.dir, s.grpc, Some("agent-a"), None);
     let run = rt
         .block_on(a.begin_run(pb::BeginRunRequest {
@@ -985,12 +985,7 @@ fn an_agent_resumes_after_the_server_restarts_mid_run() {
     let mut server = s.server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
-    rt.block_on(soc.declare_incident(pb::DeclareIncidentRequest {
-        incident: "INC-3".into(),
-        title: "restart".into(),
-        ..Default::default()
-    }))
-    .unwrap();
+    declare(&rt, &mut soc, "INC-3", "restart");
     let src = s.v.tmp.path().join("host");
     std::fs::create_dir_all(&src).unwrap();
     let big = noise(80 << 20, 5);
@@ -1075,12 +1070,7 @@ fn a_held_incident_is_followed_through_rotation_until_released() {
     let server = s.server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
-    rt.block_on(soc.declare_incident(pb::DeclareIncidentRequest {
-        incident: "INC-F".into(),
-        title: "attacker still inside".into(),
-        ..Default::default()
-    }))
-    .unwrap();
+    declare(&rt, &mut soc, "INC-F", "attacker still inside");
     let hold = pb::HoldRequest {
         incident: "INC-F".into(),
         hold: "regulator".into(),
@@ -1228,12 +1218,7 @@ fn eight_agents_stream_at_once_and_the_server_stays_bounded() {
     let server = s.server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
-    rt.block_on(soc.declare_incident(pb::DeclareIncidentRequest {
-        incident: "LOAD".into(),
-        title: "eight agents".into(),
-        ..Default::default()
-    }))
-    .unwrap();
+    declare(&rt, &mut soc, "LOAD", "eight agents");
     let mut agents = Vec::new();
     for i in 0..8u64 {
         let name = if i % 2 == 0 { "agent-a" } else { "agent-b" };

@@ -6,9 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use custody::hash::Sha256Digest;
 use custody::manifest::{self, Issue};
-use custody::segment::{Entry, ManifestSealed};
 use custody::time::Time;
 
 use super::incident::{ActorArgs, Session};
@@ -70,20 +68,11 @@ pub(super) fn manifest_cmd(a: ManifestArgs) -> Result<ExitCode> {
             clocks: serde_json::to_value(&clocks)?,
         },
     )?;
-    let sha256 = Sha256Digest::of(&bytes);
+    let (sha256, sealed) = manifest::sealed(&a.incident, &bytes, &statement, now);
     // Written beside the target, sealed in the log, then renamed: the file
     // appears only once the log records it.
     let tmp = stage_beside(&a.out, &bytes)?;
     let p = &statement.predicate;
-    let sealed = Entry::ManifestSealed(ManifestSealed {
-        incident: a.incident.clone(),
-        sha256,
-        previous: p.previous,
-        subjects: statement.subject.len() as u64,
-        checkpoint: p.checkpoint,
-        at: now,
-        actor: p.issued_by.clone(),
-    });
     let appended = s.record(&signer, vec![sealed])?;
     tmp.persist_noclobber(&a.out)
         .map_err(|e| e.error)

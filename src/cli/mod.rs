@@ -1546,22 +1546,7 @@ fn record_verification(a: &VerifyArgs, report: &verify::Report) -> Result<u64, S
         .actor
         .actor()
         .map_err(|e| format!("not recorded: {e:#}"))?;
-    let damage = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Damage)
-        .count();
-    let result = if damage > 0 {
-        format!(
-            "damaged: {damage} damage finding(s) of {}",
-            report.findings.len()
-        )
-    } else {
-        format!(
-            "ok: no damage; {} information finding(s)",
-            report.findings.len()
-        )
-    };
+    let result = report.result_line();
     let mut e = session.event(
         None,
         custody::segment::Action::Verified,

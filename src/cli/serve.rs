@@ -1330,17 +1330,7 @@ impl custody_server::Custody for Service {
                     },
                 )
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
-                let sha256 = Sha256Digest::of(&bytes);
-                let p = &statement.predicate;
-                let sealed = Entry::ManifestSealed(custody::segment::ManifestSealed {
-                    incident: id.clone(),
-                    sha256,
-                    previous: p.previous,
-                    subjects: statement.subject.len() as u64,
-                    checkpoint: p.checkpoint,
-                    at: now,
-                    actor: p.issued_by.clone(),
-                });
+                let (sha256, sealed) = custody::manifest::sealed(&id, &bytes, &statement, now);
                 let a = record(s, signer, vec![sealed])?;
                 Ok(pb::Manifest {
                     envelope: bytes,
@@ -1628,22 +1618,7 @@ fn record_verified(
     report: &custody::verify::Report,
     quick: bool,
 ) -> Result<(), Status> {
-    let damage = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == custody::verify::Severity::Damage)
-        .count();
-    let result = if damage > 0 {
-        format!(
-            "damaged: {damage} damage finding(s) of {}",
-            report.findings.len()
-        )
-    } else {
-        format!(
-            "ok: no damage; {} information finding(s)",
-            report.findings.len()
-        )
-    };
+    let result = report.result_line();
     let actor = shared.actor(caller);
     let mut s = shared
         .session
