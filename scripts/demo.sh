@@ -4,6 +4,8 @@
 #
 # Usage: scripts/demo.sh            (keeps the temp dir and prints its path)
 #        KEEP=0 scripts/demo.sh     (removes the temp dir at the end)
+#        CUSTODY_BIN=path           (use that binary instead of building
+#                                    target/release/custody)
 set -euo pipefail
 
 # Run from the repository root whatever the caller's cwd is. `cd -P` resolves
@@ -36,9 +38,15 @@ run() {
 	"$@"
 }
 
-section "Build (cargo build --release --locked)"
-cargo build --release --locked -q
-BIN=$ROOT/target/release/custody
+if [[ -n ${CUSTODY_BIN:-} ]]; then
+	# scripts/test.sh runs the demo with the binary its tests just built.
+	section "Binary (CUSTODY_BIN)"
+	BIN=$CUSTODY_BIN
+else
+	section "Build (cargo build --release --locked)"
+	cargo build --release --locked -q
+	BIN=$ROOT/target/release/custody
+fi
 echo "binary: $BIN"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/custody-demo.XXXXXX")

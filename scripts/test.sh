@@ -233,5 +233,7 @@ run_tests() {
 	{ cargo test --locked --all-targets && cargo test --locked --doc; } 2>&1 | tee "$TEST_LOG"
 }
 step "cargo test" run_tests
-smoke_demo() { KEEP=0 scripts/demo.sh >/dev/null; }
+# The demo runs on the binary the tests built (a release build would take
+# minutes more).
+smoke_demo() { KEEP=0 CUSTODY_BIN=$ROOT/target/debug/custody scripts/demo.sh >/dev/null; }
 step "demo (smoke test)" smoke_demo
