@@ -37,11 +37,15 @@ log "generating a ${MIB} MiB log corpus"
 python3 scripts/gen-corpus.py "$T/logs" --size-mib "$MIB" --small-files 2000 --seed "$SEED" >&2
 find "$T/logs" -type f -print0 | xargs -0 cat >/dev/null
 
-# The server's certificate (self-signed, for 127.0.0.1), a token, a webhook
+# A CA and the server's certificate (for 127.0.0.1), a token, a webhook
 # secret.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
-	-keyout "$T/server.key" -out "$T/server.pem" 2>/dev/null
+	-subj "/CN=bench CA" -keyout "$T/ca.key" -out "$T/ca.pem" 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-subj /CN=localhost -keyout "$T/server.key" -out "$T/server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$T/server.ext"
+openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+	-days 2 -extfile "$T/server.ext" -out "$T/server.pem" 2>/dev/null
 chmod 600 "$T/server.key"
 (umask 077 && openssl rand -hex 32 >"$T/agent.token" && openssl rand -hex 32 >"$T/hook.secret")
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -90,7 +94,7 @@ EOF
 	cat >"$T/agent-$n.toml" <<EOF
 [agent]
 server = "https://127.0.0.1:$grpc"
-ca = "$T/server.pem"
+ca = "$T/ca.pem"
 token_file = "$T/agent.token"
 spool = "$T/spool-$n"
 follow_secs = 0

@@ -546,7 +546,12 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
     for bad in ["expired", "rogue"] {
         let mut c = client(&rt, &s.dir, s.grpc, Some(bad), None);
         let r = rt.block_on(c.get_checkpoint(pb::GetCheckpointRequest {}));
-        assert!(r.is_err(), "{bad} certificate accepted");
+        let e = r.expect_err(&format!("{bad} certificate accepted"));
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{bad}: {e:?}");
+        assert!(
+            e.message().contains("client certificate refused"),
+            "{bad}: {e:?}"
+        );
     }
     let agent_a = |rt: &tokio::runtime::Runtime| client(rt, &s.dir, s.grpc, Some("agent-a"), None);
     assert_eq!(
@@ -564,6 +569,7 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
         "no role in [[serve.client]]",
         "no credentials",
         "unknown bearer token",
+        "client certificate refused",
     ] {
         assert!(log.contains(why), "refusal {why:?} not logged: {log}");
     }

@@ -206,9 +206,11 @@ struct Agent {
 async fn watch_task(
     client: Client,
     since: u64,
+    give_up: Option<Duration>,
     tx: std::sync::mpsc::Sender<Result<pb::Declaration, String>>,
 ) {
     let mut backoff = Duration::from_secs(1);
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         let mut c = client.clone();
         let mut stream = match c
@@ -219,6 +221,15 @@ async fn watch_task(
         {
             Ok(s) => s.into_inner(),
             Err(s) if transient(&s) => {
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if give_up.is_some_and(|g| since.elapsed() > g) {
+                    let _ = tx.send(Err(format!(
+                        "the server stayed unreachable for {} s: {}",
+                        since.elapsed().as_secs(),
+                        s.message()
+                    )));
+                    return;
+                }
                 eprintln!(
                     "custody agent: server unreachable ({}); retrying in {backoff:?}",
                     s.message()
@@ -236,6 +247,7 @@ async fn watch_task(
             }
         };
         backoff = Duration::from_secs(1);
+        failing_since = None;
         eprintln!("custody agent: watching for declarations");
         loop {
             match stream.message().await {
@@ -303,7 +315,10 @@ impl Agent {
     fn watch(mut self, once: bool, since: u64, follow_secs: u64) -> Result<ExitCode> {
         let (tx, rx) = std::sync::mpsc::channel::<Result<pb::Declaration, String>>();
         let client = self.client.clone();
-        self.rt.spawn(watch_task(client, since, tx));
+        // A one-off run gives up on a server it cannot reach; the daemon
+        // waits for it.
+        self.rt
+            .spawn(watch_task(client, since, once.then_some(RETRY_FOR), tx));
         let mut failures = 0u32;
         let mut following: std::collections::BTreeMap<String, Following> = Default::default();
         let interval = Duration::from_secs(follow_secs.max(1));

@@ -28,6 +28,7 @@ mod keys;
 mod manifest;
 mod report;
 mod serve;
+mod tls;
 mod webhook;
 mod witness;
 

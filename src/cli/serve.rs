@@ -145,8 +145,17 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
         );
     }
     let (declarations, _) = broadcast::channel(256);
+    let (tls, client_certs) = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => {
+            let (config, verifier) =
+                super::tls::server_config(cert, key, cfg.client_ca.as_deref())?;
+            (Some(config), verifier)
+        }
+        _ => (None, None),
+    };
     let store = session.vault.store().clone();
     let shared = Arc::new(Shared {
+        client_certs,
         session: Mutex::new(session),
         store,
         rehash_slots: Arc::new(Semaphore::new(2)),
@@ -163,7 +172,7 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(serve(shared.clone(), cfg, listen, webhook_listen));
+    let result = rt.block_on(serve(shared.clone(), cfg, tls, listen, webhook_listen));
     // The store owns a runtime of its own: the last reference to it must go
     // outside this one.
     drop(rt);
@@ -174,6 +183,7 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
 async fn serve(
     shared: Arc<Shared>,
     cfg: ServeConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
     listen: SocketAddr,
     webhook_listen: Option<SocketAddr>,
 ) -> Result<ExitCode> {
@@ -183,19 +193,6 @@ async fn serve(
         .timeout(Duration::from_secs(3600))
         .concurrency_limit_per_connection(32)
         .max_concurrent_streams(64);
-    if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {
-        let cert_pem = std::fs::read(cert).with_context(|| format!("read {}", cert.display()))?;
-        let key_pem = custody::localfile::read_secret(key, 1 << 20).map_err(|e| anyhow!(e))?;
-        let mut tls = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
-        if let Some(ca) = &cfg.client_ca {
-            let ca_pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
-            tls = tls
-                .client_ca_root(tonic::transport::Certificate::from_pem(ca_pem))
-                .client_auth_optional(true);
-        }
-        builder = builder.tls_config(tls).context("TLS settings")?;
-    }
     let heartbeat = cfg.heartbeat_secs.unwrap_or(300);
     if heartbeat > 0 {
         tokio::spawn(heartbeats(shared.clone(), heartbeat));
@@ -215,7 +212,6 @@ async fn serve(
         .await
         .with_context(|| format!("couldn't listen on {listen}"))?;
     let bound = listener.local_addr()?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     if let Some(addr) = webhook_listen {
         let l = tokio::net::TcpListener::bind(addr)
             .await
@@ -233,20 +229,25 @@ async fn serve(
             }
         });
     }
-    let scheme = if cfg.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
+    let router = builder.add_service(service);
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("custody serve: stopping");
     };
     // Printed last: once it shows, every endpoint accepts connections.
-    eprintln!("custody serve: gRPC on {scheme}://{bound}");
-    builder
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("custody serve: stopping");
-        })
-        .await?;
+    match tls {
+        Some(config) => {
+            eprintln!("custody serve: gRPC on https://{bound}");
+            router
+                .serve_with_incoming_shutdown(super::tls::incoming(listener, config), stop)
+                .await?;
+        }
+        None => {
+            eprintln!("custody serve: gRPC on http://{bound}");
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            router.serve_with_incoming_shutdown(incoming, stop).await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -284,6 +285,8 @@ async fn heartbeats(shared: Arc<Shared>, secs: u64) {
 
 /// What every handler shares.
 pub(super) struct Shared {
+    /// Checks client certificates for every call (mTLS).
+    client_certs: Option<Arc<super::tls::Verifier>>,
     session: Mutex<Session>,
     /// The vault's store, for work outside the session lock.
     store: custody::store::Store,
@@ -487,6 +490,17 @@ impl Shared {
         if let Some(certs) = req.peer_certs()
             && let Some(leaf) = certs.first()
         {
+            // Expired, not yet valid, from another CA: refused here, where
+            // the caller gets the reason and the refusal is logged.
+            let checked = match &self.client_certs {
+                Some(v) => v.check(&certs),
+                None => Err("client certificates are not accepted here".into()),
+            };
+            if let Err(why) = checked {
+                return Err(refuse(Status::unauthenticated(format!(
+                    "client certificate refused: {why}"
+                ))));
+            }
             let cn = common_name(leaf.as_ref()).ok_or_else(|| {
                 refuse(Status::unauthenticated(
                     "the client certificate has no subject CN",
