@@ -29,6 +29,9 @@ use tonic::transport::Channel;
 
 use super::host_name;
 
+/// Content read before a batch of entries goes to the server, so that the
+/// server re-hashes one batch while the agent reads the next.
+const SHIP_CONTENT: u64 = 64 << 20;
 /// Pieces of a pack on the wire.
 const PIECE: usize = 1 << 20;
 /// How long the agent keeps trying to reach the server for one call.
@@ -537,44 +540,68 @@ impl Agent {
         let known = std::collections::HashMap::new();
         let sources = self.cfg.sources.clone();
         let mut all = Vec::new();
-        std::thread::scope(|scope| -> Result<()> {
-            let mut pipe = Pipeline::start(scope, store.clone(), &known);
-            let mut pending: Vec<Found> = Vec::new();
-            let mut pending_bytes = 0usize;
-            let mut emit =
-                |pipe: &mut Pipeline<'_, '_>, f: Found| -> Result<(), preserve::DeclareError> {
+        let me = &*self;
+        // Reading and sending overlap: the pipeline hands each batch of
+        // entries (its packs flushed) to a shipping thread and goes on
+        // reading while the server re-hashes the batch before.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<custody::segment::Entry>>(2);
+        let ship = std::thread::scope(|scope| -> Result<Shipper> {
+            let shipping = scope.spawn(move || -> Result<Shipper> {
+                for entries in rx {
+                    ship.add(entries);
+                    me.ship(&mut ship)?;
+                }
+                Ok(ship)
+            });
+            let read = (|| -> Result<()> {
+                let mut pipe = Pipeline::start(scope, store.clone(), &known);
+                let mut pending: Vec<Found> = Vec::new();
+                let (mut pending_bytes, mut pending_content) = (0usize, 0u64);
+                let mut emit = |pipe: &mut Pipeline<'_, '_>,
+                                f: Found|
+                 -> Result<(), preserve::DeclareError> {
                     pending_bytes += match &f {
-                        Found::Artifact(p) => 1500 + p.chunks.len() * 300,
+                        Found::Artifact(p) => {
+                            pending_content += p.artifact.size;
+                            1500 + p.chunks.len() * 300
+                        }
                         Found::KeyFile(k) => serde_json::to_vec(k).map_or(SEAL_BYTES, |j| j.len()),
                     };
                     pending.push(f);
-                    if pending_bytes >= SEAL_BYTES / 2 {
+                    if pending_bytes >= SEAL_BYTES / 2 || pending_content >= SHIP_CONTENT {
                         pipe.flush()?;
                         let entries = preserve::resolve(pipe, std::mem::take(&mut pending))?;
                         all.extend(entries.iter().cloned());
-                        ship.add(entries);
-                        self.ship(&mut ship)
-                            .map_err(|e| preserve::DeclareError::Invalid(format!("{e:#}")))?;
-                        pending_bytes = 0;
+                        tx.send(entries).map_err(|_| {
+                            preserve::DeclareError::Invalid("sending to the server failed".into())
+                        })?;
+                        (pending_bytes, pending_content) = (0, 0);
                     }
                     Ok(())
                 };
-            for spec in &sources {
-                sources::preserve_source(spec, &ctx, &mut pipe, &custody::Silent, &mut emit)?;
-            }
-            pipe.flush()?;
-            let entries = preserve::resolve(&pipe, pending)?;
-            pipe.finish()?;
-            all.extend(entries.iter().cloned());
-            ship.add(entries);
-            self.ship(&mut ship)?;
-            Ok(())
+                for spec in &sources {
+                    sources::preserve_source(spec, &ctx, &mut pipe, &custody::Silent, &mut emit)?;
+                }
+                pipe.flush()?;
+                let entries = preserve::resolve(&pipe, pending)?;
+                pipe.finish()?;
+                all.extend(entries.iter().cloned());
+                tx.send(entries)
+                    .map_err(|_| anyhow!("sending to the server failed"))?;
+                Ok(())
+            })();
+            drop(tx);
+            // The shipping thread's error says why, if it stopped first.
+            let shipped = shipping
+                .join()
+                .map_err(|_| anyhow!("the shipping thread panicked"))?;
+            read.and(shipped)
         })?;
         Ok((ship, all))
     }
 
     /// Sends the packs the server lacks, then the entries it lacks.
-    fn ship(&mut self, s: &mut Shipper) -> Result<()> {
+    fn ship(&self, s: &mut Shipper) -> Result<()> {
         let deadline = std::time::Instant::now() + RETRY_FOR;
         loop {
             match self.ship_once(s) {
@@ -620,7 +647,7 @@ impl Agent {
         }
     }
 
-    fn ship_once(&mut self, s: &mut Shipper) -> Result<()> {
+    fn ship_once(&self, s: &mut Shipper) -> Result<()> {
         for id in s.local_packs()? {
             if s.sent_packs.contains(&id) {
                 continue;

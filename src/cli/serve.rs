@@ -1161,25 +1161,7 @@ impl custody_server::Custody for Service {
             .map_err(|_| Status::unavailable("shutting down"))?;
         let (entries, mismatches) = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let mut mismatches = Vec::new();
-            let mut reader = custody::restore::ChunkReader::new();
-            let entries: Vec<Entry> = entries
-                .into_iter()
-                .map(|mut e| {
-                    match &mut e {
-                        Entry::Artifact(a) => {
-                            a.collector = collector.clone();
-                            if let Some(why) = rehash(&store, &mut reader, a) {
-                                mismatches.push(format!("{}: {why}", a.path));
-                            }
-                        }
-                        Entry::KeyFile(k) => k.collector = collector.clone(),
-                        _ => {}
-                    }
-                    e
-                })
-                .collect();
-            (entries, mismatches)
+            rehash_all(&store, &collector, entries)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
@@ -1700,6 +1682,52 @@ fn checkpoint(s: &Session) -> Result<pb::Checkpoint, Status> {
         size: cp.size,
         root: cp.root.to_string(),
     })
+}
+
+/// Re-hashes every artifact of `entries` ([`rehash`]) on two threads, and
+/// names the authenticated `collector` on each entry; returns the entries
+/// in their order and the mismatches found.
+fn rehash_all(
+    store: &custody::store::Store,
+    collector: &str,
+    entries: Vec<Entry>,
+) -> (Vec<Entry>, Vec<String>) {
+    let queue = Mutex::new(
+        entries
+            .into_iter()
+            .enumerate()
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    let done = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let mut reader = custody::restore::ChunkReader::new();
+                loop {
+                    let Some((i, mut e)) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                        break;
+                    };
+                    let mut mismatch = None;
+                    match &mut e {
+                        Entry::Artifact(a) => {
+                            a.collector = collector.to_owned();
+                            mismatch = rehash(store, &mut reader, a)
+                                .map(|why| format!("{}: {why}", a.path));
+                        }
+                        Entry::KeyFile(k) => k.collector = collector.to_owned(),
+                        _ => {}
+                    }
+                    if let Ok(mut d) = done.lock() {
+                        d.push((i, e, mismatch));
+                    }
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(i, _, _)| *i);
+    let mismatches = done.iter().filter_map(|(_, _, m)| m.clone()).collect();
+    (done.into_iter().map(|(_, e, _)| e).collect(), mismatches)
 }
 
 /// Re-reads every chunk of `a` from the store and re-hashes its content.
