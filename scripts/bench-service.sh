@@ -11,7 +11,8 @@
 #
 # Env: BENCH_MIB (default 1024), BENCH_RUNS (default 3), BENCH_SEED (default
 #      1), BENCH_TMPDIR (default $TMPDIR or /tmp).
-# Needs: openssl (the server's certificate), curl (the webhook).
+# Needs: openssl (the server's certificate), curl (the webhook), GNU time
+# (CPU seconds of each side).
 set -euo pipefail
 
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -54,16 +55,22 @@ RESULTS=$T/results.tsv
 : >"$RESULTS"
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
 
+# CPU seconds (user + system) a running process has used.
+cpu_secs() {
+	awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
 local_run() {
 	local n=$1 v=$T/v-local-$1
 	mkdir -p -- "$v"
 	"$BIN" init --vault "$v" --key "$T/local-$n.key" --origin bench.custody.example/local >/dev/null
 	local start end
 	start=$(date +%s.%N)
-	"$BIN" declare "BENCH-$n" --title bench --path "$T/logs" --vault "$v" --key "$T/local-$n.key" --quiet >/dev/null
+	command time -f '%U %S' -o "$T/local-$n.time" \
+		"$BIN" declare "BENCH-$n" --title bench --path "$T/logs" --vault "$v" --key "$T/local-$n.key" --quiet >/dev/null
 	end=$(date +%s.%N)
 	printf 'local\t%s\n' "$(secs "$start" "$end")" >>"$RESULTS"
-	log "local run $n: $(tail -n1 "$RESULTS" | cut -f2) s"
+	log "local run $n: $(tail -n1 "$RESULTS" | cut -f2) s; CPU $(awk '{ print $1 + $2 }' "$T/local-$n.time") s"
 	rm -rf -- "$v"
 }
 
@@ -116,11 +123,18 @@ EOF
 	curl -sf -X POST -H "X-Custody-Timestamp: $ts" -H "X-Custody-Signature: sha256=$sig" \
 		-d "$body" "http://127.0.0.1:$webhook/webhook/bench" >/dev/null
 	local start end
+	local cpu0
+	cpu0=$(cpu_secs "$SERVER_PID")
 	start=$(date +%s.%N)
-	"$BIN" agent --once --config "$T/agent-$n.toml" 2>"$T/agent-$n.log"
+	command time -f '%U %S' -o "$T/agent-$n.time" \
+		"$BIN" agent --once --config "$T/agent-$n.toml" 2>"$T/agent-$n.log"
 	end=$(date +%s.%N)
+	local agent_cpu server_cpu
+	agent_cpu=$(awk '{ print $1 + $2 }' "$T/agent-$n.time")
+	server_cpu=$(awk -v a="$cpu0" -v b="$(cpu_secs "$SERVER_PID")" 'BEGIN { print b - a }')
 	printf 'remote\t%s\n' "$(secs "$start" "$end")" >>"$RESULTS"
-	log "remote run $n: $(tail -n1 "$RESULTS" | cut -f2) s ($(grep -o '[0-9]* pack(s) sent' "$T/agent-$n.log"))"
+	printf 'cpu\t%s\t%s\n' "$agent_cpu" "$server_cpu" >>"$T/cpu.tsv"
+	log "remote run $n: $(tail -n1 "$RESULTS" | cut -f2) s ($(grep -o '[0-9]* pack(s) sent' "$T/agent-$n.log")); CPU: agent $agent_cpu s, server $server_cpu s"
 	kill "$SERVER_PID"
 	wait "$SERVER_PID" 2>/dev/null || true
 	SERVER_PID=

@@ -1703,10 +1703,7 @@ fn rehash_all(
         for _ in 0..2 {
             scope.spawn(|| {
                 let mut reader = custody::restore::ChunkReader::new();
-                loop {
-                    let Some((i, mut e)) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
-                        break;
-                    };
+                while let Some((i, mut e)) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
                     let mut mismatch = None;
                     match &mut e {
                         Entry::Artifact(a) => {
