@@ -321,6 +321,23 @@ impl Incident {
         runs
     }
 
+    /// The segments an inclusion proof of the incident covers: every one of
+    /// it, or those holding an artifact at `path`; `None` when no artifact
+    /// has that path.
+    pub fn proof_segments(&self, path: Option<&str>) -> Option<Vec<u64>> {
+        match path {
+            None => Some(self.segments.iter().copied().collect()),
+            Some(p) => {
+                let set: BTreeSet<u64> = self
+                    .artifacts()
+                    .filter(|(_, a)| a.path == p)
+                    .map(|(seq, _)| seq)
+                    .collect();
+                (!set.is_empty()).then(|| set.into_iter().collect())
+            }
+        }
+    }
+
     /// The artifacts, in log order, with their segments.
     pub fn artifacts(&self) -> impl Iterator<Item = (u64, &Artifact)> {
         self.entries.iter().filter_map(|(seq, e)| match e {

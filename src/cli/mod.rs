@@ -2084,23 +2084,13 @@ fn prove_cmd(a: ProveArgs) -> Result<ExitCode> {
     let session = Session::open(&a.v)?;
     let inc = session.incident(&a.incident)?;
     let vault = &session.vault;
-    let seqs: Vec<u64> = match &a.path {
-        Some(path) => {
-            let s: std::collections::BTreeSet<u64> = inc
-                .artifacts()
-                .filter(|(_, art)| &art.path == path)
-                .map(|(seq, _)| seq)
-                .collect();
-            if s.is_empty() {
-                bail!(
-                    "incident {} has no artifact with path {path:?}; `custody show {}` lists them",
-                    a.incident,
-                    a.incident
-                );
-            }
-            s.into_iter().collect()
-        }
-        None => inc.segments.iter().copied().collect(),
+    let Some(seqs) = inc.proof_segments(a.path.as_deref()) else {
+        bail!(
+            "incident {} has no artifact with path {:?}; `custody show {}` lists them",
+            a.incident,
+            a.path.as_deref().unwrap_or_default(),
+            a.incident
+        );
     };
     let proof = custody::proof::prove(vault, &seqs)?;
     let json = serde_json::to_vec_pretty(&proof)?;

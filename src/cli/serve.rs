@@ -1373,23 +1373,13 @@ impl custody_server::Custody for Service {
                     .book
                     .require(&r.incident)
                     .map_err(|e| Status::not_found(e.to_string()))?;
-                let seqs: Vec<u64> = match &path {
-                    Some(p) => {
-                        let set: std::collections::BTreeSet<u64> = inc
-                            .artifacts()
-                            .filter(|(_, a)| &a.path == p)
-                            .map(|(seq, _)| seq)
-                            .collect();
-                        if set.is_empty() {
-                            return Err(Status::not_found(format!(
-                                "incident {} has no artifact with path {p:?}",
-                                r.incident
-                            )));
-                        }
-                        set.into_iter().collect()
-                    }
-                    None => inc.segments.iter().copied().collect(),
-                };
+                let seqs = inc.proof_segments(path.as_deref()).ok_or_else(|| {
+                    Status::not_found(format!(
+                        "incident {} has no artifact with path {:?}",
+                        r.incident,
+                        path.as_deref().unwrap_or_default()
+                    ))
+                })?;
                 let proof = custody::proof::prove(&s.vault, &seqs)
                     .map_err(|e| Status::failed_precondition(e.to_string()))?;
                 serde_json::to_vec_pretty(&proof).map_err(|e| Status::internal(e.to_string()))
