@@ -221,6 +221,9 @@ pub struct ServeConfig {
     pub plaintext: bool,
     /// Webhook address for incident tools (HTTP; put TLS in front).
     pub webhook_listen: Option<String>,
+    /// Seconds a webhook connection may take to deliver its request,
+    /// headers and body (default 10); slower senders are disconnected.
+    pub webhook_timeout_secs: Option<u64>,
     /// Seconds between heartbeat checkpoints (default 300; 0: none).
     pub heartbeat_secs: Option<u64>,
     /// Client certificates, by subject common name, and their roles.

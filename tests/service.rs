@@ -203,6 +203,7 @@ vault = "{vault}"
 tls_cert = "server.pem"
 tls_key = "server.key"
 client_ca = "ca.pem"
+webhook_timeout_secs = 2
 {serve_extra}
 [[serve.client]]
 name = "agent-a"
@@ -447,6 +448,47 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
         generic,
     );
     assert_eq!(c, 409, "a replay in other case is still a replay");
+
+    // Slow senders are cut off, and do not hold up a prompt one: headers
+    // that never end, and a body that stops short.
+    use std::io::{Read as _, Write as _};
+    let mut no_end = std::net::TcpStream::connect(("127.0.0.1", s.webhook)).unwrap();
+    no_end
+        .write_all(b"POST /webhook/tool HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut short = std::net::TcpStream::connect(("127.0.0.1", s.webhook)).unwrap();
+    short
+        .write_all(b"POST /webhook/tool HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    let prompt = r#"{"event":"triggered","id":"78","title":"prompt"}"#;
+    assert_eq!(
+        s.generic(prompt, now).0,
+        200,
+        "a prompt sender is served meanwhile"
+    );
+    for (name, mut c) in [("unended headers", no_end), ("short body", short)] {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        let r = c.read_to_end(&mut got);
+        assert!(
+            r.is_ok(),
+            "{name}: the server should close the connection within the deadline: {r:?}"
+        );
+        if name == "short body" {
+            let text = String::from_utf8_lossy(&got);
+            assert!(text.starts_with("HTTP/1.1 408"), "{name}: {text}");
+        }
+    }
+    // The server logs after it has closed the connection.
+    let logged = Instant::now();
+    while !server.log().contains("no request within 2 s") {
+        assert!(
+            logged.elapsed() < Duration::from_secs(10),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         server.log().contains("refused webhook \"pd\""),
         "{}",

@@ -232,6 +232,7 @@ Example custody.toml:
   tls_key = \"server.key\"
   client_ca = \"clients-ca.pem\"
   webhook_listen = \"127.0.0.1:7701\"
+  webhook_timeout_secs = 10   # for a request's headers, then its body
   [[serve.client]]
   name = \"agent-web01\"
   role = \"agent\"

@@ -168,6 +168,7 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
         os_user: os_user(),
         replays: Mutex::new(HashMap::new()),
         webhooks,
+        webhook_timeout: Duration::from_secs(cfg.webhook_timeout_secs.unwrap_or(10).clamp(1, 300)),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -220,14 +221,7 @@ async fn serve(
             "custody serve: webhooks on http://{}/webhook/<name>",
             l.local_addr()?
         );
-        let app = super::webhook::router(shared.clone());
-        tokio::spawn(async move {
-            if let Err(e) =
-                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await
-            {
-                eprintln!("custody serve: webhook endpoint stopped: {e}");
-            }
-        });
+        tokio::spawn(super::webhook::serve(l, shared.clone()));
     }
     let router = builder.add_service(service);
     let stop = async {
@@ -304,6 +298,9 @@ pub(super) struct Shared {
     pub(super) replays: Mutex<HashMap<String, i64>>,
     /// Webhooks by name, with their secrets.
     pub(super) webhooks: HashMap<String, (custody::config::WebhookConfig, Vec<u8>)>,
+    /// How long a webhook request's headers, and then its body, may take
+    /// to arrive (`[serve] webhook_timeout_secs`).
+    pub(super) webhook_timeout: Duration,
 }
 
 /// One agent's preservation run.

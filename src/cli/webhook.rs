@@ -16,7 +16,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use custody::config::{Role, WebhookConfig, WebhookKind};
@@ -30,6 +31,9 @@ use super::serve::{Caller, Shared, forget, seen_before};
 
 /// Largest request body.
 const MAX_BODY: usize = 1 << 20;
+/// Most webhook connections open at once; further ones are closed as
+/// they are accepted, so slow senders cannot exhaust the server's files.
+const MAX_CONNECTIONS: usize = 64;
 /// How far a generic request's timestamp may be from the server's clock.
 const GENERIC_WINDOW_SECS: i64 = 300;
 /// How old a PagerDuty event may be.
@@ -40,8 +44,55 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
         .route("/webhook/{name}", axum::routing::post(hook))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
+}
+
+/// Serves webhooks on `listener`: HTTP/1.1, one request per connection.
+/// A request's headers must arrive within `webhook_timeout` of the
+/// connection opening and its body within as long again; at most
+/// [`MAX_CONNECTIONS`] are open at once.
+pub(super) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let deadline = shared.webhook_timeout;
+    let app = router(shared);
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait, do not spin.
+                eprintln!("custody serve: webhook connection not accepted: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            eprintln!(
+                "custody serve: {} closed webhook connection from {peer}: {MAX_CONNECTIONS} are open",
+                Time::now()
+            );
+            continue;
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(ConnectInfo(peer))),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(deadline)
+                .keep_alive(false);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                if e.is_timeout() {
+                    eprintln!(
+                        "custody serve: {} closed webhook connection from {peer}: no request within {} s",
+                        Time::now(),
+                        deadline.as_secs()
+                    );
+                }
+            }
+        });
+    }
 }
 
 type Answer = (StatusCode, String);
@@ -55,7 +106,7 @@ async fn hook(
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Answer {
     let refuse = |code: StatusCode, why: &str| {
         eprintln!(
@@ -67,6 +118,23 @@ async fn hook(
     let Some((cfg, secret)) = shared.webhooks.get(&name) else {
         return refuse(StatusCode::NOT_FOUND, "no such webhook");
     };
+    let deadline = shared.webhook_timeout;
+    let body: Bytes =
+        match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                return refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the body is over 1 MiB or was cut short",
+                );
+            }
+            Err(_) => {
+                return refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!("the body took over {} s to arrive", deadline.as_secs()),
+                );
+            }
+        };
     let event = match cfg.kind {
         WebhookKind::Generic => generic(&shared, secret, &headers, &body),
         WebhookKind::Pagerduty => pagerduty(&shared, secret, &headers, &body),
