@@ -7,6 +7,11 @@ pub trait Progress: Sync {
     fn item(&self, _path: &str) {}
     /// `n` more bytes were processed.
     fn bytes(&self, _n: u64) {}
+    /// Whether nobody waits for the result any more: long work checks it
+    /// between items and ends with [`crate::store::StoreError::Cancelled`].
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Progress that reports nothing.

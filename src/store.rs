@@ -60,6 +60,9 @@ pub enum StoreError {
     /// An S3 request object_store does not make failed.
     #[error("couldn't {0}")]
     S3(#[from] crate::s3::S3Error),
+    /// The caller stopped waiting (see [`crate::progress::Progress::cancelled`]).
+    #[error("cancelled: nobody waits for the result")]
+    Cancelled,
     /// The vault location is not usable.
     #[error("vault location {location}: {why}")]
     Location {

@@ -813,9 +813,16 @@ pub fn verify(
         to_read.push((*id, key, size));
     }
     let mut read = match early {
-        Some(early) => early.finish(store, to_read.iter().map(|(id, ..)| *id).collect()),
+        Some(early) => early.finish(
+            store,
+            to_read.iter().map(|(id, ..)| *id).collect(),
+            progress,
+        ),
         None => HashMap::new(),
     };
+    if progress.cancelled() {
+        return Err(StoreError::Cancelled);
+    }
     for (id, key, size) in &to_read {
         let read = read
             .remove(id)
@@ -911,7 +918,7 @@ fn object_problem(e: StoreError) -> Result<String, StoreError> {
         StoreError::NotRegular { what, .. } => Ok(format!("not a regular file ({what})")),
         StoreError::Backend { source, .. } => Ok(format!("unreadable: {source}")),
         StoreError::S3(e) => Ok(format!("unreadable: {e}")),
-        e @ StoreError::Location { .. } => Err(e),
+        e @ (StoreError::Location { .. } | StoreError::Cancelled) => Err(e),
     }
 }
 
@@ -1186,15 +1193,23 @@ struct PackQueue {
     next: AtomicUsize,
     /// Once known, the packs still worth reading (the referenced ones).
     wanted: std::sync::OnceLock<HashSet<Blake3Id>>,
+    /// Read nothing more: the verification was cancelled.
+    stop: std::sync::atomic::AtomicBool,
     results: Mutex<HashMap<Blake3Id, PackRead>>,
 }
 
 impl PackQueue {
     /// Reads packs until none is left (or, once `wanted` is set, none
     /// wanted is left).
-    fn work(&self, store: &Store) {
+    fn work(&self, store: &Store, progress: Option<&dyn Progress>) {
         let mut buf = Vec::new();
         loop {
+            if progress.is_some_and(|p| p.cancelled()) {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some((id, key)) = self.packs.get(i) else {
                 break;
@@ -1214,12 +1229,13 @@ impl PackReads {
             packs,
             next: AtomicUsize::new(0),
             wanted: std::sync::OnceLock::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
             results: Mutex::new(HashMap::new()),
         });
         let threads = (0..threads.min(shared.packs.len()))
             .map(|_| {
                 let (shared, store) = (shared.clone(), store.clone());
-                std::thread::spawn(move || shared.work(&store))
+                std::thread::spawn(move || shared.work(&store, None))
             })
             .collect();
         Self { shared, threads }
@@ -1227,10 +1243,16 @@ impl PackReads {
 
     /// Narrows the reading to `wanted`, helps with what is left, and
     /// returns what was read (every wanted pack that was listed within the
-    /// size limit, and perhaps some others).
-    fn finish(mut self, store: &Store, wanted: HashSet<Blake3Id>) -> HashMap<Blake3Id, PackRead> {
+    /// size limit, and perhaps some others), unless `progress` is
+    /// cancelled meanwhile.
+    fn finish(
+        mut self,
+        store: &Store,
+        wanted: HashSet<Blake3Id>,
+        progress: &dyn Progress,
+    ) -> HashMap<Blake3Id, PackRead> {
         let _ = self.shared.wanted.set(wanted);
-        self.shared.work(store);
+        self.shared.work(store, Some(progress));
         self.join();
         std::mem::take(&mut *self.shared.results.lock().expect("not poisoned"))
     }
@@ -1273,6 +1295,9 @@ fn check_content(
     progress: &dyn Progress,
 ) -> Result<(u64, u64), StoreError> {
     let (found, chunks, bytes) = content_findings(store, artifacts, usable, progress, threads(), 0);
+    if progress.cancelled() {
+        return Err(StoreError::Cancelled);
+    }
     for (kind, object, message) in found {
         f.add(kind, object, message);
     }
@@ -1390,6 +1415,9 @@ impl Content<'_> {
         let mut helper: Option<Helper> = None;
         let mut buf = Vec::new();
         loop {
+            if self.progress.cancelled() {
+                break;
+            }
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&i) = self.order.get(n) else {
                 break;

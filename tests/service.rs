@@ -721,6 +721,55 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
     s.v.assert_intact();
 }
 
+/// A verification whose caller leaves stops at the next artifact and frees
+/// its slot, instead of running to the end for nobody.
+#[test]
+fn a_verification_whose_caller_leaves_is_cancelled() {
+    let Some(py) = cert_python() else { return };
+    let s = setup(&py);
+    // 64 artifacts of 8 MiB: one progress message every 64 MiB.
+    for i in 0..64u64 {
+        s.v.write(
+            &format!("big/{i:02}.bin"),
+            &crate::common::noise(8 << 20, 1000 + i),
+        );
+    }
+    s.v.declare_data("INC-V");
+    let server = s.server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
+    let mut stream = rt
+        .block_on(auditor.verify(pb::VerifyRequest { quick: false }))
+        .unwrap()
+        .into_inner();
+    let first = rt.block_on(stream.message()).unwrap().expect("progress");
+    assert!(
+        matches!(first.what, Some(pb::verify_progress::What::BytesChecked(_))),
+        "{first:?}"
+    );
+    drop(stream);
+    wait_for(60, "the cancellation in the server's log", || {
+        server
+            .log()
+            .contains("verification for auditor cancelled: the caller left")
+            .then_some(())
+    });
+    // The slot is free: the next verification runs to its report.
+    let mut stream = rt
+        .block_on(auditor.verify(pb::VerifyRequest { quick: false }))
+        .unwrap()
+        .into_inner();
+    let mut report = None;
+    while let Some(p) = rt.block_on(stream.message()).unwrap() {
+        if let Some(pb::verify_progress::What::ReportJson(j)) = p.what {
+            report = Some(serde_json::from_str::<Value>(&j).unwrap());
+        }
+    }
+    let report = report.expect("a final report");
+    assert_eq!(report["artifacts"], 64, "{report}");
+    assert_eq!(report["bytes_checked"], 64u64 << 23, "{report}");
+}
+
 /// A pack with one zstd frame per chunk: (pack id, bytes, chunk refs as JSON).
 fn pack_of(chunks: &[&[u8]]) -> (String, Vec<u8>, Vec<Value>) {
     let mut bytes = custody::ingest::PACK_MAGIC.to_vec();

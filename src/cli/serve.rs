@@ -1468,6 +1468,14 @@ impl custody_server::Custody for Service {
                         (_, Err(e)) => Err(Status::internal(e.to_string())),
                     }
                 }
+                Err(custody::store::StoreError::Cancelled) => {
+                    eprintln!(
+                        "custody serve: {} verification for {} cancelled: the caller left",
+                        Time::now(),
+                        caller.name
+                    );
+                    return;
+                }
                 Err(e) => Err(Status::unavailable(format!(
                     "the vault could not be read: {e}"
                 ))),
@@ -1633,6 +1641,10 @@ struct Forward {
 }
 
 impl custody::progress::Progress for Forward {
+    /// The caller left: its stream's receiver is gone.
+    fn cancelled(&self) -> bool {
+        self.tx.is_closed()
+    }
     fn bytes(&self, n: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         let done = self.done.fetch_add(n, Relaxed) + n;
