@@ -43,6 +43,28 @@ pub(crate) fn read_small(
     Ok((meta, bytes))
 }
 
+/// Replaces the file at `path` with `bytes` crash-safely: a new file,
+/// synced, renamed over the old one, the directory synced. After a crash
+/// either the old content or the new survives, never a torn mix.
+///
+/// # Errors
+/// The I/O error of the step that failed.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Reads a small file holding a secret (a token, a TLS or webhook key),
 /// refusing it when group or others may read it.
 ///

@@ -908,35 +908,86 @@ pub struct Follow {
     tails: std::collections::BTreeMap<(String, PathBuf), Tail>,
 }
 
+/// Where following one file got to, as kept across restarts of an agent
+/// ([`Follow::positions`], [`Follow::resume`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FollowPosition {
+    /// The source's name.
+    pub source: String,
+    /// The file's path when last seen.
+    pub path: PathBuf,
+    /// Its device and inode.
+    pub dev: u64,
+    /// Its inode.
+    pub ino: u64,
+    /// The next byte to capture.
+    pub offset: u64,
+}
+
 impl Follow {
     /// Starts from what a run captured: each file artifact whose file is
-    /// still at its path (same device and inode) is followed from where
-    /// its capture ended.
+    /// still there (same device and inode) is followed from where its
+    /// capture ended.
     pub fn start_from(&mut self, entries: &[crate::segment::Entry]) {
-        for e in entries {
+        let positions = entries.iter().filter_map(|e| {
             let crate::segment::Entry::Artifact(a) = e else {
-                continue;
+                return None;
             };
-            let Some(meta) = &a.file else { continue };
-            if a.kind != ItemKind::File || a.status == Status::Failed {
-                continue;
-            }
-            let path = PathBuf::from(&a.path);
+            let meta = a.file.as_ref()?;
+            (a.kind == ItemKind::File && a.status != Status::Failed).then(|| FollowPosition {
+                source: a.source.clone(),
+                path: PathBuf::from(&a.path),
+                dev: meta.dev,
+                ino: meta.ino,
+                offset: a.offset.unwrap_or(0).saturating_add(a.size),
+            })
+        });
+        self.resume(positions);
+    }
+
+    /// Where each followed file got to.
+    pub fn positions(&self) -> Vec<FollowPosition> {
+        self.tails
+            .iter()
+            .map(|((source, path), t)| FollowPosition {
+                source: source.clone(),
+                path: path.clone(),
+                dev: t.dev,
+                ino: t.ino,
+                offset: t.offset,
+            })
+            .collect()
+    }
+
+    /// Follows each file of `positions` on from its offset, if it is still
+    /// there: at its path, or renamed within the same directory (rotated
+    /// while nobody followed it). A later position of the same file wins.
+    pub fn resume(&mut self, positions: impl IntoIterator<Item = FollowPosition>) {
+        for p in positions {
+            let same = |m: &std::fs::Metadata| m.is_file() && m.dev() == p.dev && m.ino() == p.ino;
+            let path = if std::fs::symlink_metadata(&p.path).is_ok_and(|m| same(&m)) {
+                Some(p.path.clone())
+            } else {
+                p.path.parent().and_then(|dir| {
+                    std::fs::read_dir(dir)
+                        .ok()?
+                        .filter_map(Result::ok)
+                        .find(|e| std::fs::symlink_metadata(e.path()).is_ok_and(|m| same(&m)))
+                        .map(|e| e.path())
+                })
+            };
+            let Some(path) = path else { continue };
             let Ok(file) = open_nofollow(&path) else {
                 continue;
             };
-            if file
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.dev() == meta.dev && m.ino() == meta.ino)
-            {
-                let offset = a.offset.unwrap_or(0).saturating_add(a.size);
+            if file.metadata().is_ok_and(|m| same(&m)) {
                 self.tails.insert(
-                    (a.source.clone(), path),
+                    (p.source, path),
                     Tail {
                         file,
-                        dev: meta.dev,
-                        ino: meta.ino,
-                        offset,
+                        dev: p.dev,
+                        ino: p.ino,
+                        offset: p.offset,
                     },
                 );
             }

@@ -10,7 +10,7 @@
 //! Not here: configuring witnesses for a vault, verify's quorum (`verify`).
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -247,13 +247,8 @@ impl WitnessServer {
     /// old one, the directory synced. Either the old or the new state
     /// survives a crash, never a torn one.
     fn store(&self, st: &LogState) -> std::io::Result<()> {
-        let p = self.state_path(&st.origin);
-        let tmp = p.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(st).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &p)?;
-        std::fs::File::open(&self.state)?.sync_all()
+        let bytes = serde_json::to_vec(st).map_err(std::io::Error::other)?;
+        crate::localfile::write_durably(&self.state_path(&st.origin), &bytes)
     }
 
     /// Handles one `add-checkpoint` body (C2SP tlog-witness). Requests are

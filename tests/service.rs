@@ -1182,20 +1182,7 @@ fn a_held_incident_is_followed_through_rotation_until_released() {
     std::fs::write(&app, log_text(100_000, 1)).unwrap();
     std::fs::write(&rot, b"rot: first line\n").unwrap();
     let config = s.agent_config_with("agent-a", &src, "follow_secs = 1");
-    let mut agent = Command::new(assert_cmd::cargo::cargo_bin("custody"))
-        .args(["agent", "--host", "follow-host", "--config"])
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let l = log.clone();
-    let err = agent.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            l.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
+    let (mut agent, log) = daemon_agent(&config, "follow-host");
     wait_for(120, "following to start", || {
         log.lock()
             .unwrap()
@@ -1280,6 +1267,34 @@ fn a_held_incident_is_followed_through_rotation_until_released() {
             .contains("heartbeat from")
             .then_some(())
     });
+    terminate(&mut agent, &log);
+    drop(server);
+    s.v.assert_intact();
+}
+
+/// `custody agent` as a daemon (no `--once`), its standard error
+/// collected as it comes.
+fn daemon_agent(config: &Path, host: &str) -> (std::process::Child, Arc<Mutex<String>>) {
+    let mut agent = Command::new(assert_cmd::cargo::cargo_bin("custody"))
+        .args(["agent", "--host", host, "--config"])
+        .arg(config)
+        .env_remove("CUSTODY_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let l = log.clone();
+    let err = agent.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            l.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    (agent, log)
+}
+
+/// SIGTERM, and the agent must end well.
+fn terminate(agent: &mut std::process::Child, log: &Mutex<String>) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -1287,6 +1302,134 @@ fn a_held_incident_is_followed_through_rotation_until_released() {
     .unwrap();
     let status = agent.wait().unwrap();
     assert!(status.success(), "{}", log.lock().unwrap());
+}
+
+/// An agent killed while following, or stopped and started again, goes on
+/// from where it got to: what was appended meanwhile is taken (also from a
+/// file rotated meanwhile), nothing is taken twice, and every run ends.
+#[test]
+fn a_restarted_agent_follows_on_from_where_it_stopped() {
+    let Some(py) = cert_python() else { return };
+    let s = setup(&py);
+    let server = s.server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
+    let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
+    declare(&rt, &mut soc, "INC-R", "agents restart");
+    let hold = pb::HoldRequest {
+        incident: "INC-R".into(),
+        hold: "legal".into(),
+        reason: "order".into(),
+        authorisation: "PO-2".into(),
+    };
+    rt.block_on(soc.place_hold(hold.clone())).unwrap();
+    let src = s.v.tmp.path().join("host");
+    std::fs::create_dir_all(&src).unwrap();
+    let app = src.join("app.log");
+    let first = log_text(100_000, 7);
+    std::fs::write(&app, &first).unwrap();
+    let append = |path: &Path, bytes: &[u8]| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap()
+    };
+    let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    let mut sealed = |path: &Path, offset: u64, content: &[u8], what: &str| {
+        wait_for(60, what, || {
+            let all = entries(&rt, &mut auditor, "INC-R");
+            of_type(&all, "artifact")
+                .iter()
+                .any(|a| {
+                    a["path"] == path.to_string_lossy().as_ref()
+                        && a["offset"].as_u64().unwrap_or(0) == offset
+                        && a["sha256"] == sha(content)
+                })
+                .then_some(all)
+        })
+    };
+    let config = s.agent_config_with("agent-a", &src, "follow_secs = 1");
+    let (mut agent, log) = daemon_agent(&config, "restart-host");
+    sealed(&app, 0, &first, "the first capture");
+    let a1 = b"a1: appended while followed\n".repeat(20);
+    append(&app, &a1);
+    let mut at = first.len() as u64;
+    sealed(&app, at, &a1, "the first appended piece");
+    at += a1.len() as u64;
+
+    // Killed; meanwhile the file gets more and is rotated.
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let a2 = b"a2: appended while no agent ran\n".repeat(20);
+    append(&app, &a2);
+    let rotated = src.join("app.log.1");
+    std::fs::rename(&app, &rotated).unwrap();
+    let b = b"b: the new file after rotation\n".repeat(10);
+    std::fs::write(&app, &b).unwrap();
+    let (mut agent, log2) = daemon_agent(&config, "restart-host");
+    let _ = log;
+    sealed(&rotated, at, &a2, "what was appended before the rotation");
+    sealed(&app, 0, &b, "the new file");
+    let text = log2.lock().unwrap().clone();
+    assert!(
+        text.contains("was interrupted: finished with what the server had sealed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("on from where the last agent stopped"),
+        "{text}"
+    );
+
+    // A second agent on the same spool is refused.
+    let again = s.agent(&config, "restart-host").output().unwrap();
+    assert!(!again.status.success(), "a second agent on one spool");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("another custody agent uses the spool"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // Stopped (SIGTERM) and started again: the same.
+    terminate(&mut agent, &log2);
+    let a3 = b"a3: appended between stop and start\n".repeat(20);
+    append(&app, &a3);
+    let (mut agent, log3) = daemon_agent(&config, "restart-host");
+    let all = sealed(&app, b.len() as u64, &a3, "what was appended while stopped");
+
+    // Nothing was taken twice: each file's pieces (by inode, whatever its
+    // path) are contiguous.
+    let arts = of_type(&all, "artifact");
+    let mut ranges: Vec<(u64, u64, u64)> = arts
+        .iter()
+        .map(|a| {
+            let off = a["offset"].as_u64().unwrap_or(0);
+            let ino = a["file"]["ino"].as_u64().expect("a file's inode");
+            (ino, off, off + a["size"].as_u64().unwrap())
+        })
+        .collect();
+    ranges.sort();
+    for w in ranges.windows(2) {
+        if w[0].0 == w[1].0 {
+            assert!(w[0].2 == w[1].1, "bytes taken twice or missed: {w:?}");
+        }
+    }
+    assert_eq!(
+        ranges.iter().filter(|r| r.1 == 0).count(),
+        2,
+        "only app.log's first capture and the new file start at 0: {ranges:?}"
+    );
+
+    // Released: every run is finished, and nothing is kept for later.
+    rt.block_on(soc.release_hold(hold)).unwrap();
+    wait_for(60, "every run to finish", || {
+        let all = entries(&rt, &mut auditor, "INC-R");
+        let started = of_type(&all, "preservation_started").len();
+        (started == 3 && of_type(&all, "preservation_finished").len() == started).then_some(())
+    });
+    terminate(&mut agent, &log3);
+    let spool = s.dir.join("spool-agent-a");
+    assert!(!spool.join("follow-INC-R.json").exists());
     drop(server);
     s.v.assert_intact();
 }

@@ -98,6 +98,22 @@ pub(super) fn run(a: AgentArgs) -> Result<ExitCode> {
         std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("chmod 700 {}", spool.display()))?;
     }
+    // One agent per spool: another would finish this one's runs as
+    // interrupted.
+    let lock_path = spool.join("agent.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("open {}", lock_path.display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| {
+            anyhow!(
+                "another custody agent uses the spool {}: give this one its own ([agent] spool)",
+                spool.display()
+            )
+        })?;
     let host = a.host.clone().unwrap_or_else(host_name);
     // The agent's own credentials are never preserved.
     let refuse: Vec<(u64, u64)> = [&ac.key, &ac.token_file]
@@ -288,7 +304,77 @@ fn transient(s: &tonic::Status) -> bool {
     )
 }
 
+/// What a run's spool directory says of it (`<spool>/<run>/run.json`),
+/// so that a run an earlier agent left open is finished on start.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunNote {
+    incident: String,
+}
+
 impl Agent {
+    /// Where following `incident` got to, kept across restarts
+    /// (`<spool>/follow-<incident>.json`).
+    fn follow_path(&self, incident: &str) -> PathBuf {
+        self.spool.join(format!("follow-{incident}.json"))
+    }
+
+    fn save_follow(&self, incident: &str, f: &custody::sources::Follow) -> Result<()> {
+        let p = self.follow_path(incident);
+        custody::localfile::write_durably(&p, &serde_json::to_vec(&f.positions())?)
+            .with_context(|| format!("write {}", p.display()))
+    }
+
+    /// The positions an earlier agent kept for `incident`, if any.
+    fn load_follow(&self, incident: &str) -> Option<Vec<custody::sources::FollowPosition>> {
+        let p = self.follow_path(incident);
+        let bytes = std::fs::read(&p).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!(
+                    "custody agent: {} is damaged ({e}): following {incident} starts over",
+                    p.display()
+                );
+                None
+            }
+        }
+    }
+
+    fn forget_follow(&self, incident: &str) {
+        let _ = std::fs::remove_file(self.follow_path(incident));
+    }
+
+    /// Finishes the runs an earlier agent left open (killed, or the host
+    /// went down): the server records what it had sealed of them, and
+    /// their spool goes. Their incidents are preserved again, or followed
+    /// on from the kept positions, as they are announced.
+    fn finish_interrupted(&self) {
+        let Ok(dirs) = std::fs::read_dir(&self.spool) else {
+            return;
+        };
+        for d in dirs.filter_map(Result::ok) {
+            let Ok(note) = std::fs::read(d.path().join("run.json")) else {
+                continue;
+            };
+            let run = d.file_name().to_string_lossy().into_owned();
+            let incident = serde_json::from_slice::<RunNote>(&note)
+                .map_or_else(|_| "?".to_owned(), |n| n.incident);
+            let r = self.call(|mut c| {
+                let req = pb::FinishRunRequest { run: run.clone() };
+                async move { c.finish_run(req).await }
+            });
+            match r {
+                Ok(_) => eprintln!(
+                    "custody agent: run {run} of incident {incident} was interrupted: finished with what the server had sealed"
+                ),
+                Err(e) => eprintln!(
+                    "custody agent: run {run} of incident {incident} was interrupted and could not be finished: {e:#}"
+                ),
+            }
+            let _ = std::fs::remove_dir_all(d.path());
+        }
+    }
+
     fn done_path(&self) -> PathBuf {
         self.spool.join("done")
     }
@@ -316,6 +402,7 @@ impl Agent {
     /// thread: a preservation run per declared incident, then, while the
     /// incident is held, a tick of follow mode every `follow_secs`.
     fn watch(mut self, once: bool, since: u64, follow_secs: u64) -> Result<ExitCode> {
+        self.finish_interrupted();
         let (tx, rx) = std::sync::mpsc::channel::<Result<pb::Declaration, String>>();
         let client = self.client.clone();
         // A one-off run gives up on a server it cannot reach; the daemon
@@ -329,7 +416,12 @@ impl Agent {
         let stop = self.stop.clone();
         loop {
             if stop.load(Ordering::Relaxed) {
-                for (incident, f) in std::mem::take(&mut following) {
+                // What was appended up to now is taken, the runs are
+                // finished, and the positions stay for the next agent.
+                for (incident, mut f) in std::mem::take(&mut following) {
+                    if let Err(e) = self.tick(&mut f) {
+                        eprintln!("custody agent: following {incident}: {e:#}");
+                    }
                     self.end_following(&incident, f);
                 }
                 eprintln!("custody agent: stopped");
@@ -381,6 +473,7 @@ impl Agent {
                         eprintln!("custody agent: following {}: {e:#}", d.incident);
                     }
                     self.end_following(&d.incident, f);
+                    self.forget_follow(&d.incident);
                 } else {
                     let _ = f;
                 }
@@ -388,6 +481,46 @@ impl Agent {
             }
             let key = format!("{} {}", d.incident, d.segment);
             let follow = d.held && follow_secs > 0 && !once;
+            if !once && let Some(positions) = self.load_follow(&d.incident) {
+                // An earlier agent followed it: go on from where it got to
+                // in a new run, rather than take every file again.
+                match self.resume_following(&d.incident, positions) {
+                    Ok(mut f) if follow => {
+                        eprintln!(
+                            "custody agent: incident {} is held: following {} file(s) on from where the last agent stopped (run {})",
+                            d.incident,
+                            f.follow.len(),
+                            f.ship.run
+                        );
+                        if let Err(e) = self.tick(&mut f) {
+                            failures += 1;
+                            eprintln!("custody agent: following {}: {e:#}", d.incident);
+                        }
+                        following.insert(d.incident.clone(), f);
+                    }
+                    Ok(mut f) => {
+                        eprintln!(
+                            "custody agent: incident {}: hold released meanwhile: taking what was appended, then following ends",
+                            d.incident
+                        );
+                        if let Err(e) = self.tick(&mut f) {
+                            failures += 1;
+                            eprintln!("custody agent: following {}: {e:#}", d.incident);
+                        }
+                        self.end_following(&d.incident, f);
+                        self.forget_follow(&d.incident);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        eprintln!("custody agent: incident {}: {e:#}", d.incident);
+                        continue;
+                    }
+                }
+                if !self.done().contains(&key) {
+                    self.mark_done(&key)?;
+                }
+                continue;
+            }
             if self.done().contains(&key) && !follow {
                 continue;
             }
@@ -416,6 +549,9 @@ impl Agent {
                             f.len()
                         );
                         ship.packs_sent = 0;
+                        if let Err(e) = self.save_follow(&d.incident, &f) {
+                            eprintln!("custody agent: incident {}: {e:#}", d.incident);
+                        }
                         following.insert(d.incident.clone(), Following { ship, follow: f });
                     } else if let Err(e) = self.finish(&ship) {
                         failures += 1;
@@ -484,6 +620,9 @@ impl Agent {
         let n = entries.len();
         f.ship.add(entries);
         self.ship(&mut f.ship)?;
+        // Sealed: the next agent goes on from here (a crash before this
+        // line takes this tick's pieces again, never loses them).
+        self.save_follow(&f.ship.incident, &f.follow)?;
         eprintln!(
             "custody agent: incident {}: {n} appended piece(s) sealed (run {})",
             f.ship.incident, f.ship.run
@@ -504,7 +643,8 @@ impl Agent {
     /// One run: preserve every source, ship packs and entries. The run is
     /// left open (the caller finishes it, or follows first); returns what
     /// it sealed.
-    fn preserve(&mut self, incident: &str) -> Result<(Shipper, Vec<custody::segment::Entry>)> {
+    /// A new run for `incident` (`BeginRun`), with its spool directory.
+    fn begin_run(&self, incident: &str) -> Result<Shipper> {
         let sources_json = serde_json::to_string(&self.cfg.sources)?;
         let state = self.call(|mut c| {
             let req = pb::BeginRunRequest {
@@ -517,17 +657,25 @@ impl Agent {
             async move { c.begin_run(req).await }
         })?;
         let run = state.run;
+        // It names a directory of the spool: hex only, never a path.
+        if run.is_empty() || run.len() > 64 || !run.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("the server named the run {run:?}: not a run id");
+        }
         let dir = self.spool.join(&run);
         std::fs::create_dir_all(&dir)?;
+        let note = serde_json::to_vec(&RunNote {
+            incident: incident.to_owned(),
+        })?;
+        custody::localfile::write_durably(&dir.join("run.json"), &note)?;
         let store = Store::open(
             dir.to_str()
                 .ok_or_else(|| anyhow!("spool path is not UTF-8"))?,
         )?;
-        let mut ship = Shipper {
-            run: run.clone(),
+        Ok(Shipper {
+            run,
             incident: incident.to_owned(),
             host: self.host.clone(),
-            store: store.clone(),
+            store,
             entries: Vec::new(),
             sealed: 0,
             sent_packs: HashSet::new(),
@@ -535,7 +683,25 @@ impl Agent {
             bytes: 0,
             packs_sent: 0,
             packs_held: 0,
-        };
+        })
+    }
+
+    /// A new run that follows `incident`'s files on from `positions`.
+    fn resume_following(
+        &mut self,
+        incident: &str,
+        positions: Vec<custody::sources::FollowPosition>,
+    ) -> Result<Following> {
+        let ship = self.begin_run(incident)?;
+        let mut follow = custody::sources::Follow::default();
+        follow.resume(positions);
+        self.save_follow(incident, &follow)?;
+        Ok(Following { ship, follow })
+    }
+
+    fn preserve(&mut self, incident: &str) -> Result<(Shipper, Vec<custody::segment::Entry>)> {
+        let mut ship = self.begin_run(incident)?;
+        let store = ship.store.clone();
         let ctx = self.context(&ship);
         let known = std::collections::HashMap::new();
         let sources = self.cfg.sources.clone();

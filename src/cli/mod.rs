@@ -255,6 +255,15 @@ re-hashes everything before sealing it; a difference is recorded as a failed
 artifact. After a disconnect it resumes without sending again what the server
 holds. Its own key and token files are never preserved.
 
+Follow mode: while an incident is on hold, the agent keeps its run open and
+every follow_secs (default 60) captures what its files appended, as pieces
+with an offset; a file renamed within its source is followed under its new
+name, one rotated away is read to its end, one truncated in place is recorded
+as partial. Releasing the hold, or SIGTERM, ends the run. Where following got
+to is kept in the spool: an agent started again (after SIGTERM, a crash or a
+reboot) follows on from there in a new run, and finishes the run a killed
+agent left open. One agent per spool.
+
 Example custody.toml:
   collector = \"agent-web01\"
   [agent]
@@ -263,6 +272,7 @@ Example custody.toml:
   cert = \"agent-web01.pem\"
   key = \"agent-web01.key\"
   spool = \"/var/lib/custody/agent\"
+  follow_secs = 60
   [[source]]
   name = \"nginx\"
   kind = \"files\"
