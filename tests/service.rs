@@ -352,15 +352,42 @@ fn now_rfc3339(offset_secs: i64) -> String {
 
 /// The incident's entries as JSON.
 fn entries(rt: &tokio::runtime::Runtime, c: &mut Client, incident: &str) -> Vec<Value> {
-    rt.block_on(c.get_incident(pb::GetIncidentRequest {
-        incident: incident.into(),
-    }))
-    .unwrap()
-    .into_inner()
-    .entries
-    .iter()
-    .map(|e| serde_json::from_str(&e.json).unwrap())
-    .collect()
+    paged_entries(rt, c, incident, 0).0
+}
+
+/// An incident's record, asked for `limit` entries at a time: the entries
+/// and the number of pages.
+fn paged_entries(
+    rt: &tokio::runtime::Runtime,
+    c: &mut Client,
+    incident: &str,
+    limit: u32,
+) -> (Vec<Value>, usize) {
+    let (mut all, mut pages, mut skip) = (Vec::new(), 0, 0);
+    loop {
+        let page = rt
+            .block_on(c.get_incident(pb::GetIncidentRequest {
+                incident: incident.into(),
+                skip,
+                limit,
+            }))
+            .unwrap()
+            .into_inner();
+        assert!(limit == 0 || page.entries.len() <= limit as usize);
+        assert!(!page.entries.is_empty(), "an empty page at {skip}");
+        all.extend(
+            page.entries
+                .iter()
+                .map(|e| serde_json::from_str::<Value>(&e.json).unwrap()),
+        );
+        pages += 1;
+        if page.next == 0 {
+            assert_eq!(all.len() as u64, page.total);
+            return (all, pages);
+        }
+        assert_eq!(page.next, skip + page.entries.len() as u64);
+        skip = page.next;
+    }
 }
 
 fn of_type<'a>(entries: &'a [Value], t: &str) -> Vec<&'a Value> {
@@ -599,7 +626,8 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
     assert_eq!(
         code(
             rt.block_on(agent_a(&rt).get_incident(pb::GetIncidentRequest {
-                incident: "pd-Q1ABC".into()
+                incident: "pd-Q1ABC".into(),
+                ..Default::default()
             }))
         ),
         tonic::Code::PermissionDenied,
@@ -651,6 +679,15 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
     );
     let holds = of_type(&all, "hold_placed");
     assert_eq!(holds[0]["actor"]["name"], "soc");
+    // A page at a time: the same record (each page's read is recorded at
+    // its end, after what was there before).
+    let (paged, pages) = paged_entries(&rt, &mut auditor, "pd-Q1ABC", 3);
+    assert!(
+        pages >= all.len() / 3,
+        "{pages} pages for {} entries",
+        all.len()
+    );
+    assert_eq!(paged[..all.len()], all[..]);
 
     // Proofs and manifests from the service check offline.
     let proof = rt

@@ -277,6 +277,9 @@ async fn heartbeats(shared: Arc<Shared>, secs: u64) {
     }
 }
 
+/// About how much of an incident's record one `GetIncident` answer holds.
+const PAGE_BYTES: usize = 8 << 20;
+
 /// What every handler shares.
 pub(super) struct Shared {
     /// Checks client certificates for every call (mTLS).
@@ -1259,7 +1262,16 @@ impl custody_server::Custody for Service {
         req: Request<pb::GetIncidentRequest>,
     ) -> Result<Response<pb::IncidentRecord>, Status> {
         let caller = self.0.authorize(&req, "GetIncident", READERS)?;
-        let id = req.into_inner().incident;
+        let pb::GetIncidentRequest {
+            incident: id,
+            skip,
+            limit,
+        } = req.into_inner();
+        let limit = if limit == 0 {
+            usize::MAX
+        } else {
+            limit as usize
+        };
         self.0
             .record_read(&caller, Some(id.clone()), "GetIncident", None)
             .await?;
@@ -1271,20 +1283,34 @@ impl custody_server::Custody for Service {
                     .require(&id)
                     .map_err(|e| Status::not_found(e.to_string()))?;
                 let declared = Entry::IncidentDeclared(inc.declared.clone());
-                let entries = std::iter::once((inc.declared_seq, &declared))
-                    .chain(inc.entries.iter().map(|(seq, e)| (*seq, e)))
-                    .map(|(seq, e)| {
-                        Ok(pb::RecordEntry {
-                            segment: seq,
-                            json: serde_json::to_string(e)
-                                .map_err(|e| Status::internal(e.to_string()))?,
-                        })
-                    })
-                    .collect::<Result<_, Status>>()?;
+                let total = 1 + inc.entries.len() as u64;
+                let mut entries = Vec::new();
+                let mut bytes = 0;
+                let mut next = 0;
+                let all = std::iter::once((inc.declared_seq, &declared))
+                    .chain(inc.entries.iter().map(|(seq, e)| (*seq, e)));
+                for (n, (seq, e)) in (0u64..)
+                    .zip(all)
+                    .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                {
+                    let json =
+                        serde_json::to_string(e).map_err(|e| Status::internal(e.to_string()))?;
+                    // A page holds at least one entry.
+                    if !entries.is_empty()
+                        && (entries.len() >= limit || bytes + json.len() > PAGE_BYTES)
+                    {
+                        next = n;
+                        break;
+                    }
+                    bytes += json.len() + 16;
+                    entries.push(pb::RecordEntry { segment: seq, json });
+                }
                 Ok(pb::IncidentRecord {
                     incident: id.clone(),
                     state: inc.state(),
                     entries,
+                    next,
+                    total,
                 })
             })
             .await?;
