@@ -1058,15 +1058,51 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
         &hello,
         refs.clone(),
     );
+    // A large artifact (re-hashed on two threads) whose SHA-256 alone lies
+    // is failed too; a true one is complete.
+    let big = noise(17 << 20, 11);
+    let big_chunks: Vec<&[u8]> = big.chunks(1 << 20).collect();
+    let (big_id, big_bytes, big_refs) = pack_of(&big_chunks);
+    rt.block_on(a.put_pack(tokio_stream::iter(pieces(
+        &run,
+        &big_id,
+        &big_bytes,
+        big_bytes.len() as u64,
+    ))))
+    .unwrap();
+    let big_good = artifact(
+        "INC-2",
+        &run,
+        "/var/log/big.log",
+        &big,
+        &big,
+        big_refs.clone(),
+    );
+    let mut big_lie: Value = serde_json::from_str(&artifact(
+        "INC-2",
+        &run,
+        "/var/log/big-lie.log",
+        &big,
+        &big,
+        big_refs,
+    ))
+    .unwrap();
+    big_lie["sha256"] = hex::encode(sha2::Sha256::digest(b"not it")).into();
     let r = rt
         .block_on(a.add_entries(pb::AddEntriesRequest {
             run: run.clone(),
             first: 3,
-            entries_json: vec![fourth],
+            entries_json: vec![fourth, big_good, big_lie.to_string()],
         }))
         .unwrap()
         .into_inner();
-    assert_eq!(r.entries_sealed, 4);
+    assert_eq!(r.entries_sealed, 6);
+    assert_eq!(r.mismatches.len(), 1, "{:?}", r.mismatches);
+    assert!(
+        r.mismatches[0].contains("big-lie.log"),
+        "{:?}",
+        r.mismatches
+    );
     let done = rt
         .block_on(a.finish_run(pb::FinishRunRequest { run: run.clone() }))
         .unwrap()
@@ -1081,7 +1117,11 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     let all = entries(&rt, &mut auditor, "INC-2");
     drop(slow);
     let arts = of_type(&all, "artifact");
-    assert_eq!(arts.len(), 4);
+    assert_eq!(arts.len(), 6);
+    assert_eq!(
+        (arts[4]["status"].as_str(), arts[5]["status"].as_str()),
+        (Some("complete"), Some("failed"))
+    );
     assert_eq!(arts[0]["status"], "complete");
     assert_eq!(
         arts[0]["collector"], "agent-a",
@@ -1097,7 +1137,7 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     let fin = of_type(&all, "preservation_finished");
     assert_eq!(
         (fin[0]["complete"].as_u64(), fin[0]["failed"].as_u64()),
-        (Some(3), Some(1))
+        (Some(4), Some(2))
     );
     assert_eq!(
         code(rt.block_on(a.add_entries(pb::AddEntriesRequest {
@@ -1608,7 +1648,11 @@ fn the_service_keeps_a_vault_on_the_ceph_gateway() {
     let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
     let all = entries(&rt, &mut auditor, "tool-C1");
     let arts = of_type(&all, "artifact");
-    assert_eq!(arts.len(), 4);
+    assert_eq!(arts.len(), 6);
+    assert_eq!(
+        (arts[4]["status"].as_str(), arts[5]["status"].as_str()),
+        (Some("complete"), Some("failed"))
+    );
     assert!(arts.iter().all(|a| a["status"] == "complete"));
     let mut stream = rt
         .block_on(auditor.verify(pb::VerifyRequest { quick: false }))

@@ -277,6 +277,9 @@ async fn heartbeats(shared: Arc<Shared>, secs: u64) {
     }
 }
 
+/// Artifacts from this size on are re-hashed on two threads.
+const SPLIT_REHASH_BYTES: u64 = 16 << 20;
+
 /// About how much of an incident's record one `GetIncident` answer holds.
 const PAGE_BYTES: usize = 8 << 20;
 
@@ -1760,30 +1763,61 @@ fn rehash(
     reader: &mut custody::restore::ChunkReader,
     a: &mut custody::segment::Artifact,
 ) -> Option<String> {
-    let mut sha = sha2::Sha256::new();
     let mut b3 = blake3::Hasher::new();
     let mut size = 0u64;
     let mut problem = None;
-    for c in &a.chunks {
-        match reader.read(store, c) {
-            Ok(plain) => {
-                sha.update(plain);
-                b3.update(plain);
-                size += plain.len() as u64;
-            }
-            Err(e) => {
-                problem = Some(format!(
-                    "chunk {} does not check out on the server: {e}",
-                    c.id.short()
-                ));
-                break;
+    // The SHA-256 (the costlier hash) of a large artifact runs on a thread
+    // of its own, so that the last artifact of a run, which nothing else
+    // overlaps, is re-hashed on two cores.
+    let split = a.size >= SPLIT_REHASH_BYTES;
+    let got_sha = std::thread::scope(|scope| {
+        let (tx, helper) = if split {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+            let helper = scope.spawn(move || {
+                let mut sha = sha2::Sha256::new();
+                for plain in rx {
+                    sha.update(&plain);
+                }
+                sha.finalize()
+            });
+            (Some(tx), Some(helper))
+        } else {
+            (None, None)
+        };
+        let mut sha = (!split).then(sha2::Sha256::new);
+        for c in &a.chunks {
+            match reader.read(store, c) {
+                Ok(plain) => {
+                    b3.update(plain);
+                    size += plain.len() as u64;
+                    match (&tx, &mut sha) {
+                        (Some(tx), _) => {
+                            if tx.send(plain.to_vec()).is_err() {
+                                break;
+                            }
+                        }
+                        (None, Some(sha)) => sha.update(plain),
+                        (None, None) => unreachable!("one of the two is set"),
+                    }
+                }
+                Err(e) => {
+                    problem = Some(format!(
+                        "chunk {} does not check out on the server: {e}",
+                        c.id.short()
+                    ));
+                    break;
+                }
             }
         }
-    }
-    let (got_sha, got_b3) = (
-        Sha256Digest(sha.finalize().into()),
-        Blake3Id(*b3.finalize().as_bytes()),
-    );
+        drop(tx);
+        let digest = match (helper, sha) {
+            (Some(h), _) => h.join().unwrap_or_default(),
+            (None, Some(sha)) => sha.finalize(),
+            (None, None) => unreachable!("one of the two is set"),
+        };
+        Sha256Digest(digest.into())
+    });
+    let got_b3 = Blake3Id(*b3.finalize().as_bytes());
     if problem.is_none() && (size != a.size || got_sha != a.sha256 || got_b3 != a.blake3) {
         problem = Some(format!(
             "the agent read {} bytes with sha256 {}, the server received {size} bytes with sha256 {got_sha}",
