@@ -591,9 +591,27 @@ pub fn collect(vault: &crate::vault::Vault, witnesses: &[Configured]) -> Result<
         size: cp.size,
         ..Collected::default()
     };
-    for w in witnesses {
-        let old = last.get(&w.witness.name).copied().unwrap_or(0).min(cp.size);
-        match ask(&w.url, &note, tree, cp.size, old) {
+    // All at once: one unreachable witness costs its timeout once, not
+    // once per witness after it.
+    let answers: Vec<Asked> = std::thread::scope(|scope| {
+        let asking: Vec<_> = witnesses
+            .iter()
+            .map(|w| {
+                let old = last.get(&w.witness.name).copied().unwrap_or(0).min(cp.size);
+                let note = &note;
+                scope.spawn(move || ask(&w.url, note, tree, cp.size, old))
+            })
+            .collect();
+        asking
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Asked::Failed("asking it failed".into()))
+            })
+            .collect()
+    });
+    for (w, answer) in witnesses.iter().zip(answers) {
+        match answer {
             Asked::Cosigned(lines) => {
                 let mut cosigned = note.to_vec();
                 cosigned.extend_from_slice(lines.as_bytes());

@@ -807,6 +807,60 @@ fn a_verification_whose_caller_leaves_is_cancelled() {
     assert_eq!(report["bytes_checked"], 64u64 << 23, "{report}");
 }
 
+/// The service asks its witnesses off its session lock: a witness that
+/// accepts connections and never answers does not hold up calls (each
+/// records a read, an append), and the other witness still cosigns.
+#[test]
+fn a_silent_witness_does_not_hold_up_the_service() {
+    let Some(py) = cert_python() else { return };
+    let s = setup(&py);
+    let key = custody::keys::VaultSigner::load(&s.key).unwrap();
+    let log_vkey = custody::keys::PublicKey::note_verifier_key(&key.verifying_key(), key.name());
+    let (keys, vkeys) = crate::witness::witness_keys(&s.dir, 2);
+    let live = crate::witness::start(&keys[0], &s.dir.join("w1-state"), &[&log_vkey]);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!(
+            "witness_quorum = 2\n{text}\n[[witness]]\nkey = \"{}\"\nurl = \"http://127.0.0.1:{}\"\n[[witness]]\nkey = \"{}\"\nurl = \"http://127.0.0.1:{silent_port}\"\n",
+            vkeys[0], live.port, vkeys[1]
+        ),
+    )
+    .unwrap();
+    let server = s.server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
+    // Each call appends its read; asked under the lock, each would wait
+    // out the silent witness's 10 s timeout.
+    let t = Instant::now();
+    for _ in 0..5 {
+        rt.block_on(auditor.get_checkpoint(pb::GetCheckpointRequest {}))
+            .unwrap();
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "5 reads took {:?}: the witnesses held them up",
+        t.elapsed()
+    );
+    wait_for(60, "the live witness's cosignature", || {
+        let dir = s.v.vault.join(custody::layout::WITNESSED_DIR);
+        (!crate::common::walk(&dir).is_empty()).then_some(())
+    });
+    wait_for(60, "the silent witness's failure in the log", || {
+        server.log().contains("did not cosign").then_some(())
+    });
+    drop(server);
+    s.v.assert_intact();
+}
+
 /// A pack with one zstd frame per chunk: (pack id, bytes, chunk refs as JSON).
 fn pack_of(chunks: &[&[u8]]) -> (String, Vec<u8>, Vec<Value>) {
     let mut bytes = custody::ingest::PACK_MAGIC.to_vec();

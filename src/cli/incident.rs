@@ -65,6 +65,10 @@ pub(super) struct Session {
     pub book: Book,
     pub holds: HoldIndex,
     pub cfg: Config,
+    /// Where to say that the log grew, for witnesses asked elsewhere (the
+    /// service asks them off its session lock); `None`: asked here, after
+    /// each append.
+    pub witness_later: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 impl Session {
@@ -81,6 +85,7 @@ impl Session {
             book,
             holds,
             cfg,
+            witness_later: None,
         })
     }
 
@@ -160,7 +165,13 @@ impl Session {
                 appended.seq
             );
         }
-        super::witness::after_append(&self.vault, &self.cfg);
+        match &self.witness_later {
+            // Full: a round is already due, and it will see this segment.
+            Some(tx) => {
+                let _ = tx.try_send(());
+            }
+            None => super::witness::after_append(&self.vault, &self.cfg),
+        }
         Ok(appended)
     }
 

@@ -95,7 +95,7 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
         outln!("{}", hex::encode(sha2::Sha256::digest(token.as_bytes())));
         return Ok(ExitCode::SUCCESS);
     }
-    let session = Session::open(&a.v)?;
+    let mut session = Session::open(&a.v)?;
     let cfg = session.cfg.serve.clone().ok_or_else(|| {
         anyhow!("the config has no [serve] table: README \"The service\" shows one")
     })?;
@@ -154,6 +154,26 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
         _ => (None, None),
     };
     let store = session.vault.store().clone();
+    if !super::configured_witnesses(&session.cfg)?.is_empty() {
+        // Witnesses are asked on a thread of their own, never under the
+        // session lock: a slow or unreachable witness must not hold up
+        // every call. Appends while a round runs make one more round.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        session.witness_later = Some(tx);
+        let mut vault = custody::vault::Vault::open(store.clone())?;
+        let vcfg = session.cfg.clone();
+        std::thread::Builder::new()
+            .name("custody-witness".into())
+            .spawn(move || {
+                for () in rx {
+                    if let Err(e) = vault.catch_up(&mut |_, _| {}) {
+                        eprintln!("custody serve: witnesses not asked: {e}");
+                        continue;
+                    }
+                    super::witness::after_append(&vault, &vcfg);
+                }
+            })?;
+    }
     let shared = Arc::new(Shared {
         client_certs,
         session: Mutex::new(session),
