@@ -113,6 +113,8 @@ enum PackError {
 
 enum ToPacker {
     Chunk {
+        /// Its place in submission order, from 1.
+        seq: u64,
         id: Blake3Id,
         size: u32,
         frame: Vec<u8>,
@@ -176,6 +178,42 @@ impl KnownCuts {
     }
 }
 
+/// A flush asked for with [`Pipeline::flush_later`].
+#[must_use = "a flush is only known to be done once waited for"]
+pub struct FlushTicket(Receiver<Result<(), String>>);
+
+impl FlushTicket {
+    /// Waits until every chunk submitted before the ticket was taken is in
+    /// a stored pack.
+    ///
+    /// # Errors
+    /// The storage failure that stopped the packer.
+    pub fn wait(self) -> Result<(), PipelineError> {
+        match self.0.recv() {
+            Ok(r) => r.map_err(PipelineError),
+            Err(_) => Err(PipelineError("the pack writer stopped".into())),
+        }
+    }
+}
+
+/// Where chunks are stored: in the vault already, or in a pack the
+/// pipeline wrote ([`Pipeline::locator`]).
+#[derive(Clone)]
+pub struct Locator<'env> {
+    known: &'env HashMap<Blake3Id, ChunkRef>,
+    placed: Arc<Mutex<HashMap<Blake3Id, ChunkRef>>>,
+}
+
+impl Locator<'_> {
+    /// The chunk's place, once its pack is stored (after a flush).
+    pub fn locate(&self, id: &Blake3Id) -> Option<ChunkRef> {
+        self.known
+            .get(id)
+            .copied()
+            .or_else(|| self.placed.lock().expect("not poisoned").get(id).copied())
+    }
+}
+
 /// Work for the digest thread: the chunks of one item, then its end.
 enum ToDigest {
     Data(Bytes),
@@ -184,7 +222,7 @@ enum ToDigest {
 
 /// The running pipeline; lives inside a [`std::thread::scope`].
 pub struct Pipeline<'scope, 'env> {
-    to_workers: Option<Sender<(Blake3Id, Bytes)>>,
+    to_workers: Option<Sender<(u64, Blake3Id, Bytes)>>,
     to_digest: Option<Sender<ToDigest>>,
     to_packer: Sender<ToPacker>,
     workers: Vec<ScopedJoinHandle<'scope, ()>>,
@@ -210,7 +248,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         let n = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 8);
-        let (to_workers, work_rx) = bounded::<(Blake3Id, Bytes)>(QUEUE_DEPTH);
+        let (to_workers, work_rx) = bounded::<(u64, Blake3Id, Bytes)>(QUEUE_DEPTH);
         let (to_digest, digest_rx) = bounded::<ToDigest>(QUEUE_DEPTH);
         scope.spawn(move || digest_worker(digest_rx));
         let (to_packer, pack_rx) = bounded::<ToPacker>(QUEUE_DEPTH);
@@ -275,7 +313,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         self.stats.chunks_new += 1;
         self.submitted += 1;
         let tx = self.to_workers.as_ref().expect("pipeline running");
-        if tx.send((id, data)).is_err() {
+        if tx.send((self.submitted, id, data)).is_err() {
             return Err(PipelineError(self.packer_error()));
         }
         Ok((id, size))
@@ -454,6 +492,20 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// # Errors
     /// The storage failure that stopped the packer.
     pub fn flush(&mut self) -> Result<(), PipelineError> {
+        let ticket = self.flush_later()?;
+        match ticket.0.recv() {
+            Ok(r) => r.map_err(PipelineError),
+            Err(_) => Err(PipelineError(self.packer_error())),
+        }
+    }
+
+    /// Asks for a flush without waiting for it: the ticket is done when
+    /// every chunk submitted so far is in a stored pack. Reading can go on
+    /// meanwhile; tickets complete in the order they were taken.
+    ///
+    /// # Errors
+    /// The storage failure that stopped the packer.
+    pub fn flush_later(&mut self) -> Result<FlushTicket, PipelineError> {
         let (done_tx, done_rx) = bounded(1);
         let msg = ToPacker::Flush {
             submitted: self.submitted,
@@ -462,9 +514,14 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         if self.to_packer.send(msg).is_err() {
             return Err(PipelineError(self.packer_error()));
         }
-        match done_rx.recv() {
-            Ok(r) => r.map_err(PipelineError),
-            Err(_) => Err(PipelineError(self.packer_error())),
+        Ok(FlushTicket(done_rx))
+    }
+
+    /// Finds where chunks are stored, from another thread.
+    pub fn locator(&self) -> Locator<'env> {
+        Locator {
+            known: self.known,
+            placed: self.placed.clone(),
         }
     }
 
@@ -486,10 +543,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// Where a chunk is stored: in the vault already, or in a pack this run
     /// wrote (after a [`Pipeline::flush`]).
     pub fn locate(&self, id: &Blake3Id) -> Option<ChunkRef> {
-        self.known
-            .get(id)
-            .copied()
-            .or_else(|| self.placed.lock().expect("not poisoned").get(id).copied())
+        self.locator().locate(id)
     }
 
     /// Counters so far.
@@ -539,17 +593,25 @@ fn digest_worker(rx: Receiver<ToDigest>) {
     }
 }
 
-fn compress_worker(rx: Receiver<(Blake3Id, Bytes)>, tx: Sender<ToPacker>) {
+fn compress_worker(rx: Receiver<(u64, Blake3Id, Bytes)>, tx: Sender<ToPacker>) {
     let mut z = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level 3 is valid");
     z.include_contentsize(true)
         .expect("zstd accepts the content-size flag");
-    for (id, data) in rx {
+    for (seq, id, data) in rx {
         let frame = z
             .compress(&data)
             .expect("compressing into a growable buffer cannot fail");
         let size = data.len() as u32;
         drop(data);
-        if tx.send(ToPacker::Chunk { id, size, frame }).is_err() {
+        if tx
+            .send(ToPacker::Chunk {
+                seq,
+                id,
+                size,
+                frame,
+            })
+            .is_err()
+        {
             return;
         }
     }
@@ -578,8 +640,15 @@ fn packer(
     stats: Arc<Mutex<Stats>>,
 ) -> Result<(), String> {
     let mut buf = PackBuf::new();
+    // Chunks 1..=received are in packs or in `buf`; `early` holds those
+    // that overtook one still being compressed (workers run in parallel,
+    // and reading goes on past a flush).
     let mut received = 0u64;
-    let mut pending: Option<(u64, Sender<Result<(), String>>)> = None;
+    let mut early: HashMap<u64, (Blake3Id, u32, Vec<u8>)> = HashMap::new();
+    // Flushes asked for, in order; each is done once the chunks submitted
+    // before it have arrived and are written.
+    let mut pending: std::collections::VecDeque<(u64, Sender<Result<(), String>>)> =
+        std::collections::VecDeque::new();
     let write = |buf: &mut PackBuf| -> Result<(), PackError> {
         if buf.entries.is_empty() {
             return Ok(());
@@ -616,32 +685,50 @@ fn packer(
         s.packs += 1;
         Ok(())
     };
+    // Fails every flush still waiting, and the packer.
+    let fail = |pending: &mut std::collections::VecDeque<(u64, Sender<Result<(), String>>)>,
+                e: String| {
+        for (_, done) in pending.drain(..) {
+            let _ = done.send(Err(e.clone()));
+        }
+        Err(e)
+    };
     for msg in rx {
         match msg {
-            ToPacker::Chunk { id, size, frame } => {
-                received += 1;
-                let offset = buf.bytes.len() as u64;
-                buf.bytes.extend_from_slice(&frame);
-                buf.entries.push((id, offset, frame.len() as u32, size));
-                if buf.bytes.len() >= PACK_TARGET {
-                    if let Err(e) = write(&mut buf) {
-                        let msg = e.to_string();
-                        if let Some((_, done)) = pending.take() {
-                            let _ = done.send(Err(msg.clone()));
-                        }
-                        return Err(msg);
-                    }
+            ToPacker::Chunk {
+                seq,
+                id,
+                size,
+                frame,
+            } => {
+                early.insert(seq, (id, size, frame));
+            }
+            ToPacker::Flush { submitted, done } => pending.push_back((submitted, done)),
+        }
+        // Chunks go into packs in the order they were submitted, and a
+        // flush cuts the pack exactly after the chunks submitted before it:
+        // the packs do not depend on which worker finished first.
+        loop {
+            while pending.front().is_some_and(|(s, _)| *s <= received) {
+                let (_, done) = pending.pop_front().expect("checked");
+                let r = write(&mut buf).map_err(|e| e.to_string());
+                let failed = r.clone().err();
+                let _ = done.send(r);
+                if let Some(e) = failed {
+                    return fail(&mut pending, e);
                 }
             }
-            ToPacker::Flush { submitted, done } => pending = Some((submitted, done)),
-        }
-        if let Some((submitted, done)) = pending.take_if(|(s, _)| *s == received) {
-            let _ = submitted;
-            let r = write(&mut buf).map_err(|e| e.to_string());
-            let failed = r.clone().err();
-            let _ = done.send(r);
-            if let Some(e) = failed {
-                return Err(e);
+            let Some((id, size, frame)) = early.remove(&(received + 1)) else {
+                break;
+            };
+            received += 1;
+            let offset = buf.bytes.len() as u64;
+            buf.bytes.extend_from_slice(&frame);
+            buf.entries.push((id, offset, frame.len() as u32, size));
+            if buf.bytes.len() >= PACK_TARGET
+                && let Err(e) = write(&mut buf)
+            {
+                return fail(&mut pending, e.to_string());
             }
         }
     }
@@ -831,5 +918,44 @@ pub(crate) mod tests {
             layout::parse_pack_path(&packs[0].key),
             Some(Blake3Id::of(&bytes))
         );
+    }
+
+    /// Reading goes on past a flush asked for with `flush_later`; each
+    /// ticket, once done, covers exactly the chunks before it, and the
+    /// packs come out the same whatever the workers' timing.
+    #[test]
+    fn tickets_cut_packs_where_they_were_taken() {
+        let items: Vec<Vec<u8>> = (0..12).map(|i| pseudo_random(700 << 10, 10 + i)).collect();
+        let run = || {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+            let known = HashMap::new();
+            let mut packs = std::thread::scope(|s| {
+                let mut p = Pipeline::start(s, store.clone(), &known);
+                let locator = p.locator();
+                let mut tickets = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let c = p.capture(&item[..], |_| {}).unwrap();
+                    if i % 3 == 2 {
+                        tickets.push((p.flush_later().unwrap(), c.chunks));
+                    }
+                }
+                for (t, chunks) in tickets {
+                    t.wait().unwrap();
+                    for (id, _) in &chunks {
+                        assert!(locator.locate(id).is_some(), "a chunk before the ticket");
+                    }
+                }
+                p.finish().unwrap();
+                store.list("packs").unwrap()
+            });
+            packs.sort_by(|a, b| a.key.cmp(&b.key));
+            packs.into_iter().map(|o| o.key).collect::<Vec<_>>()
+        };
+        let first = run();
+        assert_eq!(first.len(), 4, "one pack per ticket: {first:?}");
+        for _ in 0..3 {
+            assert_eq!(run(), first, "packs depend only on what was submitted");
+        }
     }
 }

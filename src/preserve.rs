@@ -224,93 +224,140 @@ pub fn declare(
     let mut counts = [0u64; 3];
     let mut key_counts = [0u64; 3];
     let mut problems = Vec::new();
-    let (stats, last) = std::thread::scope(|scope| -> Result<(Stats, Appended), DeclareError> {
-        let mut pipe = Pipeline::start(scope, store, &known).with_cuts(&cuts);
-        let mut pending: Vec<Found> = Vec::new();
-        let mut pending_bytes = 0usize;
-        let mut emit = |pipe: &mut Pipeline<'_, '_>, f: Found| -> Result<(), DeclareError> {
-            let (status, source, path, detail) = match &f {
-                Found::Artifact(p) => {
-                    let a = &p.artifact;
-                    let i = match a.status {
-                        Status::Complete => 0,
-                        Status::Partial => 1,
-                        Status::Failed => 2,
+    let (stats, appended) =
+        std::thread::scope(|scope| -> Result<(Stats, Vec<Appended>), DeclareError> {
+            let mut pipe = Pipeline::start(scope, store, &known).with_cuts(&cuts);
+            // Sealing overlaps reading: each batch goes to the sealer with a
+            // flush ticket, and the sealer appends it once its packs are stored
+            // (FORMAT.md §11 (write ordering)), in order, while this thread
+            // reads on.
+            let locator = pipe.locator();
+            let (seal_tx, seal_rx) = crossbeam_channel::bounded::<Seal>(2);
+            let vault = &mut *vault;
+            let sealer = scope.spawn(move || -> Result<Vec<Appended>, DeclareError> {
+                let mut appended = Vec::new();
+                for batch in seal_rx {
+                    let entries = match batch {
+                        Seal::Batch(pending, ticket) => {
+                            ticket.wait()?;
+                            resolve_with(&locator, pending)?
+                        }
+                        Seal::Last(entries) => entries,
                     };
-                    counts[i] += 1;
-                    (
-                        a.status,
-                        &a.source,
-                        &a.path,
-                        a.reason.as_ref().or(a.error.as_ref()),
-                    )
+                    appended.push(vault.append(signer, entries, Time::now)?);
                 }
-                Found::KeyFile(k) => {
-                    key_counts[0] += 1;
-                    key_counts[1] += k.keys.len() as u64;
-                    if k.content != crate::segment::KeyContent::Stored {
-                        key_counts[2] += 1;
-                    }
-                    (
-                        k.status,
-                        &k.source,
-                        &k.path,
-                        k.reason.as_ref().or(k.error.as_ref()),
-                    )
+                Ok(appended)
+            });
+            let read = (|| -> Result<Stats, DeclareError> {
+                let mut pending: Vec<Found> = Vec::new();
+                let mut pending_bytes = 0usize;
+                let seal = |pipe: &mut Pipeline<'_, '_>, pending: &mut Vec<Found>| {
+                    let ticket = pipe.flush_later()?;
+                    seal_tx
+                        .send(Seal::Batch(std::mem::take(pending), ticket))
+                        .map_err(|_| DeclareError::Pipeline(SEALER_STOPPED.into()))
+                };
+                let mut emit =
+                    |pipe: &mut Pipeline<'_, '_>, f: Found| -> Result<(), DeclareError> {
+                        let (status, source, path, detail) = match &f {
+                            Found::Artifact(p) => {
+                                let a = &p.artifact;
+                                let i = match a.status {
+                                    Status::Complete => 0,
+                                    Status::Partial => 1,
+                                    Status::Failed => 2,
+                                };
+                                counts[i] += 1;
+                                (
+                                    a.status,
+                                    &a.source,
+                                    &a.path,
+                                    a.reason.as_ref().or(a.error.as_ref()),
+                                )
+                            }
+                            Found::KeyFile(k) => {
+                                key_counts[0] += 1;
+                                key_counts[1] += k.keys.len() as u64;
+                                if k.content != crate::segment::KeyContent::Stored {
+                                    key_counts[2] += 1;
+                                }
+                                (
+                                    k.status,
+                                    &k.source,
+                                    &k.path,
+                                    k.reason.as_ref().or(k.error.as_ref()),
+                                )
+                            }
+                        };
+                        if status != Status::Complete {
+                            problems.push(Problem {
+                                source: source.clone(),
+                                path: path.clone(),
+                                status,
+                                detail: detail.cloned().unwrap_or_default(),
+                            });
+                        }
+                        let size = match &f {
+                            Found::Artifact(p) => entry_estimate(p),
+                            Found::KeyFile(k) => {
+                                serde_json::to_vec(k).map_or(SEAL_BYTES, |j| j.len() * 3)
+                            }
+                        };
+                        // A large entry goes into a segment of its own rather than
+                        // pushing a batch past the segment size limit.
+                        if !pending.is_empty() && pending_bytes + size > SEAL_BYTES {
+                            seal(pipe, &mut pending)?;
+                            pending_bytes = 0;
+                        }
+                        pending_bytes += size;
+                        pending.push(f);
+                        if pending_bytes >= SEAL_BYTES {
+                            seal(pipe, &mut pending)?;
+                            pending_bytes = 0;
+                        }
+                        Ok(())
+                    };
+                for spec in &d.sources {
+                    sources::preserve_source(spec, &ctx, &mut pipe, progress, &mut emit)?;
                 }
-            };
-            if status != Status::Complete {
-                problems.push(Problem {
-                    source: source.clone(),
-                    path: path.clone(),
-                    status,
-                    detail: detail.cloned().unwrap_or_default(),
-                });
+                pipe.flush()?;
+                let mut last_entries = resolve(&pipe, pending)?;
+                let stats = pipe.finish()?;
+                last_entries.push(Entry::PreservationFinished(PreservationFinished {
+                    incident: d.incident.clone(),
+                    run: run.clone(),
+                    ended_at: Time::now(),
+                    complete: counts[0],
+                    partial: counts[1],
+                    failed: counts[2],
+                    bytes_read: stats.bytes_read,
+                    bytes_stored: stats.bytes_stored,
+                    bytes_deduplicated: stats.bytes_deduplicated,
+                }));
+                seal_tx
+                    .send(Seal::Last(last_entries))
+                    .map_err(|_| DeclareError::Pipeline(SEALER_STOPPED.into()))?;
+                Ok(stats)
+            })();
+            drop(seal_tx);
+            let sealed = sealer
+                .join()
+                .map_err(|_| DeclareError::Pipeline("the sealing thread panicked".into()))?;
+            match (read, sealed) {
+                // The sealer's own error says why it stopped.
+                (Err(DeclareError::Pipeline(m)), Err(e)) if m == SEALER_STOPPED => Err(e),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                (Ok(stats), Ok(appended)) => Ok((stats, appended)),
             }
-            let size = match &f {
-                Found::Artifact(p) => entry_estimate(p),
-                Found::KeyFile(k) => serde_json::to_vec(k).map_or(SEAL_BYTES, |j| j.len() * 3),
-            };
-            // A large entry goes into a segment of its own rather than
-            // pushing a batch past the segment size limit.
-            if !pending.is_empty() && pending_bytes + size > SEAL_BYTES {
-                let a = seal_pending(pipe, vault, signer, &mut pending)?;
-                segments.push(note(a, &mut warnings).seq);
-                pending_bytes = 0;
-            }
-            pending_bytes += size;
-            pending.push(f);
-            if pending_bytes >= SEAL_BYTES {
-                let a = seal_pending(pipe, vault, signer, &mut pending)?;
-                segments.push(note(a, &mut warnings).seq);
-                pending_bytes = 0;
-            }
-            Ok(())
-        };
-        for spec in &d.sources {
-            sources::preserve_source(spec, &ctx, &mut pipe, progress, &mut emit)?;
-        }
-        pipe.flush()?;
-        let mut last_entries = resolve(&pipe, pending)?;
-        let stats = pipe.finish()?;
-        last_entries.push(Entry::PreservationFinished(PreservationFinished {
-            incident: d.incident.clone(),
-            run: run.clone(),
-            ended_at: Time::now(),
-            complete: counts[0],
-            partial: counts[1],
-            failed: counts[2],
-            bytes_read: stats.bytes_read,
-            bytes_stored: stats.bytes_stored,
-            bytes_deduplicated: stats.bytes_deduplicated,
-        }));
-        let last = note(
-            vault.append(signer, last_entries, Time::now)?,
-            &mut warnings,
-        );
-        segments.push(last.seq);
-        Ok((stats, last))
-    })?;
+        })?;
+    let mut last = None;
+    for a in appended {
+        let a = note(a, &mut warnings);
+        segments.push(a.seq);
+        last = Some(a);
+    }
+    let last = last
+        .ok_or_else(|| DeclareError::Pipeline("the run's last segment was not appended".into()))?;
     Ok(Summary {
         incident: d.incident.clone(),
         run,
@@ -329,18 +376,17 @@ pub fn declare(
     })
 }
 
-/// Seals the pending artifacts: packs first, then the segment that names
-/// them (FORMAT.md §11 (write ordering)).
-fn seal_pending(
-    pipe: &mut Pipeline<'_, '_>,
-    vault: &mut Vault,
-    signer: &VaultSigner,
-    pending: &mut Vec<Found>,
-) -> Result<Appended, DeclareError> {
-    pipe.flush()?;
-    let entries = resolve(pipe, std::mem::take(pending))?;
-    Ok(vault.append(signer, entries, Time::now)?)
+/// Work for the sealing thread of [`declare`].
+enum Seal {
+    /// Artifacts to seal once the ticket's packs are stored.
+    Batch(Vec<Found>, crate::ingest::FlushTicket),
+    /// The run's last entries, resolved.
+    Last(Vec<Entry>),
 }
+
+/// What the reading side says when the sealing thread has stopped (its
+/// own error is the one reported).
+const SEALER_STOPPED: &str = "the sealing thread stopped";
 
 /// A generous estimate of an artifact entry's bytes in a segment envelope
 /// (JSON, then base64 in the envelope).
@@ -362,6 +408,14 @@ fn entry_estimate(p: &Pending) -> usize {
 /// # Errors
 /// A chunk no flushed pack holds.
 pub fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Found>) -> Result<Vec<Entry>, DeclareError> {
+    resolve_with(&pipe.locator(), pending)
+}
+
+/// [`resolve`] from another thread than the pipeline's.
+fn resolve_with(
+    locator: &crate::ingest::Locator<'_>,
+    pending: Vec<Found>,
+) -> Result<Vec<Entry>, DeclareError> {
     pending
         .into_iter()
         .map(|f| {
@@ -374,7 +428,7 @@ pub fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Found>) -> Result<Vec<Entry
                 .chunks
                 .iter()
                 .map(|(id, _)| {
-                    pipe.locate(id).ok_or_else(|| {
+                    locator.locate(id).ok_or_else(|| {
                         DeclareError::Pipeline(format!(
                             "chunk {} of {} has no pack",
                             id.short(),
