@@ -390,6 +390,21 @@ fn paged_entries(
     }
 }
 
+/// A verification through the service, streamed to its end: the report.
+fn verify_report(rt: &tokio::runtime::Runtime, c: &mut Client) -> Value {
+    let mut stream = rt
+        .block_on(c.verify(pb::VerifyRequest { quick: false }))
+        .unwrap()
+        .into_inner();
+    let mut report = None;
+    while let Some(p) = rt.block_on(stream.message()).unwrap() {
+        if let Some(pb::verify_progress::What::ReportJson(j)) = p.what {
+            report = Some(serde_json::from_str::<Value>(&j).unwrap());
+        }
+    }
+    report.expect("a final report")
+}
+
 fn of_type<'a>(entries: &'a [Value], t: &str) -> Vec<&'a Value> {
     entries.iter().filter(|e| e["type"] == t).collect()
 }
@@ -402,6 +417,25 @@ fn declare(rt: &tokio::runtime::Runtime, c: &mut Client, incident: &str, title: 
         ..Default::default()
     }))
     .unwrap();
+}
+
+/// Declares `incident` and places a hold on it; returns the hold (to
+/// release it later).
+fn declare_held(
+    rt: &tokio::runtime::Runtime,
+    c: &mut Client,
+    incident: &str,
+    title: &str,
+) -> pb::HoldRequest {
+    declare(rt, c, incident, title);
+    let hold = pb::HoldRequest {
+        incident: incident.into(),
+        hold: "regulator".into(),
+        reason: "preservation order".into(),
+        authorisation: "PO-1".into(),
+    };
+    rt.block_on(c.place_hold(hold.clone())).unwrap();
+    hold
 }
 
 fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> tonic::Code {
@@ -734,17 +768,7 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
     assert!(cons.new_size >= cp.size && !cons.hashes.is_empty());
 
     // A verification through the service streams its report.
-    let mut stream = rt
-        .block_on(auditor.verify(pb::VerifyRequest { quick: false }))
-        .unwrap()
-        .into_inner();
-    let mut report = None;
-    while let Some(p) = rt.block_on(stream.message()).unwrap() {
-        if let Some(pb::verify_progress::What::ReportJson(j)) = p.what {
-            report = Some(serde_json::from_str::<Value>(&j).unwrap());
-        }
-    }
-    let report = report.expect("a final report");
+    let report = verify_report(&rt, &mut auditor);
     assert!(
         report["findings"]
             .as_array()
@@ -792,17 +816,7 @@ fn a_verification_whose_caller_leaves_is_cancelled() {
             .then_some(())
     });
     // The slot is free: the next verification runs to its report.
-    let mut stream = rt
-        .block_on(auditor.verify(pb::VerifyRequest { quick: false }))
-        .unwrap()
-        .into_inner();
-    let mut report = None;
-    while let Some(p) = rt.block_on(stream.message()).unwrap() {
-        if let Some(pb::verify_progress::What::ReportJson(j)) = p.what {
-            report = Some(serde_json::from_str::<Value>(&j).unwrap());
-        }
-    }
-    let report = report.expect("a final report");
+    let report = verify_report(&rt, &mut auditor);
     assert_eq!(report["artifacts"], 64, "{report}");
     assert_eq!(report["bytes_checked"], 64u64 << 23, "{report}");
 }
@@ -1298,14 +1312,7 @@ fn a_held_incident_is_followed_through_rotation_until_released() {
     let server = s.server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
-    declare(&rt, &mut soc, "INC-F", "attacker still inside");
-    let hold = pb::HoldRequest {
-        incident: "INC-F".into(),
-        hold: "regulator".into(),
-        reason: "preservation order".into(),
-        authorisation: "PO-1".into(),
-    };
-    rt.block_on(soc.place_hold(hold.clone())).unwrap();
+    let hold = declare_held(&rt, &mut soc, "INC-F", "attacker still inside");
     let src = s.v.tmp.path().join("host");
     std::fs::create_dir_all(&src).unwrap();
     let app = src.join("app.log");
@@ -1446,14 +1453,7 @@ fn a_restarted_agent_follows_on_from_where_it_stopped() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut soc = client(&rt, &s.dir, s.grpc, None, Some(&s.declarer_token));
     let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
-    declare(&rt, &mut soc, "INC-R", "agents restart");
-    let hold = pb::HoldRequest {
-        incident: "INC-R".into(),
-        hold: "legal".into(),
-        reason: "order".into(),
-        authorisation: "PO-2".into(),
-    };
-    rt.block_on(soc.place_hold(hold.clone())).unwrap();
+    let hold = declare_held(&rt, &mut soc, "INC-R", "agents restart");
     let src = s.v.tmp.path().join("host");
     std::fs::create_dir_all(&src).unwrap();
     let app = src.join("app.log");
@@ -1704,25 +1704,14 @@ fn the_service_keeps_a_vault_on_the_ceph_gateway() {
     let arts = of_type(&all, "artifact");
     assert_eq!(arts.len(), 4);
     assert!(arts.iter().all(|a| a["status"] == "complete"));
-    let mut stream = rt
-        .block_on(auditor.verify(pb::VerifyRequest { quick: false }))
+    let report = verify_report(&rt, &mut auditor);
+    let damage = report["findings"]
+        .as_array()
         .unwrap()
-        .into_inner();
-    let mut damage = None;
-    while let Some(p) = rt.block_on(stream.message()).unwrap() {
-        if let Some(pb::verify_progress::What::ReportJson(j)) = p.what {
-            let r: Value = serde_json::from_str(&j).unwrap();
-            damage = Some(
-                r["findings"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|f| f["severity"] == "damage")
-                    .count(),
-            );
-        }
-    }
-    assert_eq!(damage, Some(0));
+        .iter()
+        .filter(|f| f["severity"] == "damage")
+        .count();
+    assert_eq!(damage, 0, "{report}");
     drop(server);
     let out = s3(&["verify", "--json", "--no-record"]).output().unwrap();
     assert_eq!(
