@@ -56,6 +56,11 @@ pub const ZSTD_LEVEL: i32 = 3;
 const READ_WINDOW: usize = 16 << 20;
 /// Chunks waiting per pipeline stage.
 const QUEUE_DEPTH: usize = 4;
+/// Most chunks between submission and their place in a pack, beyond one
+/// per compression worker: the queues' depth, and as much again for the
+/// chunks that overtook one still being compressed (what the packer holds
+/// while it waits).
+const IN_FLIGHT: usize = 3 * QUEUE_DEPTH;
 /// Items smaller than this are SHA-256-hashed on the caller's thread.
 pub const OFFLOAD_MIN: usize = 1 << 20;
 
@@ -180,7 +185,10 @@ impl KnownCuts {
 
 /// A flush asked for with [`Pipeline::flush_later`].
 #[must_use = "a flush is only known to be done once waited for"]
-pub struct FlushTicket(Receiver<Result<(), String>>);
+pub struct FlushTicket(
+    Receiver<Result<(), String>>,
+    Arc<std::sync::OnceLock<String>>,
+);
 
 impl FlushTicket {
     /// Waits until every chunk submitted before the ticket was taken is in
@@ -191,7 +199,12 @@ impl FlushTicket {
     pub fn wait(self) -> Result<(), PipelineError> {
         match self.0.recv() {
             Ok(r) => r.map_err(PipelineError),
-            Err(_) => Err(PipelineError("the pack writer stopped".into())),
+            Err(_) => Err(PipelineError(
+                self.1
+                    .get()
+                    .cloned()
+                    .unwrap_or_else(|| "the pack writer stopped".into()),
+            )),
         }
     }
 }
@@ -231,6 +244,10 @@ pub struct Pipeline<'scope, 'env> {
     cuts: Option<&'env KnownCuts>,
     placed: Arc<Mutex<HashMap<Blake3Id, ChunkRef>>>,
     shared: Arc<Mutex<Stats>>,
+    /// One token per chunk submitted and not yet placed by the packer.
+    in_flight: Sender<()>,
+    /// Why the packer stopped, once it has.
+    stopped: Arc<std::sync::OnceLock<String>>,
     seen: HashSet<Blake3Id>,
     submitted: u64,
     stats: Stats,
@@ -261,10 +278,19 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             .collect();
         let placed = Arc::new(Mutex::new(HashMap::new()));
         let shared = Arc::new(Mutex::new(Stats::default()));
+        let (in_flight, placing) = bounded::<()>(n + IN_FLIGHT);
+        let stopped = Arc::new(std::sync::OnceLock::new());
         let packer = {
             let placed = placed.clone();
             let shared = shared.clone();
-            scope.spawn(move || packer(&store, pack_rx, placed, shared))
+            let stopped = stopped.clone();
+            scope.spawn(move || {
+                let r = packer(&store, pack_rx, &placing, placed, shared);
+                if let Err(e) = &r {
+                    let _ = stopped.set(e.clone());
+                }
+                r
+            })
         };
         Self {
             to_workers: Some(to_workers),
@@ -276,6 +302,8 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             cuts: None,
             placed,
             shared,
+            in_flight,
+            stopped,
             seen: HashSet::new(),
             submitted: 0,
             stats: Stats::default(),
@@ -312,6 +340,9 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         self.stats.bytes_new += u64::from(size);
         self.stats.chunks_new += 1;
         self.submitted += 1;
+        if self.in_flight.send(()).is_err() {
+            return Err(PipelineError(self.packer_error()));
+        }
         let tx = self.to_workers.as_ref().expect("pipeline running");
         if tx.send((self.submitted, id, data)).is_err() {
             return Err(PipelineError(self.packer_error()));
@@ -514,7 +545,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         if self.to_packer.send(msg).is_err() {
             return Err(PipelineError(self.packer_error()));
         }
-        Ok(FlushTicket(done_rx))
+        Ok(FlushTicket(done_rx, self.stopped.clone()))
     }
 
     /// Finds where chunks are stored, from another thread.
@@ -636,6 +667,7 @@ impl PackBuf {
 fn packer(
     store: &Store,
     rx: Receiver<ToPacker>,
+    placing: &Receiver<()>,
     placed: Arc<Mutex<HashMap<Blake3Id, ChunkRef>>>,
     stats: Arc<Mutex<Stats>>,
 ) -> Result<(), String> {
@@ -722,6 +754,8 @@ fn packer(
                 break;
             };
             received += 1;
+            // Its token: one more chunk may be submitted.
+            let _ = placing.try_recv();
             let offset = buf.bytes.len() as u64;
             buf.bytes.extend_from_slice(&frame);
             buf.entries.push((id, offset, frame.len() as u32, size));

@@ -820,6 +820,40 @@ mod tests {
             .collect()
     }
 
+    /// Kept positions come back for the same file, also renamed within
+    /// its directory, but not for another file that got its inode.
+    #[test]
+    fn positions_resume_only_the_same_file() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("app.log");
+        std::fs::write(&f, b"first line\nsecond line\n").unwrap();
+        let m = std::fs::metadata(&f).unwrap();
+        let mut follow = Follow::default();
+        follow.resume([FollowPosition {
+            source: "logs".into(),
+            path: f.clone(),
+            dev: m.dev(),
+            ino: m.ino(),
+            offset: 11,
+            before: None,
+        }]);
+        let kept = follow.positions();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].before.is_some());
+        // Renamed: found again under its new name.
+        let rotated = d.path().join("app.log.1");
+        std::fs::rename(&f, &rotated).unwrap();
+        let mut again = Follow::default();
+        again.resume(kept.clone());
+        assert_eq!(again.positions()[0].path, rotated);
+        assert_eq!(again.positions()[0].offset, 11);
+        // Same inode, other bytes (as when an inode is reused): not resumed.
+        std::fs::write(&rotated, b"other text!\nsecond line\n").unwrap();
+        let mut reused = Follow::default();
+        reused.resume(kept);
+        assert!(reused.is_empty(), "{:?}", reused.positions());
+    }
+
     #[test]
     fn expands_dirs_globs_and_excludes() {
         let d = tempfile::tempdir().unwrap();
@@ -922,6 +956,24 @@ pub struct FollowPosition {
     pub ino: u64,
     /// The next byte to capture.
     pub offset: u64,
+    /// SHA-256 (hex) of the up to 4 KiB before `offset`, so that a file
+    /// that merely got the same inode later (deleted by a rotation, the
+    /// inode reused) is not taken for this one.
+    #[serde(default)]
+    pub before: Option<String>,
+}
+
+/// How many bytes before a position [`FollowPosition::before`] covers.
+const BEFORE_BYTES: u64 = 4096;
+
+/// SHA-256 (hex) of `file`'s bytes `offset - 4 KiB .. offset`, if it has
+/// them all.
+fn bytes_before(file: &std::fs::File, offset: u64) -> Option<String> {
+    use std::os::unix::fs::FileExt as _;
+    let start = offset.saturating_sub(BEFORE_BYTES);
+    let mut buf = vec![0u8; usize::try_from(offset - start).ok()?];
+    file.read_exact_at(&mut buf, start).ok()?;
+    Some(Sha256Digest::of(&buf).to_string())
 }
 
 impl Follow {
@@ -940,6 +992,7 @@ impl Follow {
                 dev: meta.dev,
                 ino: meta.ino,
                 offset: a.offset.unwrap_or(0).saturating_add(a.size),
+                before: None,
             })
         });
         self.resume(positions);
@@ -955,6 +1008,7 @@ impl Follow {
                 dev: t.dev,
                 ino: t.ino,
                 offset: t.offset,
+                before: bytes_before(&t.file, t.offset),
             })
             .collect()
     }
@@ -980,6 +1034,11 @@ impl Follow {
             let Ok(file) = open_nofollow(&path) else {
                 continue;
             };
+            // The same inode, but not the same file (reused since): it is
+            // followed from its first byte as a new one.
+            if p.before.is_some() && bytes_before(&file, p.offset) != p.before {
+                continue;
+            }
             if file.metadata().is_ok_and(|m| same(&m)) {
                 self.tails.insert(
                     (p.source, path),

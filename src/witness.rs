@@ -553,13 +553,19 @@ pub struct Collected {
     pub failed: Vec<(String, String)>,
 }
 
+/// [`collect`]'s error when the stored checkpoint is beyond the log as the
+/// vault read it: another writer appended since; catch up and ask again.
+pub const CHECKPOINT_AHEAD: &str =
+    "the checkpoint is ahead of the log as read here (appended since): catch up and ask again";
+
 /// Asks every witness to cosign the vault's current checkpoint and stores
 /// each cosignature as `witnessed/<size>/<witness>` (created once). A
 /// witness that is down or refuses is reported, never fatal: the evidence is
 /// preserved already; `custody witness catch-up` asks again.
 ///
 /// # Errors
-/// The checkpoint cannot be read or does not match the log.
+/// The checkpoint cannot be read or does not match the log
+/// ([`CHECKPOINT_AHEAD`] when it is beyond the log as read).
 pub fn collect(vault: &crate::vault::Vault, witnesses: &[Configured]) -> Result<Collected, String> {
     let store = vault.store();
     let note = store
@@ -569,7 +575,10 @@ pub fn collect(vault: &crate::vault::Vault, witnesses: &[Configured]) -> Result<
     let cp = crate::vault::open_checkpoint(&note, vault.root())
         .map_err(|e| format!("the checkpoint does not verify: {e}"))?;
     let tree = &vault.index().tree;
-    if cp.size > tree.size() || tree.root_at(cp.size) != cp.root {
+    if cp.size > tree.size() {
+        return Err(CHECKPOINT_AHEAD.into());
+    }
+    if tree.root_at(cp.size) != cp.root {
         return Err("the checkpoint does not match the log; run `custody verify`".into());
     }
     // What each witness cosigned last, as stored.

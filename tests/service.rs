@@ -363,16 +363,20 @@ fn paged_entries(
     incident: &str,
     limit: u32,
 ) -> (Vec<Value>, usize) {
-    let (mut all, mut pages, mut skip) = (Vec::new(), 0, 0);
+    let (mut all, mut pages, mut skip, mut until) = (Vec::new(), 0, 0, 0);
     loop {
         let page = rt
             .block_on(c.get_incident(pb::GetIncidentRequest {
                 incident: incident.into(),
                 skip,
                 limit,
+                until,
             }))
             .unwrap()
             .into_inner();
+        if until == 0 {
+            until = page.total;
+        }
         assert!(limit == 0 || page.entries.len() <= limit as usize);
         assert!(!page.entries.is_empty(), "an empty page at {skip}");
         all.extend(
@@ -382,7 +386,7 @@ fn paged_entries(
         );
         pages += 1;
         if page.next == 0 {
-            assert_eq!(all.len() as u64, page.total);
+            assert_eq!(all.len() as u64, until);
             return (all, pages);
         }
         assert_eq!(page.next, skip + page.entries.len() as u64);
@@ -722,6 +726,10 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
         all.len()
     );
     assert_eq!(paged[..all.len()], all[..]);
+    // One entry a page ends too, although each page's read is recorded.
+    let (one_by_one, pages) = paged_entries(&rt, &mut auditor, "pd-Q1ABC", 1);
+    assert_eq!(pages, one_by_one.len());
+    assert_eq!(one_by_one[..all.len()], all[..]);
 
     // Proofs and manifests from the service check offline.
     let proof = rt

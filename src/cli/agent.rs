@@ -364,14 +364,28 @@ impl Agent {
                 async move { c.finish_run(req).await }
             });
             match r {
-                Ok(_) => eprintln!(
-                    "custody agent: run {run} of incident {incident} was interrupted: finished with what the server had sealed"
-                ),
+                Ok(_) => {
+                    eprintln!(
+                        "custody agent: run {run} of incident {incident} was interrupted: finished with what the server had sealed"
+                    );
+                    let _ = std::fs::remove_dir_all(d.path());
+                }
+                // Refused (unknown to the server, or finished already):
+                // nothing left to do.
+                Err(e)
+                    if e.downcast_ref::<tonic::Status>()
+                        .is_some_and(|s| !transient(s)) =>
+                {
+                    eprintln!(
+                        "custody agent: run {run} of incident {incident} was interrupted; finishing it was refused: {e:#}"
+                    );
+                    let _ = std::fs::remove_dir_all(d.path());
+                }
+                // Kept: the next start tries again.
                 Err(e) => eprintln!(
-                    "custody agent: run {run} of incident {incident} was interrupted and could not be finished: {e:#}"
+                    "custody agent: run {run} of incident {incident} was interrupted and could not be finished now: {e:#}"
                 ),
             }
-            let _ = std::fs::remove_dir_all(d.path());
         }
     }
 
@@ -418,11 +432,8 @@ impl Agent {
             if stop.load(Ordering::Relaxed) {
                 // What was appended up to now is taken, the runs are
                 // finished, and the positions stay for the next agent.
-                for (incident, mut f) in std::mem::take(&mut following) {
-                    if let Err(e) = self.tick(&mut f) {
-                        eprintln!("custody agent: following {incident}: {e:#}");
-                    }
-                    self.end_following(&incident, f);
+                for (incident, f) in std::mem::take(&mut following) {
+                    self.last_tick(&incident, f, false);
                 }
                 eprintln!("custody agent: stopped");
                 return Ok(ExitCode::SUCCESS);
@@ -468,15 +479,18 @@ impl Agent {
                         d.incident
                     );
                     // What was appended up to now is still taken.
-                    let mut f = f;
-                    if let Err(e) = self.tick(&mut f) {
-                        eprintln!("custody agent: following {}: {e:#}", d.incident);
+                    if !self.last_tick(&d.incident, f, true) {
+                        failures += 1;
                     }
-                    self.end_following(&d.incident, f);
-                    self.forget_follow(&d.incident);
                 } else {
                     let _ = f;
                 }
+                continue;
+            }
+            // It names files of the spool: never trust it blindly.
+            if let Err(e) = custody::preserve::check_incident_id(&d.incident) {
+                failures += 1;
+                eprintln!("custody agent: the server announced {e}: ignored");
                 continue;
             }
             let key = format!("{} {}", d.incident, d.segment);
@@ -498,17 +512,14 @@ impl Agent {
                         }
                         following.insert(d.incident.clone(), f);
                     }
-                    Ok(mut f) => {
+                    Ok(f) => {
                         eprintln!(
                             "custody agent: incident {}: hold released meanwhile: taking what was appended, then following ends",
                             d.incident
                         );
-                        if let Err(e) = self.tick(&mut f) {
+                        if !self.last_tick(&d.incident, f, true) {
                             failures += 1;
-                            eprintln!("custody agent: following {}: {e:#}", d.incident);
                         }
-                        self.end_following(&d.incident, f);
-                        self.forget_follow(&d.incident);
                     }
                     Err(e) => {
                         failures += 1;
@@ -568,14 +579,40 @@ impl Agent {
         }
     }
 
-    fn end_following(&mut self, incident: &str, f: Following) {
-        match self.finish(&f.ship) {
-            Ok(()) => eprintln!(
-                "custody agent: incident {incident}: run {} finished: {} entries",
-                f.ship.run, f.ship.sealed
-            ),
-            Err(e) => eprintln!("custody agent: incident {incident}: {e:#}"),
+    /// Takes what was appended since the last tick and finishes the run.
+    /// With `forget` (the hold is over), the kept positions go too, but only
+    /// when both worked: otherwise the next agent takes those bytes. Returns
+    /// whether both worked.
+    fn last_tick(&mut self, incident: &str, mut f: Following, forget: bool) -> bool {
+        let ticked = match self.tick(&mut f) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("custody agent: following {incident}: {e:#}");
+                false
+            }
+        };
+        let finished = match self.finish(&f.ship) {
+            Ok(()) => {
+                eprintln!(
+                    "custody agent: incident {incident}: run {} finished: {} entries",
+                    f.ship.run, f.ship.sealed
+                );
+                true
+            }
+            Err(e) => {
+                eprintln!("custody agent: incident {incident}: {e:#}");
+                false
+            }
+        };
+        if forget && ticked && finished {
+            self.forget_follow(incident);
+        } else if forget {
+            eprintln!(
+                "custody agent: incident {incident}: where following got to is kept ({}): the next agent takes what this one could not",
+                self.follow_path(incident).display()
+            );
         }
+        ticked && finished
     }
 
     /// `FinishRun`, and the run's spool goes.

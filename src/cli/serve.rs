@@ -166,11 +166,26 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
             .name("custody-witness".into())
             .spawn(move || {
                 for () in rx {
-                    if let Err(e) = vault.catch_up(&mut |_, _| {}) {
-                        eprintln!("custody serve: witnesses not asked: {e}");
-                        continue;
+                    // The log may grow between catching up and reading the
+                    // checkpoint: then catch up again.
+                    for _ in 0..3 {
+                        if let Err(e) = vault.catch_up(&mut |_, _| {}) {
+                            eprintln!("custody serve: witnesses not asked: {e}");
+                            break;
+                        }
+                        match super::witness::collect_for(&vault, &vcfg) {
+                            Err(e) if e.to_string() == custody::witness::CHECKPOINT_AHEAD => {}
+                            Err(e) => {
+                                eprintln!("custody serve: witnesses: {e}");
+                                break;
+                            }
+                            Ok(Some((got, quorum))) if got.cosigned.len() < quorum => {
+                                let _ = super::witness::say(&got, quorum, &mut std::io::stderr());
+                                break;
+                            }
+                            Ok(_) => break,
+                        }
                     }
-                    super::witness::after_append(&vault, &vcfg);
                 }
             })?;
     }
@@ -1289,6 +1304,7 @@ impl custody_server::Custody for Service {
             incident: id,
             skip,
             limit,
+            until,
         } = req.into_inner();
         let limit = if limit == 0 {
             usize::MAX
@@ -1307,11 +1323,13 @@ impl custody_server::Custody for Service {
                     .map_err(|e| Status::not_found(e.to_string()))?;
                 let declared = Entry::IncidentDeclared(inc.declared.clone());
                 let total = 1 + inc.entries.len() as u64;
+                let end = if until == 0 { total } else { until.min(total) };
                 let mut entries = Vec::new();
                 let mut bytes = 0;
                 let mut next = 0;
                 let all = std::iter::once((inc.declared_seq, &declared))
-                    .chain(inc.entries.iter().map(|(seq, e)| (*seq, e)));
+                    .chain(inc.entries.iter().map(|(seq, e)| (*seq, e)))
+                    .take(usize::try_from(end).unwrap_or(usize::MAX));
                 for (n, (seq, e)) in (0u64..)
                     .zip(all)
                     .skip(usize::try_from(skip).unwrap_or(usize::MAX))
@@ -1831,11 +1849,17 @@ fn rehash(
         }
         drop(tx);
         let digest = match (helper, sha) {
-            (Some(h), _) => h.join().unwrap_or_default(),
-            (None, Some(sha)) => sha.finalize(),
+            (Some(h), _) => h.join().ok(),
+            (None, Some(sha)) => Some(sha.finalize()),
             (None, None) => unreachable!("one of the two is set"),
         };
-        Sha256Digest(digest.into())
+        match digest {
+            Some(d) => Sha256Digest(d.into()),
+            None => {
+                problem.get_or_insert_with(|| "the server's SHA-256 thread failed".into());
+                Sha256Digest::of(b"")
+            }
+        }
     });
     let got_b3 = Blake3Id(*b3.finalize().as_bytes());
     if problem.is_none() && (size != a.size || got_sha != a.sha256 || got_b3 != a.blake3) {
