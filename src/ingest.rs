@@ -284,13 +284,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             let placed = placed.clone();
             let shared = shared.clone();
             let stopped = stopped.clone();
-            scope.spawn(move || {
-                let r = packer(&store, pack_rx, &placing, placed, shared);
-                if let Err(e) = &r {
-                    let _ = stopped.set(e.clone());
-                }
-                r
-            })
+            scope.spawn(move || packer(&store, pack_rx, &placing, placed, shared, &stopped))
         };
         Self {
             to_workers: Some(to_workers),
@@ -670,6 +664,7 @@ fn packer(
     placing: &Receiver<()>,
     placed: Arc<Mutex<HashMap<Blake3Id, ChunkRef>>>,
     stats: Arc<Mutex<Stats>>,
+    stopped: &std::sync::OnceLock<String>,
 ) -> Result<(), String> {
     let mut buf = PackBuf::new();
     // Chunks 1..=received are in packs or in `buf`; `early` holds those
@@ -718,8 +713,11 @@ fn packer(
         Ok(())
     };
     // Fails every flush still waiting, and the packer.
+    // Tickets still in the channel learn why from `stopped`, set before
+    // the channel closes.
     let fail = |pending: &mut std::collections::VecDeque<(u64, Sender<Result<(), String>>)>,
                 e: String| {
+        let _ = stopped.set(e.clone());
         for (_, done) in pending.drain(..) {
             let _ = done.send(Err(e.clone()));
         }

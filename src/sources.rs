@@ -852,6 +852,27 @@ mod tests {
         let mut reused = Follow::default();
         reused.resume(kept);
         assert!(reused.is_empty(), "{:?}", reused.positions());
+        // Truncated below its offset while followed: the kept position
+        // matches no file, even once it has grown again.
+        let g = d.path().join("g.log");
+        std::fs::write(&g, b"0123456789abcdef").unwrap();
+        let m = std::fs::metadata(&g).unwrap();
+        let mut followed = Follow::default();
+        followed.resume([FollowPosition {
+            source: "logs".into(),
+            path: g.clone(),
+            dev: m.dev(),
+            ino: m.ino(),
+            offset: 12,
+            before: None,
+        }]);
+        std::fs::write(&g, b"0123").unwrap();
+        let kept = followed.positions();
+        assert_eq!(kept[0].before.as_deref(), Some(""));
+        std::fs::write(&g, b"0123456789abcdefXYZ").unwrap();
+        let mut again = Follow::default();
+        again.resume(kept);
+        assert!(again.is_empty(), "{:?}", again.positions());
     }
 
     #[test]
@@ -1008,7 +1029,9 @@ impl Follow {
                 dev: t.dev,
                 ino: t.ino,
                 offset: t.offset,
-                before: bytes_before(&t.file, t.offset),
+                // Bytes before the offset gone (the file was truncated):
+                // a value no file matches, so it is followed anew.
+                before: Some(bytes_before(&t.file, t.offset).unwrap_or_default()),
             })
             .collect()
     }

@@ -726,6 +726,16 @@ fn agents_preserve_what_a_webhook_declares_and_roles_hold() {
         all.len()
     );
     assert_eq!(paged[..all.len()], all[..]);
+    assert_eq!(
+        code(rt.block_on(auditor.get_incident(pb::GetIncidentRequest {
+            incident: "pd-Q1ABC".into(),
+            skip: 1,
+            limit: 1,
+            until: 0,
+        }))),
+        tonic::Code::InvalidArgument,
+        "a later page without an end would page forever"
+    );
     // One entry a page ends too, although each page's read is recorded.
     let (one_by_one, pages) = paged_entries(&rt, &mut auditor, "pd-Q1ABC", 1);
     assert_eq!(pages, one_by_one.len());

@@ -370,11 +370,16 @@ impl Agent {
                     );
                     let _ = std::fs::remove_dir_all(d.path());
                 }
-                // Refused (unknown to the server, or finished already):
-                // nothing left to do.
+                // The server does not know the run, or it cannot be
+                // finished: nothing left to do. Anything else is tried
+                // again at the next start.
                 Err(e)
-                    if e.downcast_ref::<tonic::Status>()
-                        .is_some_and(|s| !transient(s)) =>
+                    if e.downcast_ref::<tonic::Status>().is_some_and(|s| {
+                        matches!(
+                            s.code(),
+                            tonic::Code::NotFound | tonic::Code::FailedPrecondition
+                        )
+                    }) =>
                 {
                     eprintln!(
                         "custody agent: run {run} of incident {incident} was interrupted; finishing it was refused: {e:#}"
@@ -651,7 +656,8 @@ impl Agent {
             pipe.finish()?;
             Ok(entries)
         })?;
-        if entries.is_empty() {
+        // Nothing new, and nothing an earlier tick failed to send.
+        if entries.is_empty() && f.ship.entries.is_empty() {
             return Ok(());
         }
         let n = entries.len();

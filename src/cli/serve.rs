@@ -168,13 +168,19 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
                 for () in rx {
                     // The log may grow between catching up and reading the
                     // checkpoint: then catch up again.
-                    for _ in 0..3 {
+                    for attempt in 1..=3 {
                         if let Err(e) = vault.catch_up(&mut |_, _| {}) {
                             eprintln!("custody serve: witnesses not asked: {e}");
                             break;
                         }
                         match super::witness::collect_for(&vault, &vcfg) {
-                            Err(e) if e.to_string() == custody::witness::CHECKPOINT_AHEAD => {}
+                            Err(e) if e.to_string() == custody::witness::CHECKPOINT_AHEAD => {
+                                if attempt == 3 {
+                                    eprintln!(
+                                        "custody serve: witnesses not asked this round (the log kept growing); the next append asks them"
+                                    );
+                                }
+                            }
                             Err(e) => {
                                 eprintln!("custody serve: witnesses: {e}");
                                 break;
@@ -1311,6 +1317,16 @@ impl custody_server::Custody for Service {
         } else {
             limit as usize
         };
+        // Each page's read is recorded in the record: without a fixed end,
+        // paging would never finish.
+        if skip > 0 && until == 0 {
+            return Err(invalid(
+                "a page after the first needs `until` (the first page's `total`)",
+            ));
+        }
+        if until > 0 && skip > until {
+            return Err(invalid(format!("skip {skip} is beyond until {until}")));
+        }
         self.0
             .record_read(&caller, Some(id.clone()), "GetIncident", None)
             .await?;
