@@ -221,9 +221,7 @@ pub fn declare(
         .collect();
     let cuts = vault.take_cuts();
     let store = vault.store().clone();
-    let mut counts = [0u64; 3];
-    let mut key_counts = [0u64; 3];
-    let mut problems = Vec::new();
+    let mut tally = Tally::default();
     let (stats, appended) =
         std::thread::scope(|scope| -> Result<(Stats, Vec<Appended>), DeclareError> {
             let mut pipe = Pipeline::start(scope, store, &known).with_cuts(&cuts);
@@ -259,44 +257,7 @@ pub fn declare(
                 };
                 let mut emit =
                     |pipe: &mut Pipeline<'_, '_>, f: Found| -> Result<(), DeclareError> {
-                        let (status, source, path, detail) = match &f {
-                            Found::Artifact(p) => {
-                                let a = &p.artifact;
-                                let i = match a.status {
-                                    Status::Complete => 0,
-                                    Status::Partial => 1,
-                                    Status::Failed => 2,
-                                };
-                                counts[i] += 1;
-                                (
-                                    a.status,
-                                    &a.source,
-                                    &a.path,
-                                    a.reason.as_ref().or(a.error.as_ref()),
-                                )
-                            }
-                            Found::KeyFile(k) => {
-                                key_counts[0] += 1;
-                                key_counts[1] += k.keys.len() as u64;
-                                if k.content != crate::segment::KeyContent::Stored {
-                                    key_counts[2] += 1;
-                                }
-                                (
-                                    k.status,
-                                    &k.source,
-                                    &k.path,
-                                    k.reason.as_ref().or(k.error.as_ref()),
-                                )
-                            }
-                        };
-                        if status != Status::Complete {
-                            problems.push(Problem {
-                                source: source.clone(),
-                                path: path.clone(),
-                                status,
-                                detail: detail.cloned().unwrap_or_default(),
-                            });
-                        }
+                        tally.count(&f);
                         let size = match &f {
                             Found::Artifact(p) => entry_estimate(p),
                             Found::KeyFile(k) => {
@@ -327,9 +288,9 @@ pub fn declare(
                     incident: d.incident.clone(),
                     run: run.clone(),
                     ended_at: Time::now(),
-                    complete: counts[0],
-                    partial: counts[1],
-                    failed: counts[2],
+                    complete: tally.artifacts[0],
+                    partial: tally.artifacts[1],
+                    failed: tally.artifacts[2],
                     bytes_read: stats.bytes_read,
                     bytes_stored: stats.bytes_stored,
                     bytes_deduplicated: stats.bytes_deduplicated,
@@ -362,18 +323,72 @@ pub fn declare(
         incident: d.incident.clone(),
         run,
         newly_declared,
-        complete: counts[0],
-        partial: counts[1],
-        failed: counts[2],
-        problems,
-        key_files: key_counts[0],
-        keys: key_counts[1],
-        key_files_not_in_clear: key_counts[2],
+        complete: tally.artifacts[0],
+        partial: tally.artifacts[1],
+        failed: tally.artifacts[2],
+        problems: tally.problems,
+        key_files: tally.key_files[0],
+        keys: tally.key_files[1],
+        key_files_not_in_clear: tally.key_files[2],
         stats,
         segments,
         last,
         warnings,
     })
+}
+
+/// What a run found, as its summary reports it.
+#[derive(Default)]
+struct Tally {
+    /// Artifacts complete, partial, failed.
+    artifacts: [u64; 3],
+    /// Key files, keys in them, key files not stored in clear.
+    key_files: [u64; 3],
+    /// Every item not complete, with why.
+    problems: Vec<Problem>,
+}
+
+impl Tally {
+    fn count(&mut self, f: &Found) {
+        let (status, source, path, detail) = match f {
+            Found::Artifact(p) => {
+                let a = &p.artifact;
+                let i = match a.status {
+                    Status::Complete => 0,
+                    Status::Partial => 1,
+                    Status::Failed => 2,
+                };
+                self.artifacts[i] += 1;
+                (
+                    a.status,
+                    &a.source,
+                    &a.path,
+                    a.reason.as_ref().or(a.error.as_ref()),
+                )
+            }
+            Found::KeyFile(k) => {
+                self.key_files[0] += 1;
+                self.key_files[1] += k.keys.len() as u64;
+                if k.content != crate::segment::KeyContent::Stored {
+                    self.key_files[2] += 1;
+                }
+                (
+                    k.status,
+                    &k.source,
+                    &k.path,
+                    k.reason.as_ref().or(k.error.as_ref()),
+                )
+            }
+        };
+        if status != Status::Complete {
+            self.problems.push(Problem {
+                source: source.clone(),
+                path: path.clone(),
+                status,
+                detail: detail.cloned().unwrap_or_default(),
+            });
+        }
+    }
 }
 
 /// Work for the sealing thread of [`declare`].
