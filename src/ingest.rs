@@ -220,11 +220,19 @@ pub struct Locator<'env> {
 impl Locator<'_> {
     /// The chunk's place, once its pack is stored (after a flush).
     pub fn locate(&self, id: &Blake3Id) -> Option<ChunkRef> {
-        self.known
-            .get(id)
-            .copied()
-            .or_else(|| self.placed.lock().expect("not poisoned").get(id).copied())
+        locate_in(self.known, &self.placed, id)
     }
+}
+
+fn locate_in(
+    known: &HashMap<Blake3Id, ChunkRef>,
+    placed: &Mutex<HashMap<Blake3Id, ChunkRef>>,
+    id: &Blake3Id,
+) -> Option<ChunkRef> {
+    known
+        .get(id)
+        .copied()
+        .or_else(|| placed.lock().expect("not poisoned").get(id).copied())
 }
 
 /// Work for the digest thread: the chunks of one item, then its end.
@@ -568,7 +576,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// Where a chunk is stored: in the vault already, or in a pack this run
     /// wrote (after a [`Pipeline::flush`]).
     pub fn locate(&self, id: &Blake3Id) -> Option<ChunkRef> {
-        self.locator().locate(id)
+        locate_in(self.known, &self.placed, id)
     }
 
     /// Counters so far.

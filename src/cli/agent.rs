@@ -359,11 +359,7 @@ impl Agent {
             let run = d.file_name().to_string_lossy().into_owned();
             let incident = serde_json::from_slice::<RunNote>(&note)
                 .map_or_else(|_| "?".to_owned(), |n| n.incident);
-            let r = self.call(|mut c| {
-                let req = pb::FinishRunRequest { run: run.clone() };
-                async move { c.finish_run(req).await }
-            });
-            match r {
+            match self.finish_run(&run) {
                 Ok(_) => {
                     eprintln!(
                         "custody agent: run {run} of incident {incident} was interrupted: finished with what the server had sealed"
@@ -620,13 +616,19 @@ impl Agent {
         ticked && finished
     }
 
+    /// `FinishRun` (tried again while the server is unreachable).
+    fn finish_run(&self, run: &str) -> Result<pb::Recorded> {
+        self.call(|mut c| {
+            let req = pb::FinishRunRequest {
+                run: run.to_owned(),
+            };
+            async move { c.finish_run(req).await }
+        })
+    }
+
     /// `FinishRun`, and the run's spool goes.
     fn finish(&self, ship: &Shipper) -> Result<()> {
-        let r = ship.run.clone();
-        self.call(|mut c| {
-            let req = pb::FinishRunRequest { run: r.clone() };
-            async move { c.finish_run(req).await }
-        })?;
+        self.finish_run(&ship.run)?;
         if let Some(root) = ship.store.local_root() {
             let _ = std::fs::remove_dir_all(root);
         }

@@ -166,32 +166,7 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
             .name("custody-witness".into())
             .spawn(move || {
                 for () in rx {
-                    // The log may grow between catching up and reading the
-                    // checkpoint: then catch up again.
-                    for attempt in 1..=3 {
-                        if let Err(e) = vault.catch_up(&mut |_, _| {}) {
-                            eprintln!("custody serve: witnesses not asked: {e}");
-                            break;
-                        }
-                        match super::witness::collect_for(&vault, &vcfg) {
-                            Err(e) if e.to_string() == custody::witness::CHECKPOINT_AHEAD => {
-                                if attempt == 3 {
-                                    eprintln!(
-                                        "custody serve: witnesses not asked this round (the log kept growing); the next append asks them"
-                                    );
-                                }
-                            }
-                            Err(e) => {
-                                eprintln!("custody serve: witnesses: {e}");
-                                break;
-                            }
-                            Ok(Some((got, quorum))) if got.cosigned.len() < quorum => {
-                                let _ = super::witness::say(&got, quorum, &mut std::io::stderr());
-                                break;
-                            }
-                            Ok(_) => break,
-                        }
-                    }
+                    super::witness::catch_up_and_ask(&mut vault, &vcfg);
                 }
             })?;
     }
@@ -1838,20 +1813,20 @@ fn rehash(
         } else {
             (None, None)
         };
-        let mut sha = (!split).then(sha2::Sha256::new);
+        // Used when there is no helper.
+        let mut sha = sha2::Sha256::new();
         for c in &a.chunks {
             match reader.read(store, c) {
                 Ok(plain) => {
                     b3.update(plain);
                     size += plain.len() as u64;
-                    match (&tx, &mut sha) {
-                        (Some(tx), _) => {
+                    match &tx {
+                        Some(tx) => {
                             if tx.send(plain.to_vec()).is_err() {
                                 break;
                             }
                         }
-                        (None, Some(sha)) => sha.update(plain),
-                        (None, None) => unreachable!("one of the two is set"),
+                        None => sha.update(plain),
                     }
                 }
                 Err(e) => {
@@ -1864,10 +1839,9 @@ fn rehash(
             }
         }
         drop(tx);
-        let digest = match (helper, sha) {
-            (Some(h), _) => h.join().ok(),
-            (None, Some(sha)) => Some(sha.finalize()),
-            (None, None) => unreachable!("one of the two is set"),
+        let digest = match helper {
+            Some(h) => h.join().ok(),
+            None => Some(sha.finalize()),
         };
         match digest {
             Some(d) => Sha256Digest(d.into()),

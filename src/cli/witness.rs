@@ -157,13 +157,42 @@ pub(crate) fn collect_for(
 /// After any append: ask the witnesses (FORMAT.md §10a); say on standard
 /// error, loudly, when the quorum is missing (standard output may be JSON).
 pub(crate) fn after_append(vault: &Vault, cfg: &custody::config::Config) {
-    match collect_for(vault, cfg) {
-        Ok(Some((got, quorum))) if got.cosigned.len() < quorum => {
-            let _ = say(&got, quorum, &mut std::io::stderr());
-        }
-        Ok(_) => {}
-        Err(e) => eprintln!("custody: warning: witnesses: {e}"),
+    if let Err(e) = ask_and_say(vault, cfg) {
+        eprintln!("custody: warning: witnesses: {e}");
     }
+}
+
+/// [`after_append`] for a view of the log that others append to (the
+/// service's witness thread): catches `vault` up first, and again when the
+/// checkpoint moved past it meanwhile.
+pub(crate) fn catch_up_and_ask(vault: &mut Vault, cfg: &custody::config::Config) {
+    for _ in 0..3 {
+        if let Err(e) = vault.catch_up(&mut |_, _| {}) {
+            eprintln!("custody: warning: witnesses not asked: {e}");
+            return;
+        }
+        match ask_and_say(vault, cfg) {
+            Err(e) if e.to_string() == custody::witness::CHECKPOINT_AHEAD => {}
+            Err(e) => {
+                eprintln!("custody: warning: witnesses: {e}");
+                return;
+            }
+            Ok(()) => return,
+        }
+    }
+    eprintln!(
+        "custody: warning: witnesses not asked this round (the log kept growing); the next append asks them"
+    );
+}
+
+/// Asks the witnesses; says loudly when the quorum is missing.
+fn ask_and_say(vault: &Vault, cfg: &custody::config::Config) -> Result<()> {
+    if let Some((got, quorum)) = collect_for(vault, cfg)?
+        && got.cosigned.len() < quorum
+    {
+        let _ = say(&got, quorum, &mut std::io::stderr());
+    }
+    Ok(())
 }
 
 /// One line per witness outcome, and a loud one when the quorum is missing.
