@@ -4,15 +4,24 @@
 # `custody agent --once` streaming to `custody serve` over loopback (TLS,
 # bearer token; the server re-hashes everything) into a local vault.
 # Prints the median wall time of BENCH_RUNS runs of each, the throughput,
-# and remote / local throughput. Both run on the same machine, so the
-# server's re-hashing competes with the agent for the same cores.
+# and remote / local throughput, in two placements:
+# - shared: everything may use every core, so the server's re-hashing
+#   competes with the agent for the same cores (on 2 cores, remote ingest
+#   does the agent's work plus the server's in the time local declare has
+#   for its own);
+# - split (with 2 cores or more): the host's work on core 0 and the
+#   server's on core 1, as if they were two machines. `custody declare` and
+#   `custody agent` are pinned to core 0 and `custody serve` to core 1, so
+#   the ratio says what sending evidence to a server costs the host against
+#   preserving it locally.
 #
 # Called by scripts/bench.sh unless BENCH_SERVICE=0.
 #
 # Env: BENCH_MIB (default 1024), BENCH_RUNS (default 3), BENCH_SEED (default
-#      1), BENCH_TMPDIR (default $TMPDIR or /tmp).
+#      1), BENCH_TMPDIR (default $TMPDIR or /tmp), BENCH_SPLIT=0 (shared
+#      placement only).
 # Needs: openssl (the server's certificate), curl (the webhook), GNU time
-# (CPU seconds of each side).
+# (CPU seconds of each side), taskset (util-linux; the split placement).
 set -euo pipefail
 
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -60,6 +69,12 @@ cpu_secs() {
 	awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
+# The placement of the run in progress: "shared" or "split"; in "split",
+# HOST and SERVER prefix the commands of each side.
+PLACE=shared
+HOST=()
+SERVER=()
+
 local_run() {
 	local n=$1 v=$T/v-local-$1
 	mkdir -p -- "$v"
@@ -67,10 +82,10 @@ local_run() {
 	local start end
 	start=$(date +%s.%N)
 	command time -f '%U %S' -o "$T/local-$n.time" \
-		"$BIN" declare "BENCH-$n" --title bench --path "$T/logs" --vault "$v" --key "$T/local-$n.key" --quiet >/dev/null
+		"${HOST[@]}" "$BIN" declare "BENCH-$n" --title bench --path "$T/logs" --vault "$v" --key "$T/local-$n.key" --quiet >/dev/null
 	end=$(date +%s.%N)
-	printf 'local\t%s\n' "$(secs "$start" "$end")" >>"$RESULTS"
-	log "local run $n: $(tail -n1 "$RESULTS" | cut -f2) s; CPU $(awk '{ print $1 + $2 }' "$T/local-$n.time") s"
+	printf '%s\tlocal\t%s\n' "$PLACE" "$(secs "$start" "$end")" >>"$RESULTS"
+	log "$PLACE local run $n: $(tail -n1 "$RESULTS" | cut -f3) s; CPU $(awk '{ print $1 + $2 }' "$T/local-$n.time") s"
 	rm -rf -- "$v"
 }
 
@@ -110,7 +125,7 @@ name = "logs"
 kind = "files"
 paths = ["$T/logs"]
 EOF
-	"$BIN" serve --config "$T/server-$n.toml" 2>"$T/serve-$n.log" &
+	"${SERVER[@]}" "$BIN" serve --config "$T/server-$n.toml" 2>"$T/serve-$n.log" &
 	SERVER_PID=$!
 	for _ in $(seq 100); do
 		grep -q 'gRPC on' "$T/serve-$n.log" && break
@@ -127,14 +142,13 @@ EOF
 	cpu0=$(cpu_secs "$SERVER_PID")
 	start=$(date +%s.%N)
 	command time -f '%U %S' -o "$T/agent-$n.time" \
-		"$BIN" agent --once --config "$T/agent-$n.toml" 2>"$T/agent-$n.log"
+		"${HOST[@]}" "$BIN" agent --once --config "$T/agent-$n.toml" 2>"$T/agent-$n.log"
 	end=$(date +%s.%N)
 	local agent_cpu server_cpu
 	agent_cpu=$(awk '{ print $1 + $2 }' "$T/agent-$n.time")
 	server_cpu=$(awk -v a="$cpu0" -v b="$(cpu_secs "$SERVER_PID")" 'BEGIN { print b - a }')
-	printf 'remote\t%s\n' "$(secs "$start" "$end")" >>"$RESULTS"
-	printf 'cpu\t%s\t%s\n' "$agent_cpu" "$server_cpu" >>"$T/cpu.tsv"
-	log "remote run $n: $(tail -n1 "$RESULTS" | cut -f2) s ($(grep -o '[0-9]* pack(s) sent' "$T/agent-$n.log")); CPU: agent $agent_cpu s, server $server_cpu s"
+	printf '%s\tremote\t%s\n' "$PLACE" "$(secs "$start" "$end")" >>"$RESULTS"
+	log "$PLACE remote run $n: $(tail -n1 "$RESULTS" | cut -f3) s ($(grep -o '[0-9]* pack(s) sent' "$T/agent-$n.log")); CPU: agent $agent_cpu s, server $server_cpu s"
 	kill "$SERVER_PID"
 	wait "$SERVER_PID" 2>/dev/null || true
 	SERVER_PID=
@@ -147,20 +161,34 @@ for ((i = 1; i <= RUNS; i++)); do
 	local_run "$i"
 	remote_run "$i"
 done
+if [[ ${BENCH_SPLIT:-1} != 0 ]] && (($(nproc) >= 2)); then
+	PLACE=split
+	HOST=(taskset -c 0)
+	SERVER=(taskset -c 1)
+	for ((i = 1; i <= RUNS; i++)); do
+		local_run "$i"
+		remote_run "$i"
+	done
+fi
 
 python3 - "$RESULTS" "$(du -sb "$T/logs" | cut -f1)" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    task, secs = line.split()
-    rows.setdefault(task, []).append(float(secs))
+    place, task, secs = line.split()
+    rows.setdefault((place, task), []).append(float(secs))
 nbytes = int(sys.argv[2])
 print()
-print(f"{'task':<8} {'median s':>9} {'min s':>7} {'max s':>7} {'MiB/s':>8}")
-for task in ["local", "remote"]:
-    r = rows[task]
-    med = statistics.median(r)
-    print(f"{task:<8} {med:>9.2f} {min(r):>7.2f} {max(r):>7.2f} {nbytes / 2**20 / med:>8.0f}")
-ratio = statistics.median(rows["local"]) / statistics.median(rows["remote"])
-print(f"remote ingest / local declare throughput: {ratio:.2f}x (target 0.80x or better)")
+print(f"{'placement':<10} {'task':<8} {'median s':>9} {'min s':>7} {'max s':>7} {'MiB/s':>8}")
+for place in ["shared", "split"]:
+    for task in ["local", "remote"]:
+        r = rows.get((place, task))
+        if not r:
+            continue
+        med = statistics.median(r)
+        print(f"{place:<10} {task:<8} {med:>9.2f} {min(r):>7.2f} {max(r):>7.2f} {nbytes / 2**20 / med:>8.0f}")
+for place, what in [("shared", "all cores shared by both sides"), ("split", "host on core 0, server on core 1")]:
+    if (place, "remote") in rows:
+        ratio = statistics.median(rows[(place, "local")]) / statistics.median(rows[(place, "remote")])
+        print(f"remote ingest / local declare throughput, {what}: {ratio:.2f}x (target 0.80x or better)")
 PY

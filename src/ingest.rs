@@ -90,8 +90,9 @@ pub struct Captured {
     pub size: u64,
     /// BLAKE3 of the bytes.
     pub blake3: Blake3Id,
-    /// SHA-256 of the bytes.
-    pub sha256: Sha256Digest,
+    /// SHA-256 of the bytes; `None` from a pipeline
+    /// [`without_sha256`](Pipeline::without_sha256).
+    pub sha256: Option<Sha256Digest>,
     /// Chunk ids and sizes, in order.
     pub chunks: Vec<(Blake3Id, u32)>,
     /// The read error that ended the capture early, if any.
@@ -245,6 +246,8 @@ enum ToDigest {
 pub struct Pipeline<'scope, 'env> {
     to_workers: Option<Sender<(u64, Blake3Id, Bytes)>>,
     to_digest: Option<Sender<ToDigest>>,
+    /// Whether items are SHA-256-hashed at all.
+    sha256: bool,
     to_packer: Sender<ToPacker>,
     workers: Vec<ScopedJoinHandle<'scope, ()>>,
     packer: Option<ScopedJoinHandle<'scope, Result<(), String>>>,
@@ -297,6 +300,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         Self {
             to_workers: Some(to_workers),
             to_digest: Some(to_digest),
+            sha256: true,
             to_packer,
             workers,
             packer: Some(packer),
@@ -318,6 +322,18 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     #[must_use]
     pub fn with_cuts(mut self, cuts: &'env KnownCuts) -> Self {
         self.cuts = Some(cuts);
+        self
+    }
+
+    /// Captures items without their SHA-256 ([`Captured::sha256`] is
+    /// `None`), for an agent: its claim is the BLAKE3 of each chunk and of
+    /// the item, and the server computes the SHA-256 from what it received
+    /// (FORMAT.md §9.4), so the host being preserved does not pay for it.
+    #[must_use]
+    pub fn without_sha256(mut self) -> Self {
+        self.sha256 = false;
+        // The digest thread ends when its channel closes.
+        self.to_digest = None;
         self
     }
 
@@ -411,7 +427,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             }
             if first {
                 first = false;
-                if self.to_digest.is_none() || (eof && len < OFFLOAD_MIN) {
+                if self.sha256 && (self.to_digest.is_none() || (eof && len < OFFLOAD_MIN)) {
                     sha = Some(sha2::Sha256::new());
                 }
             }
@@ -450,7 +466,8 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                             break 'fill;
                         }
                     }
-                    (None, None) => unreachable!("hashed inline without a digest thread"),
+                    // Without SHA-256: nothing to do.
+                    (None, None) => {}
                 }
                 if size == 0 && held.is_none() {
                     held = Some(data.clone());
@@ -480,7 +497,8 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         self.window = window;
         // The digest thread's state is per item: end it on every path.
         let sha256 = match sha {
-            Some(h) => Sha256Digest(h.finalize().into()),
+            Some(h) => Some(Sha256Digest(h.finalize().into())),
+            None if !self.sha256 => None,
             None => {
                 let (tx, rx) = bounded(1);
                 let sent = self
@@ -488,7 +506,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                     .as_ref()
                     .is_some_and(|d| d.send(ToDigest::End(tx)).is_ok());
                 match rx.recv() {
-                    Ok(d) if sent => d,
+                    Ok(d) if sent => Some(d),
                     _ => {
                         self.to_digest = None;
                         return Err(failed
@@ -827,7 +845,7 @@ pub(crate) mod tests {
             });
             let sizes: Vec<usize> = got.chunks.iter().map(|(_, s)| *s as usize).collect();
             assert_eq!(sizes, expected, "{n} bytes");
-            assert_eq!(got.sha256, Sha256Digest::of(&data));
+            assert_eq!(got.sha256, Some(Sha256Digest::of(&data)));
         }
     }
 
@@ -861,15 +879,49 @@ pub(crate) mod tests {
             let mut p = Pipeline::start(s, store.clone(), &known);
             for it in &items {
                 let c = p.capture(&it[..], |_| {}).unwrap();
-                assert_eq!(c.sha256, Sha256Digest::of(it), "{} bytes", it.len());
+                assert_eq!(c.sha256, Some(Sha256Digest::of(it)), "{} bytes", it.len());
                 assert_eq!(c.blake3, Blake3Id::of(it));
             }
             let big = &items[3];
             let c = p.capture(Failing(&big[..]), |_| {}).unwrap();
             assert!(c.error.is_some());
-            assert_eq!(c.sha256, Sha256Digest::of(&big[..c.size as usize]));
+            assert_eq!(c.sha256, Some(Sha256Digest::of(&big[..c.size as usize])));
             let c = p.capture(&items[0][..], |_| {}).unwrap();
-            assert_eq!(c.sha256, Sha256Digest::of(&items[0]), "state was reset");
+            assert_eq!(
+                c.sha256,
+                Some(Sha256Digest::of(&items[0])),
+                "state was reset"
+            );
+            p.finish().unwrap();
+        });
+    }
+
+    /// Without SHA-256 (an agent's pipeline), items of every size are
+    /// captured, chunked and BLAKE3-hashed as with it, and no SHA-256 is
+    /// claimed.
+    #[test]
+    fn a_pipeline_without_sha256_claims_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let known = HashMap::new();
+        let items = [pseudo_random(9 << 20, 6), b"tiny".to_vec(), Vec::new()];
+        let with: Vec<Captured> = std::thread::scope(|s| {
+            let mut p = Pipeline::start(s, store.clone(), &known);
+            let c = items
+                .iter()
+                .map(|it| p.capture(&it[..], |_| {}).unwrap())
+                .collect();
+            p.finish().unwrap();
+            c
+        });
+        std::thread::scope(|s| {
+            let mut p = Pipeline::start(s, store.clone(), &known).without_sha256();
+            for (it, w) in items.iter().zip(&with) {
+                let c = p.capture(&it[..], |_| {}).unwrap();
+                assert_eq!(c.sha256, None, "{} bytes", it.len());
+                assert_eq!(c.blake3, Blake3Id::of(it));
+                assert_eq!((c.size, &c.chunks), (w.size, &w.chunks));
+            }
             p.finish().unwrap();
         });
     }
@@ -941,7 +993,7 @@ pub(crate) mod tests {
         });
         assert_eq!(a.size, data.len() as u64);
         assert_eq!(a.blake3, Blake3Id::of(&data));
-        assert_eq!(a.sha256, Sha256Digest::of(&data));
+        assert_eq!(a.sha256, Some(Sha256Digest::of(&data)));
         assert!(a.chunks.len() > 1, "6 MiB is cut into several chunks");
         assert_eq!(a.chunks, b.chunks);
         assert_eq!(

@@ -76,7 +76,7 @@ fn empty_capture() -> Captured {
     Captured {
         size: 0,
         blake3: Blake3Id::of(b""),
-        sha256: Sha256Digest::of(b""),
+        sha256: Some(Sha256Digest::of(b"")),
         chunks: Vec::new(),
         error: None,
         truncated: false,
@@ -122,7 +122,9 @@ impl Item<'_> {
                 error,
                 size: cap.size,
                 blake3: cap.blake3,
-                sha256: cap.sha256,
+                // Only an agent's pipeline leaves SHA-256 out: it sends the
+                // artifact without `sha256` and the server computes it.
+                sha256: cap.sha256.unwrap_or(Sha256Digest([0; 32])),
                 chunks: Vec::new(),
                 link_target: None,
                 offset: None,

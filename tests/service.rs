@@ -1189,6 +1189,40 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
         "{:?}",
         r.mismatches
     );
+    // Without `sha256` (as `custody agent` sends them), an artifact is
+    // checked by its size and BLAKE3 and recorded with the server's
+    // SHA-256; a BLAKE3 that lies fails it.
+    let unclaimed = |path: &str, claimed: &[u8]| {
+        let mut v: Value = serde_json::from_str(&artifact(
+            "INC-2",
+            &run,
+            path,
+            &hello,
+            claimed,
+            refs.clone(),
+        ))
+        .unwrap();
+        v.as_object_mut().unwrap().remove("sha256");
+        v.to_string()
+    };
+    let r = rt
+        .block_on(a.add_entries(pb::AddEntriesRequest {
+            run: run.clone(),
+            first: 6,
+            entries_json: vec![
+                unclaimed("/var/log/unclaimed.log", &hello),
+                unclaimed("/var/log/unclaimed-lie.log", b"something else"),
+            ],
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.entries_sealed, 8);
+    assert_eq!(r.mismatches.len(), 1, "{:?}", r.mismatches);
+    assert!(
+        r.mismatches[0].contains("unclaimed-lie.log") && r.mismatches[0].contains("blake3"),
+        "{:?}",
+        r.mismatches
+    );
     let done = rt
         .block_on(a.finish_run(pb::FinishRunRequest { run: run.clone() }))
         .unwrap()
@@ -1203,11 +1237,20 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     let all = entries(&rt, &mut auditor, "INC-2");
     drop(slow);
     let arts = of_type(&all, "artifact");
-    assert_eq!(arts.len(), 6);
+    assert_eq!(arts.len(), 8);
     assert_eq!(
         (arts[4]["status"].as_str(), arts[5]["status"].as_str()),
         (Some("complete"), Some("failed"))
     );
+    assert_eq!(
+        (arts[6]["status"].as_str(), arts[6]["sha256"].as_str()),
+        (
+            Some("complete"),
+            Some(hex::encode(sha2::Sha256::digest(&hello)).as_str())
+        ),
+        "the server records the SHA-256 of what it received"
+    );
+    assert_eq!(arts[7]["status"], "failed");
     assert_eq!(arts[0]["status"], "complete");
     assert_eq!(
         arts[0]["collector"], "agent-a",
@@ -1223,7 +1266,7 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     let fin = of_type(&all, "preservation_finished");
     assert_eq!(
         (fin[0]["complete"].as_u64(), fin[0]["failed"].as_u64()),
-        (Some(4), Some(2))
+        (Some(5), Some(3))
     );
     assert_eq!(
         code(rt.block_on(a.add_entries(pb::AddEntriesRequest {
@@ -1298,6 +1341,16 @@ fn an_agent_resumes_after_the_server_restarts_mid_run() {
     let arts = of_type(&all, "artifact");
     assert_eq!(arts.len(), 6);
     assert!(arts.iter().all(|a| a["status"] == "complete"));
+    // Resuming asked what the server holds: a read, recorded as one.
+    if err.contains("resuming") {
+        let resumed: Vec<_> = of_type(&all, "custody_event")
+            .into_iter()
+            .filter(|e| e["via"] == "serve BeginRun")
+            .collect();
+        assert!(!resumed.is_empty(), "{err}");
+        assert_eq!(resumed[0]["action"], "accessed");
+        assert_eq!(resumed[0]["actor"]["name"], "agent-a");
+    }
     let out =
         s.v.cmd(&["cat", "INC-3", &src.join("big.bin").to_string_lossy()])
             .output()

@@ -643,7 +643,7 @@ impl Agent {
         let sources = self.cfg.sources.clone();
         let store = f.ship.store.clone();
         let entries = std::thread::scope(|scope| -> Result<Vec<custody::segment::Entry>> {
-            let mut pipe = Pipeline::start(scope, store, &known);
+            let mut pipe = Pipeline::start(scope, store, &known).without_sha256();
             let mut found = Vec::new();
             let mut emit =
                 |_: &mut Pipeline<'_, '_>, x: Found| -> Result<(), preserve::DeclareError> {
@@ -765,7 +765,7 @@ impl Agent {
                 Ok(ship)
             });
             let read = (|| -> Result<()> {
-                let mut pipe = Pipeline::start(scope, store.clone(), &known);
+                let mut pipe = Pipeline::start(scope, store.clone(), &known).without_sha256();
                 let mut pending: Vec<Found> = Vec::new();
                 let (mut pending_bytes, mut pending_content) = (0usize, 0u64);
                 let mut emit = |pipe: &mut Pipeline<'_, '_>,
@@ -991,8 +991,15 @@ impl Shipper {
                     self.failed += 1;
                 }
             }
-            self.entries
-                .push(serde_json::to_string(&e).expect("entries serialize"));
+            let mut json = serde_json::to_value(&e).expect("entries serialize");
+            // Artifacts are sent without `sha256`: the pipeline did not
+            // compute it, and the server computes it from what it received.
+            if matches!(e, custody::segment::Entry::Artifact(_))
+                && let Some(o) = json.as_object_mut()
+            {
+                o.remove("sha256");
+            }
+            self.entries.push(json.to_string());
         }
     }
 

@@ -974,6 +974,11 @@ impl custody_server::Custody for Service {
                     r.run
                 )));
             }
+            // Resuming writes nothing; it reads what the server holds of
+            // the run, and is recorded as that read.
+            self.0
+                .record_read(&caller, Some(info.incident.clone()), "BeginRun", None)
+                .await?;
             r.run.clone()
         };
         let sealed = self.0.runs()?.get(&run).map_or(0, |i| i.sealed);
@@ -1130,8 +1135,8 @@ impl custody_server::Custody for Service {
         let mut chunks = 0usize;
         for (i, json) in r.entries_json.iter().enumerate().skip(skip) {
             let at = r.first + i as u64;
-            let e: Entry =
-                serde_json::from_str(json).map_err(|e| invalid(format!("entry {at}: {e}")))?;
+            let (e, claimed) =
+                parse_ingested(json).map_err(|e| invalid(format!("entry {at}: {e}")))?;
             let (incident, run, host, source) = match &e {
                 Entry::Artifact(a) => {
                     if a.chunks.len() > custody::segment::MAX_ARTIFACT_CHUNKS {
@@ -1160,7 +1165,7 @@ impl custody_server::Custody for Service {
                     "entry {at}: source {source:?} is not one of the run's sources"
                 )));
             }
-            entries.push(e);
+            entries.push((e, claimed));
         }
         if chunks > MAX_CHUNKS_PER_CALL {
             return Err(invalid(format!(
@@ -1744,10 +1749,27 @@ fn checkpoint(s: &Session) -> Result<pb::Checkpoint, Status> {
 /// Re-hashes every artifact of `entries` ([`rehash`]) on two threads, and
 /// names the authenticated `collector` on each entry; returns the entries
 /// in their order and the mismatches found.
+/// Parses an entry an agent sent. An artifact may leave out `sha256`
+/// (FORMAT.md §9.4): the server computes it, and the `bool` says whether
+/// the agent claimed one.
+fn parse_ingested(json: &str) -> Result<(Entry, bool), serde_json::Error> {
+    let mut v: serde_json::Value = serde_json::from_str(json)?;
+    let mut claimed = true;
+    if let Some(o) = v.as_object_mut()
+        && o.get("type").and_then(|t| t.as_str()) == Some("artifact")
+        && !o.contains_key("sha256")
+    {
+        claimed = false;
+        // Replaced by the server's own before anything is recorded.
+        o.insert("sha256".into(), Sha256Digest::of(b"").to_hex().into());
+    }
+    Ok((serde_json::from_value(v)?, claimed))
+}
+
 fn rehash_all(
     store: &custody::store::Store,
     collector: &str,
-    entries: Vec<Entry>,
+    entries: Vec<(Entry, bool)>,
 ) -> (Vec<Entry>, Vec<String>) {
     let queue = Mutex::new(
         entries
@@ -1760,12 +1782,14 @@ fn rehash_all(
         for _ in 0..2 {
             scope.spawn(|| {
                 let mut reader = custody::restore::ChunkReader::new();
-                while let Some((i, mut e)) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+                while let Some((i, (mut e, claimed))) =
+                    queue.lock().ok().and_then(|mut q| q.pop_front())
+                {
                     let mut mismatch = None;
                     match &mut e {
                         Entry::Artifact(a) => {
                             a.collector = collector.to_owned();
-                            mismatch = rehash(store, &mut reader, a)
+                            mismatch = rehash(store, &mut reader, a, claimed)
                                 .map(|why| format!("{}: {why}", a.path));
                         }
                         Entry::KeyFile(k) => k.collector = collector.to_owned(),
@@ -1784,13 +1808,16 @@ fn rehash_all(
     (done.into_iter().map(|(_, e, _)| e).collect(), mismatches)
 }
 
-/// Re-reads every chunk of `a` from the store and re-hashes its content.
-/// On a difference the artifact becomes `failed`, with the server's
-/// digests and the agent's in its error; returns why.
+/// Re-reads every chunk of `a` from the store and re-hashes its content:
+/// each chunk against its id, and the whole against the agent's size and
+/// BLAKE3 (and SHA-256 if `claimed`; if not, the server's SHA-256 is
+/// recorded). On a difference the artifact becomes `failed`, with the
+/// server's digests and the agent's in its error; returns why.
 fn rehash(
     store: &custody::store::Store,
     reader: &mut custody::restore::ChunkReader,
     a: &mut custody::segment::Artifact,
+    claimed: bool,
 ) -> Option<String> {
     let mut b3 = blake3::Hasher::new();
     let mut size = 0u64;
@@ -1852,11 +1879,21 @@ fn rehash(
         }
     });
     let got_b3 = Blake3Id(*b3.finalize().as_bytes());
-    if problem.is_none() && (size != a.size || got_sha != a.sha256 || got_b3 != a.blake3) {
+    if problem.is_none() && claimed && (size != a.size || got_sha != a.sha256 || got_b3 != a.blake3)
+    {
         problem = Some(format!(
             "the agent read {} bytes with sha256 {}, the server received {size} bytes with sha256 {got_sha}",
             a.size, a.sha256
         ));
+    }
+    if problem.is_none() && !claimed && (size != a.size || got_b3 != a.blake3) {
+        problem = Some(format!(
+            "the agent read {} bytes with blake3 {}, the server received {size} bytes with blake3 {got_b3}",
+            a.size, a.blake3
+        ));
+    }
+    if problem.is_none() {
+        a.sha256 = got_sha;
     }
     let why = problem?;
     let claimed = format!(
