@@ -417,13 +417,14 @@ fn summary(ctx: &Context<'_>) -> Section {
     facts.push((
         "Custody events".into(),
         text(format!(
-            "{} on the incident ({} accessed, {} exported, {} transferred, {} verified); {} of \
-             the whole vault since the declaration",
+            "{} on the incident ({} accessed, {} exported, {} transferred, {} verified, {} \
+             received); {} of the whole vault since the declaration",
             events.len(),
             count(Action::Accessed),
             count(Action::Exported),
             count(Action::Transferred),
             count(Action::Verified),
+            count(Action::Received),
             plural(
                 vault_verifications(ctx).count(),
                 "verification",
@@ -585,6 +586,7 @@ fn action_title(a: Action) -> &'static str {
         Action::Exported => "Evidence exported",
         Action::Transferred => "Custody transferred",
         Action::Verified => "Evidence verified",
+        Action::Received => "Evidence received",
     }
 }
 

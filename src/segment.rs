@@ -175,7 +175,7 @@ pub enum Entry {
     Note(Note),
     /// The incident was closed.
     IncidentClosed(IncidentClosed),
-    /// Someone accessed, exported, transferred or verified evidence.
+    /// Someone accessed, exported, transferred, verified or (through the service) sent evidence.
     CustodyEvent(CustodyEvent),
     /// A signed manifest of an incident was issued.
     ManifestSealed(ManifestSealed),
@@ -394,6 +394,9 @@ pub enum Action {
     Transferred,
     /// Checked by `custody verify`.
     Verified,
+    /// Stored for a caller of the service without an entry of its own: a
+    /// pack an agent sent (`serve PutPack`).
+    Received,
 }
 
 impl Action {
@@ -404,6 +407,7 @@ impl Action {
             Self::Exported => "exported",
             Self::Transferred => "transferred",
             Self::Verified => "verified",
+            Self::Received => "received",
         }
     }
 }

@@ -1251,6 +1251,27 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
         "the server records the SHA-256 of what it received"
     );
     assert_eq!(arts[7]["status"], "failed");
+    // Each pack stored is a `received` event naming the agent; a refused
+    // one is not.
+    let received: Vec<_> = of_type(&all, "custody_event")
+        .into_iter()
+        .filter(|e| e["action"] == "received")
+        .collect();
+    let pack_key =
+        |id: &str| custody::layout::pack_path(&custody::hash::Blake3Id::parse(id).unwrap());
+    assert_eq!(
+        received
+            .iter()
+            .map(|e| e["output"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        [pack_key(&id), pack_key(&big_id)],
+    );
+    assert!(
+        received
+            .iter()
+            .all(|e| e["via"] == "serve PutPack" && e["actor"]["name"] == "agent-a"),
+        "{received:?}"
+    );
     assert_eq!(arts[0]["status"], "complete");
     assert_eq!(
         arts[0]["collector"], "agent-a",

@@ -605,15 +605,39 @@ impl Shared {
         method: &'static str,
         subjects_path: Option<String>,
     ) -> Result<(), Status> {
+        self.record_event(
+            caller,
+            incident,
+            Action::Accessed,
+            method,
+            subjects_path,
+            None,
+        )
+        .await
+    }
+
+    /// Records a custody event for a call, before the answer is sent:
+    /// `subjects_path` names the incident's artifacts of that path as its
+    /// subjects, `output` what the call stored.
+    async fn record_event(
+        self: &Arc<Self>,
+        caller: &Caller,
+        incident: Option<String>,
+        action: Action,
+        method: &'static str,
+        subjects_path: Option<String>,
+        output: Option<String>,
+    ) -> Result<(), Status> {
         let actor = self.actor(caller);
         self.with_session(move |s, signer| {
             let mut e = s.event(
                 incident.as_deref(),
-                Action::Accessed,
+                action,
                 &format!("serve {method}"),
                 actor,
                 None,
             );
+            e.output = output;
             if let (Some(id), Some(p)) = (&incident, &subjects_path) {
                 let inc = s.book.require(id).map_err(transition)?;
                 e.subjects = inc
@@ -1017,7 +1041,7 @@ impl custody_server::Custody for Service {
             .message()
             .await?
             .ok_or_else(|| invalid("empty PutPack stream"))?;
-        self.run_of(&caller, &first.run, false).await?;
+        let incident = self.run_of(&caller, &first.run, false).await?.incident;
         let run = first.run.clone();
         if first.size > MAX_PACK_BYTES || first.size < 16 {
             return Err(invalid(format!(
@@ -1108,6 +1132,18 @@ impl custody_server::Custody for Service {
         if created && let Some(r) = self.0.runs()?.get_mut(&run) {
             r.bytes_stored += size;
         }
+        // The pack is not an entry: the call is recorded as an event of
+        // its own (also when the server held the pack already).
+        self.0
+            .record_event(
+                &caller,
+                Some(incident),
+                Action::Received,
+                "PutPack",
+                None,
+                Some(custody::layout::pack_path(&id)),
+            )
+            .await?;
         Ok(Response::new(pb::PackStored {
             pack: id.to_string(),
             created,
