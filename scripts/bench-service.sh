@@ -19,7 +19,8 @@
 #
 # Env: BENCH_MIB (default 1024), BENCH_RUNS (default 3), BENCH_SEED (default
 #      1), BENCH_TMPDIR (default $TMPDIR or /tmp), BENCH_SPLIT=0 (shared
-#      placement only).
+#      placement only), CUSTODY_BIN (a custody binary to measure instead
+#      of building this tree's).
 # Needs: openssl (the server's certificate), curl (the webhook), GNU time
 # (CPU seconds of each side), taskset (util-linux; the split placement).
 set -euo pipefail
@@ -32,8 +33,12 @@ SEED=${BENCH_SEED:-1}
 
 log() { printf '[bench-service %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-cargo build --release --locked -q
-BIN=$ROOT/target/release/custody
+if [[ -n ${CUSTODY_BIN:-} ]]; then
+	BIN=$CUSTODY_BIN
+else
+	cargo build --release --locked -q
+	BIN=$ROOT/target/release/custody
+fi
 
 T=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/custody-bench-service.XXXXXX")
 SERVER_PID=
