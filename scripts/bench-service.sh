@@ -9,9 +9,10 @@
 #   competes with the agent for the same cores (on 2 cores, remote ingest
 #   does the agent's work plus the server's in the time local declare has
 #   for its own);
-# - split (with 2 cores or more): the host's work on core 0 and the
-#   server's on core 1, as if they were two machines. `custody declare` and
-#   `custody agent` are pinned to core 0 and `custody serve` to core 1, so
+# - split (with 2 cores or more, and taskset): the host's work on one core
+#   and the server's on another, as if they were two machines. `custody
+#   declare` and `custody agent` are pinned to the first CPU this script may
+#   use and `custody serve` to the second, so
 #   the ratio says what sending evidence to a server costs the host against
 #   preserving it locally.
 #
@@ -25,6 +26,10 @@
 # (CPU seconds of each side), taskset (util-linux; the split placement).
 set -euo pipefail
 
+# A relative CUSTODY_BIN names a file from where the script was started.
+if [[ -n ${CUSTODY_BIN:-} ]]; then
+	CUSTODY_BIN=$(realpath -- "$CUSTODY_BIN")
+fi
 cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 MIB=${BENCH_MIB:-1024}
@@ -166,10 +171,13 @@ for ((i = 1; i <= RUNS; i++)); do
 	local_run "$i"
 	remote_run "$i"
 done
-if [[ ${BENCH_SPLIT:-1} != 0 ]] && (($(nproc) >= 2)); then
+# The first two CPUs this process may use (in a container they need not be
+# 0 and 1).
+read -r CPU_A CPU_B < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0))[:2])')
+if [[ ${BENCH_SPLIT:-1} != 0 && -n ${CPU_B:-} ]] && command -v taskset >/dev/null; then
 	PLACE=split
-	HOST=(taskset -c 0)
-	SERVER=(taskset -c 1)
+	HOST=(taskset -c "$CPU_A")
+	SERVER=(taskset -c "$CPU_B")
 	for ((i = 1; i <= RUNS; i++)); do
 		local_run "$i"
 		remote_run "$i"
@@ -192,7 +200,7 @@ for place in ["shared", "split"]:
             continue
         med = statistics.median(r)
         print(f"{place:<10} {task:<8} {med:>9.2f} {min(r):>7.2f} {max(r):>7.2f} {nbytes / 2**20 / med:>8.0f}")
-for place, what in [("shared", "all cores shared by both sides"), ("split", "host on core 0, server on core 1")]:
+for place, what in [("shared", "all cores shared by both sides"), ("split", "host on one core, server on another")]:
     if (place, "remote") in rows:
         ratio = statistics.median(rows[(place, "local")]) / statistics.median(rows[(place, "remote")])
         print(f"remote ingest / local declare throughput, {what}: {ratio:.2f}x (target 0.80x or better)")

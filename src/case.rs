@@ -470,7 +470,7 @@ pub fn export(vault: &Sha256Digest, inc: &Incident, vault_events: &[(u64, Custod
             }
         }
         if c.subjects.is_empty() {
-            if c.incident.is_some() {
+            if c.incident.is_some() && c.action != Action::Received {
                 descriptions.push("the incident's record as a whole".into());
             }
             objects.push(inv_id.clone());

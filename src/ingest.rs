@@ -343,7 +343,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// Captures items without their SHA-256 ([`Captured::sha256`] is
     /// `None`), for an agent: its claim is the BLAKE3 of each chunk and of
     /// the item, and the server computes the SHA-256 from what it received
-    /// (FORMAT.md §9.4), so the host being preserved does not pay for it.
+    /// (FORMAT.md §9.6), so the host being preserved does not pay for it.
     #[must_use]
     pub fn without_sha256(mut self) -> Self {
         self.sha256 = false;

@@ -554,11 +554,15 @@ fn custody_details(e: &CustodyEvent) -> Line {
         l = l.br().badge(result_tone(r), r.clone());
     }
     match e.subjects.len() {
-        0 => {
-            if e.action != Action::Verified {
-                l = l.br().muted("the incident's record as a whole");
+        0 => match e.action {
+            Action::Verified => {}
+            Action::Received => {
+                if let Some(o) = &e.output {
+                    l = l.br().path(o.clone());
+                }
             }
-        }
+            _ => l = l.br().muted("the incident's record as a whole"),
+        },
         n if n <= 3 => {
             for s in &e.subjects {
                 l = l.br().path(s.path.clone());

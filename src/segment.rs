@@ -456,7 +456,7 @@ pub struct CustodyEvent {
     #[serde(deserialize_with = "Option::deserialize")]
     pub recipient: Option<String>,
     /// For `exported`: what was written (file name) and its SHA-256, when
-    /// known.
+    /// known; for `received`: the object stored (`packs/…`).
     #[serde(deserialize_with = "Option::deserialize")]
     pub output: Option<String>,
     /// For `transferred`: the custodian before.

@@ -1014,6 +1014,17 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
         .unwrap()
         .into_inner();
     assert!(stored.created && key.exists());
+    // Sent again, it is held already, and the call is recorded all the same.
+    let again = rt
+        .block_on(a.put_pack(tokio_stream::iter(pieces(
+            &run,
+            &id,
+            &bytes,
+            bytes.len() as u64,
+        ))))
+        .unwrap()
+        .into_inner();
+    assert!(!again.created);
 
     // An entry whose digests are not those of its chunks is recorded as
     // failed, with both sides' digests; a true one as complete.
@@ -1264,7 +1275,7 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
             .iter()
             .map(|e| e["output"].as_str().unwrap())
             .collect::<Vec<_>>(),
-        [pack_key(&id), pack_key(&big_id)],
+        [pack_key(&id), pack_key(&id), pack_key(&big_id)],
     );
     assert!(
         received
@@ -1362,6 +1373,30 @@ fn an_agent_resumes_after_the_server_restarts_mid_run() {
     let arts = of_type(&all, "artifact");
     assert_eq!(arts.len(), 6);
     assert!(arts.iter().all(|a| a["status"] == "complete"));
+    // Every pack stored is in the record as `received` from the agent,
+    // also the one whose PutPack the kill may have cut between storing it
+    // and recording it (it is sent again).
+    let received: std::collections::HashSet<String> = of_type(&all, "custody_event")
+        .into_iter()
+        .filter(|e| e["action"] == "received" && e["actor"]["name"] == "agent-a")
+        .map(|e| e["output"].as_str().unwrap().to_owned())
+        .collect();
+    // (object_store's staging files, `name#n`, that the kill left are not
+    // packs.)
+    for p in crate::common::walk(&packs)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains('#'))
+    {
+        let key = p
+            .strip_prefix(&s.v.vault)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            received.contains(&key),
+            "{key} has no received event: {received:?}"
+        );
+    }
     // Resuming asked what the server holds: a read, recorded as one.
     if err.contains("resuming") {
         let resumed: Vec<_> = of_type(&all, "custody_event")

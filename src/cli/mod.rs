@@ -252,8 +252,8 @@ The agent watches the server's declarations. For each one it preserves the
 [[source]]s of its config through the same pipeline as `custody declare`, into
 a local spool, and sends packs and artifact entries to the server, which
 re-hashes everything before sealing it; a difference is recorded as a failed
-artifact. The agent hashes with BLAKE3 only; the server computes and records
-each file's SHA-256 from what it received. After a disconnect it resumes without sending again what the server
+artifact. The agent hashes the content of files with BLAKE3 only; the server
+computes and records their SHA-256 from what it received. After a disconnect it resumes without sending again what the server
 holds. Its own key and token files are never preserved.
 
 Follow mode: while an incident is on hold, the agent keeps its run open and

@@ -7,7 +7,7 @@
 //! custody event naming the caller before the answer leaves, and evidence
 //! from agents is re-hashed here before it is sealed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -1006,15 +1006,34 @@ impl custody_server::Custody for Service {
             r.run.clone()
         };
         let sealed = self.0.runs()?.get(&run).map_or(0, |i| i.sealed);
+        // A pack counts as held once its `received` event from this caller
+        // is in the incident's record: one stored by a PutPack that ended
+        // (a crash, a failed append) before its event was recorded is sent
+        // again, and recorded then.
+        let (incident, name) = (r.incident.clone(), caller.name.clone());
+        let recorded: HashSet<String> = self
+            .0
+            .with_session(move |s, _| {
+                let inc = s.book.require(&incident).map_err(transition)?;
+                Ok(inc
+                    .events()
+                    .into_iter()
+                    .filter(|(_, e)| e.action == Action::Received && e.actor.name == name)
+                    .filter_map(|(_, e)| e.output.clone())
+                    .collect())
+            })
+            .await?;
         // Which packs the server holds, off the session lock.
         let store = self.0.store.clone();
         let held = tokio::task::spawn_blocking(move || {
             let mut held = Vec::new();
             for p in &packs {
-                if store
-                    .head(&custody::layout::pack_path(p))
-                    .map_err(|e| Status::internal(e.to_string()))?
-                    .is_some()
+                let key = custody::layout::pack_path(p);
+                if recorded.contains(&key)
+                    && store
+                        .head(&key)
+                        .map_err(|e| Status::internal(e.to_string()))?
+                        .is_some()
                 {
                     held.push(p.to_string());
                 }
@@ -1782,11 +1801,8 @@ fn checkpoint(s: &Session) -> Result<pb::Checkpoint, Status> {
     })
 }
 
-/// Re-hashes every artifact of `entries` ([`rehash`]) on two threads, and
-/// names the authenticated `collector` on each entry; returns the entries
-/// in their order and the mismatches found.
 /// Parses an entry an agent sent. An artifact may leave out `sha256`
-/// (FORMAT.md §9.4): the server computes it, and the `bool` says whether
+/// (FORMAT.md §9.6): the server computes it, and the `bool` says whether
 /// the agent claimed one.
 fn parse_ingested(json: &str) -> Result<(Entry, bool), serde_json::Error> {
     let mut v: serde_json::Value = serde_json::from_str(json)?;
@@ -1802,6 +1818,9 @@ fn parse_ingested(json: &str) -> Result<(Entry, bool), serde_json::Error> {
     Ok((serde_json::from_value(v)?, claimed))
 }
 
+/// Re-hashes every artifact of `entries` ([`rehash`]) on two threads, and
+/// names the authenticated `collector` on each entry; returns the entries
+/// in their order and the mismatches found.
 fn rehash_all(
     store: &custody::store::Store,
     collector: &str,
