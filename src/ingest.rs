@@ -60,7 +60,7 @@ const READ_WINDOW: usize = 16 << 20;
 /// Units waiting per pipeline stage.
 const QUEUE_DEPTH: usize = 4;
 /// Chunks smaller than this are sent to compression together, in units of
-/// about this many bytes (a unit is never larger than [`CHUNK_MAX`]).
+/// up to twice this many bytes; a larger chunk is a unit of its own.
 pub const UNIT_BYTES: usize = 256 << 10;
 /// Most units between submission and their place in a pack, beyond one
 /// per compression worker: the queues' depth, and as much again for the
@@ -372,6 +372,11 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         }
         self.stats.bytes_new += u64::from(size);
         self.stats.chunks_new += 1;
+        // A large chunk is a unit of its own, so a unit holds at most one
+        // maximal chunk's bytes, as a single chunk did before units.
+        if data.len() >= UNIT_BYTES {
+            self.submit()?;
+        }
         self.unit_bytes += data.len();
         self.unit.push((id, data));
         if self.unit_bytes >= UNIT_BYTES {
@@ -936,8 +941,6 @@ pub(crate) mod tests {
                 let c = p.capture(&it[..], |_| {}).unwrap();
                 if n % 100 == 99 {
                     p.flush().unwrap();
-                }
-                if n % 100 == 99 {
                     let r = p.locate(&c.chunks[0].0).expect("flushed");
                     let mut reader = crate::restore::ChunkReader::new();
                     assert_eq!(reader.read(&store, &r).unwrap(), &it[..]);

@@ -1004,27 +1004,20 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     ))));
     assert_eq!(code(r), tonic::Code::DataLoss);
     assert!(!key.exists());
-    let stored = rt
-        .block_on(a.put_pack(tokio_stream::iter(pieces(
+    let mut send_whole = || {
+        rt.block_on(a.put_pack(tokio_stream::iter(pieces(
             &run,
             &id,
             &bytes,
             bytes.len() as u64,
         ))))
         .unwrap()
-        .into_inner();
+        .into_inner()
+    };
+    let stored = send_whole();
     assert!(stored.created && key.exists());
     // Sent again, it is held already, and the call is recorded all the same.
-    let again = rt
-        .block_on(a.put_pack(tokio_stream::iter(pieces(
-            &run,
-            &id,
-            &bytes,
-            bytes.len() as u64,
-        ))))
-        .unwrap()
-        .into_inner();
-    assert!(!again.created);
+    assert!(!send_whole().created);
 
     // An entry whose digests are not those of its chunks is recorded as
     // failed, with both sides' digests; a true one as complete.
