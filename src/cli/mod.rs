@@ -253,8 +253,9 @@ The agent watches the server's declarations. For each one it preserves the
 a local spool, and sends packs and artifact entries to the server, which
 re-hashes everything before sealing it; a difference is recorded as a failed
 artifact. The agent hashes the content of files with BLAKE3 only; the server
-computes and records their SHA-256 from what it received. After a disconnect it resumes without sending again what the server
-holds. Its own key and token files are never preserved.
+computes and records their SHA-256 from what it received. After a disconnect
+it resumes without sending again what the server holds. Its own key and token
+files are never preserved.
 
 Follow mode: while an incident is on hold, the agent keeps its run open and
 every follow_secs (default 60) captures what its files appended, as pieces

@@ -1951,19 +1951,19 @@ fn rehash(
         a.sha256 = got_sha;
     }
     let why = problem?;
-    let claimed = format!(
+    let error = format!(
         "two-sided hashing failed: {why} (agent's blake3 {}); recorded as failed",
         a.blake3
     );
     a.status = ItemStatus::Failed;
     a.reason = None;
-    a.error = Some(claimed.clone());
+    a.error = Some(error.clone());
     // What is recorded is what the server can vouch for: nothing.
     a.chunks.clear();
     a.size = 0;
     a.sha256 = Sha256Digest::of(b"");
     a.blake3 = Blake3Id::of(b"");
-    Some(claimed)
+    Some(error)
 }
 
 impl Service {
