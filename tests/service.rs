@@ -1239,6 +1239,17 @@ fn the_server_rehashes_what_agents_send_and_survives_hostile_clients() {
     assert_eq!(done.segment, again.segment);
     let mut auditor = client(&rt, &s.dir, s.grpc, Some("auditor"), None);
     let all = entries(&rt, &mut auditor, "INC-2");
+    // The retries wrote no entry; each is recorded as a read.
+    for via in ["serve AddEntries", "serve FinishRun"] {
+        assert!(
+            of_type(&all, "custody_event")
+                .iter()
+                .any(|e| e["via"] == via
+                    && e["action"] == "accessed"
+                    && e["actor"]["name"] == "agent-a"),
+            "no record of a retried {via}"
+        );
+    }
     drop(slow);
     let arts = of_type(&all, "artifact");
     assert_eq!(arts.len(), 8);

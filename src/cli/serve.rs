@@ -1227,6 +1227,14 @@ impl custody_server::Custody for Service {
                 "at most {MAX_CHUNKS_PER_CALL} chunk references per AddEntries: send fewer entries at once"
             )));
         }
+        // A call that brings nothing new (a retry whose entries are all
+        // sealed) writes no entry; it reads how far the run is sealed, and
+        // is recorded as that read.
+        if entries.is_empty() {
+            self.0
+                .record_read(&caller, Some(info.incident.clone()), "AddEntries", None)
+                .await?;
+        }
         let store = self.0.store.clone();
         let collector = caller.name.clone();
         // Two-sided hashing: re-read and re-hash what the agent sent, a
@@ -1307,8 +1315,12 @@ impl custody_server::Custody for Service {
         let lock = self.run_of(&caller, &run, true).await?.lock;
         let _one = lock.lock().await;
         let info = self.run_of(&caller, &run, true).await?;
-        // A retry after a lost answer gets the same answer.
+        // A retry after a lost answer gets the same answer, and is recorded
+        // as the read it is.
         if let Some(done) = info.finished {
+            self.0
+                .record_read(&caller, Some(info.incident), "FinishRun", None)
+                .await?;
             return Ok(Response::new(done));
         }
         let shared = self.0.clone();
