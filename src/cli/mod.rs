@@ -221,7 +221,8 @@ Roles come from the config's [serve] table: client certificates by subject CN
 `custody serve hash-token`). auditor reads and verifies; declarer also declares
 and records the lifecycle; agent preserves for declared incidents; admin may do
 everything. Every write names its caller as actor; every read is recorded as a
-custody event before it is answered. Refused calls are logged on stderr.
+custody event before it is answered, and so is every pack an agent sends
+(`received`). Refused calls are logged on stderr.
 
 Example custody.toml:
   vault = \"/srv/custody/vault\"
