@@ -1946,18 +1946,19 @@ fn rehash(
         }
     });
     let got_b3 = Blake3Id(*b3.finalize().as_bytes());
-    if problem.is_none() && claimed && (size != a.size || got_sha != a.sha256 || got_b3 != a.blake3)
-    {
-        problem = Some(format!(
-            "the agent read {} bytes with sha256 {}, the server received {size} bytes with sha256 {got_sha}",
-            a.size, a.sha256
-        ));
-    }
-    if problem.is_none() && !claimed && (size != a.size || got_b3 != a.blake3) {
-        problem = Some(format!(
-            "the agent read {} bytes with blake3 {}, the server received {size} bytes with blake3 {got_b3}",
-            a.size, a.blake3
-        ));
+    let differs = size != a.size || got_b3 != a.blake3 || (claimed && got_sha != a.sha256);
+    if problem.is_none() && differs {
+        problem = Some(if claimed {
+            format!(
+                "the agent read {} bytes with sha256 {}, the server received {size} bytes with sha256 {got_sha}",
+                a.size, a.sha256
+            )
+        } else {
+            format!(
+                "the agent read {} bytes with blake3 {}, the server received {size} bytes with blake3 {got_b3}",
+                a.size, a.blake3
+            )
+        });
     }
     if problem.is_none() {
         a.sha256 = got_sha;
