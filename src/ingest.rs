@@ -17,18 +17,22 @@
 //! [`Pipeline::flush`] returns once every chunk submitted so far is in a
 //! durable pack; only then may a segment reference them.
 //!
-//! Re-preserving known data: [`KnownCuts`] remembers which chunk followed
+//! Re-preserving known data: [`Earlier`] remembers which chunk followed
 //! which in earlier artifacts. Where the bytes at the current position hash
 //! to the chunk that followed last time, the cut is taken from there instead
 //! of running FastCDC over them: every byte is still read and hashed (BLAKE3
 //! of the chunk, BLAKE3 and SHA-256 of the item), only the cut-point search
 //! is skipped, and the cuts are the ones FastCDC would make (see
-//! [`KnownCuts`]).
+//! [`Earlier`]). A file of the size its path's last artifact had is first
+//! read against that artifact's chunks ([`Pipeline::capture_file`]): if every
+//! chunk is the same and nothing follows, its digests are that artifact's and
+//! no whole-item hash is computed; at the first difference it is read again
+//! from its start as above.
 //!
 //! Not here: what an item is (`sources`), sealing segments (`preserve`).
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -85,8 +89,11 @@ pub struct Stats {
     pub packs: u64,
     /// New chunks.
     pub chunks_new: u64,
-    /// Chunks cut where an earlier artifact was cut ([`KnownCuts`]).
+    /// Chunks cut where an earlier artifact was cut ([`Earlier`]).
     pub chunks_hinted: u64,
+    /// Files found, chunk for chunk, to be the last artifact of their path,
+    /// whose digests were taken from it ([`Pipeline::capture_file`]).
+    pub items_unchanged: u64,
 }
 
 /// One item's content as captured.
@@ -141,27 +148,49 @@ enum ToPacker {
     },
 }
 
-/// Cut points seen in earlier artifacts, to re-cut known data without
-/// searching for them again.
+/// What earlier artifacts tell a new capture: where known data was cut, and
+/// what each path held last.
 ///
-/// Why a hinted cut equals FastCDC's: FastCDC's decision to cut at `p`,
-/// starting from `pos`, depends only on the bytes `pos..p` (a cut before the
-/// end of the visible data is a gear-hash match or the maximum size, and the
-/// masks it uses at each offset do not depend on how much data follows). So
-/// a chunk that was followed by more data in some artifact is a cut of its
+/// **Cuts.** Why a hinted cut equals FastCDC's: FastCDC's decision to cut at
+/// `p`, starting from `pos`, depends only on the bytes `pos..p` (a cut before
+/// the end of the visible data is a gear-hash match or the maximum size, and
+/// the masks it uses at each offset do not depend on how much data follows).
+/// So a chunk that was followed by more data in some artifact is a cut of its
 /// own bytes: wherever those bytes (same BLAKE3) start at a cut, FastCDC cuts
 /// after them again. An artifact's last chunk was cut by its end, not its
 /// content, and is never used as a hint.
+///
+/// **Unchanged files.** A file whose bytes are, chunk for chunk, those of
+/// the last artifact of its path has that artifact's digests: chunk ids name
+/// content (deduplication rests on it already), so the bytes are the same
+/// ([`Pipeline::capture_file`]).
 #[derive(Debug, Default)]
-pub struct KnownCuts {
+pub struct Earlier {
     /// Chunk id to the chunk that followed it, when that one was not last.
     next: HashMap<Blake3Id, (Blake3Id, u32)>,
-    /// Artifact path to its first chunk, when that one was not last.
-    first: HashMap<String, (Blake3Id, u32)>,
+    /// Artifact path to what is known of it.
+    paths: HashMap<String, PathMemo>,
 }
 
-impl KnownCuts {
-    /// Learns the cuts of one artifact's chunk list (id, plaintext size).
+#[derive(Debug, Default)]
+struct PathMemo {
+    /// The first chunk of the path's last artifact of more than one chunk.
+    first: Option<(Blake3Id, u32)>,
+    /// The path's last artifact whose digests are its chunks' (not failed).
+    last: Option<Whole>,
+}
+
+/// An earlier artifact's content: its digests and its chunks, in order.
+#[derive(Debug)]
+struct Whole {
+    size: u64,
+    blake3: Blake3Id,
+    sha256: Sha256Digest,
+    chunks: Box<[(Blake3Id, u32)]>,
+}
+
+impl Earlier {
+    /// Learns one artifact's cuts from its chunk list (id, plaintext size).
     pub fn learn(&mut self, path: &str, chunks: impl ExactSizeIterator<Item = (Blake3Id, u32)>) {
         let n = chunks.len();
         let mut prev: Option<Blake3Id> = None;
@@ -170,13 +199,7 @@ impl KnownCuts {
                 break;
             }
             match prev {
-                None => {
-                    if let Some(v) = self.first.get_mut(path) {
-                        *v = c;
-                    } else {
-                        self.first.insert(path.to_owned(), c);
-                    }
-                }
+                None => self.memo(path).first = Some(c),
                 Some(p) => {
                     self.next.insert(p, c);
                 }
@@ -185,12 +208,43 @@ impl KnownCuts {
         }
     }
 
+    /// Learns an artifact of the whole of `path` whose digests were computed
+    /// from its chunks (any artifact but a failed one): the file's content
+    /// when it was captured last.
+    pub fn learn_whole(
+        &mut self,
+        path: &str,
+        size: u64,
+        blake3: Blake3Id,
+        sha256: Sha256Digest,
+        chunks: impl ExactSizeIterator<Item = (Blake3Id, u32)>,
+    ) {
+        let chunks: Box<[_]> = chunks.collect();
+        self.memo(path).last = (!chunks.is_empty()).then_some(Whole {
+            size,
+            blake3,
+            sha256,
+            chunks,
+        });
+    }
+
+    fn memo(&mut self, path: &str) -> &mut PathMemo {
+        if !self.paths.contains_key(path) {
+            self.paths.insert(path.to_owned(), PathMemo::default());
+        }
+        self.paths.get_mut(path).expect("just inserted")
+    }
+
     fn first(&self, path: &str) -> Option<(Blake3Id, u32)> {
-        self.first.get(path).copied()
+        self.paths.get(path)?.first
     }
 
     fn after(&self, id: &Blake3Id) -> Option<(Blake3Id, u32)> {
         self.next.get(id).copied()
+    }
+
+    fn last(&self, path: &str) -> Option<&Whole> {
+        self.paths.get(path)?.last.as_ref()
     }
 }
 
@@ -262,7 +316,7 @@ pub struct Pipeline<'scope, 'env> {
     workers: Vec<ScopedJoinHandle<'scope, ()>>,
     packer: Option<ScopedJoinHandle<'scope, Result<(), String>>>,
     known: &'env HashMap<Blake3Id, ChunkRef>,
-    cuts: Option<&'env KnownCuts>,
+    earlier: Option<&'env Earlier>,
     placed: Arc<Mutex<HashMap<Blake3Id, ChunkRef>>>,
     shared: Arc<Mutex<Stats>>,
     /// One token per unit submitted and not yet placed by the packer.
@@ -318,7 +372,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             workers,
             packer: Some(packer),
             known,
-            cuts: None,
+            earlier: None,
             placed,
             shared,
             in_flight,
@@ -333,10 +387,11 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         }
     }
 
-    /// Uses the cut points of earlier artifacts for [`Pipeline::capture_at`].
+    /// Uses what earlier artifacts tell ([`Earlier`]) in
+    /// [`Pipeline::capture_at`] and [`Pipeline::capture_file`].
     #[must_use]
-    pub fn with_cuts(mut self, cuts: &'env KnownCuts) -> Self {
-        self.cuts = Some(cuts);
+    pub fn with_earlier(mut self, earlier: &'env Earlier) -> Self {
+        self.earlier = Some(earlier);
         self
     }
 
@@ -417,7 +472,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     }
 
     /// [`Pipeline::capture`] of the item found at `path`, cut where earlier
-    /// artifacts of the same content were cut (see [`KnownCuts`]).
+    /// artifacts of the same content were cut (see [`Earlier`]).
     ///
     /// # Errors
     /// As [`Pipeline::capture`].
@@ -427,7 +482,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         path: Option<&str>,
         mut on_bytes: impl FnMut(u64),
     ) -> Result<Captured, PipelineError> {
-        let cuts = self.cuts;
+        let cuts = self.earlier;
         let mut hint = cuts.zip(path).and_then(|(c, p)| c.first(p));
         // SHA-256 here, or on the digest thread once the item proves large.
         let mut sha: Option<sha2::Sha256> = None;
@@ -572,6 +627,78 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         })
     }
 
+    /// [`Pipeline::capture_at`] of a regular file at `path` that had `size`
+    /// bytes when opened. When the last artifact of `path` had as many bytes,
+    /// the file is first read against that artifact's chunks, each checked
+    /// by its BLAKE3 and already in the vault: if every one is there, in
+    /// order, and nothing follows, the file's content is that artifact's and
+    /// so are its digests, taken from it without hashing the whole again.
+    /// At the first difference the file is read again from where it was,
+    /// like any other. `size` only chooses to try (a file appended to is not
+    /// read twice); it is never taken as evidence of anything.
+    ///
+    /// # Errors
+    /// As [`Pipeline::capture`].
+    pub fn capture_file(
+        &mut self,
+        mut r: impl Read + Seek,
+        path: &str,
+        size: u64,
+        mut on_bytes: impl FnMut(u64),
+    ) -> Result<Captured, PipelineError> {
+        let last = self
+            .earlier
+            .and_then(|e| e.last(path))
+            .filter(|w| w.size == size);
+        if let (Some(w), Ok(start)) = (last, r.stream_position()) {
+            if self.same_as(&mut r, w, &mut on_bytes) {
+                self.stats.bytes_read += w.size;
+                self.stats.bytes_deduplicated += w.size;
+                self.stats.items_unchanged += 1;
+                return Ok(Captured {
+                    size: w.size,
+                    blake3: w.blake3,
+                    sha256: self.sha256.then_some(w.sha256),
+                    chunks: w.chunks.to_vec(),
+                    error: None,
+                    truncated: false,
+                });
+            }
+            if let Err(e) = r.seek(std::io::SeekFrom::Start(start)) {
+                // Nothing was taken from the file yet: a capture of nothing,
+                // ended by the error.
+                return self.capture_at(Failed(Some(e)), Some(path), on_bytes);
+            }
+        }
+        self.capture_at(r, Some(path), on_bytes)
+    }
+
+    /// Whether `r` holds exactly the chunks of `w`, each in the vault
+    /// already, and nothing more; reads until the first difference.
+    fn same_as(&mut self, r: &mut impl Read, w: &Whole, on_bytes: &mut impl FnMut(u64)) -> bool {
+        let mut window = std::mem::take(&mut self.window);
+        window.resize(READ_WINDOW, 0);
+        let (mut pos, mut len) = (0usize, 0usize);
+        let same = w.chunks.iter().all(|&(id, n)| {
+            let n = n as usize;
+            if len - pos < n {
+                window.copy_within(pos..len, 0);
+                (pos, len) = (0, len - pos);
+                // A size beyond the window is no chunk this pipeline cut.
+                if !matches!(fill(r, &mut window, &mut len, n), Ok(true)) || len < n {
+                    return false;
+                }
+            }
+            let ok = self.known.contains_key(&id) && Blake3Id::of(&window[pos..pos + n]) == id;
+            pos += n;
+            on_bytes(n as u64);
+            ok
+        }) && pos == len
+            && matches!(fill(r, &mut window[..1], &mut 0, 1), Ok(false));
+        self.window = window;
+        same
+    }
+
     /// Waits until every chunk queued so far is in a durable pack, writing
     /// the current partial pack if needed.
     ///
@@ -664,6 +791,37 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             }
         }
         flushed.map(|()| stats)
+    }
+}
+
+/// Reads into `window[*len..]` until at least `want` bytes are there (or
+/// the window is full): `Ok(false)` if the reader ended first.
+fn fill(
+    r: &mut impl Read,
+    window: &mut [u8],
+    len: &mut usize,
+    want: usize,
+) -> std::io::Result<bool> {
+    while *len < want.min(window.len()) {
+        match r.read(&mut window[*len..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => *len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// A reader that fails at once with the error it holds.
+struct Failed(Option<std::io::Error>);
+
+impl Read for Failed {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| std::io::Error::other("read failed")))
     }
 }
 
@@ -1014,7 +1172,7 @@ pub(crate) mod tests {
         });
         let n = plain[0].len();
         assert!(n > 8, "{n} chunks: too few to test hints");
-        let mut cuts = KnownCuts::default();
+        let mut cuts = Earlier::default();
         cuts.learn("base", plain[0].iter().copied());
         // Wrong hints: a first chunk and a successor that are not the bytes.
         let wrong = (Blake3Id::of(b"not these bytes"), plain[0][0].1);
@@ -1023,7 +1181,7 @@ pub(crate) mod tests {
         for (i, it) in items.iter().enumerate() {
             for path in ["base", "wrong"] {
                 let (chunks, stats) = std::thread::scope(|s| {
-                    let mut p = Pipeline::start(s, store.clone(), &known).with_cuts(&cuts);
+                    let mut p = Pipeline::start(s, store.clone(), &known).with_earlier(&cuts);
                     let c = p.capture_at(&it[..], Some(path), |_| {}).unwrap();
                     (c.chunks, p.finish().unwrap())
                 });
@@ -1038,6 +1196,132 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// A file read against its path's last artifact gives what a plain
+    /// capture gives, whatever changed: unchanged (digests taken from the
+    /// artifact), changed in its first, middle or last chunk, grown, cut
+    /// short, or with a chunk no longer in the vault; and it is read again
+    /// from where the reader was, not from its start.
+    #[test]
+    fn a_file_is_taken_as_unchanged_only_when_every_chunk_is() {
+        use std::io::Cursor;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let base = pseudo_random(19 << 20, 11);
+        let empty = HashMap::new();
+        // Store the base, and learn it as an earlier artifact.
+        let (plain, known) = std::thread::scope(|s| {
+            let mut p = Pipeline::start(s, store.clone(), &empty);
+            let c = p.capture(&base[..], |_| {}).unwrap();
+            p.flush().unwrap();
+            let known: HashMap<_, _> = c
+                .chunks
+                .iter()
+                .map(|(id, _)| (*id, p.locate(id).unwrap()))
+                .collect();
+            p.finish().unwrap();
+            (c, known)
+        });
+        let n = plain.chunks.len();
+        assert!(n > 4, "{n} chunks: too few to test");
+        let mut earlier = Earlier::default();
+        let sha = plain.sha256.unwrap();
+        let learn = |e: &mut Earlier, path| {
+            e.learn_whole(
+                path,
+                plain.size,
+                plain.blake3,
+                sha,
+                plain.chunks.iter().copied(),
+            );
+        };
+        learn(&mut earlier, "f");
+        let flip = |at: usize| {
+            let mut d = base.clone();
+            d[at] ^= 1;
+            d
+        };
+        let mut grown = base.clone();
+        grown.extend_from_slice(b"more");
+        let mut missing = known.clone();
+        missing.remove(&plain.chunks[n / 2].0);
+        let size = base.len() as u64;
+        let cases: [(&str, Vec<u8>, &HashMap<_, _>, bool); 7] = [
+            ("unchanged", base.clone(), &known, true),
+            ("first chunk changed", flip(10), &known, false),
+            ("middle chunk changed", flip(base.len() / 2), &known, false),
+            ("last byte changed", flip(base.len() - 1), &known, false),
+            ("grown", grown, &known, false),
+            ("cut short", base[..base.len() - 1].to_vec(), &known, false),
+            ("a chunk not in the vault", base.clone(), &missing, false),
+        ];
+        for (what, data, known, unchanged) in cases {
+            let (c, stats) = std::thread::scope(|s| {
+                let mut p = Pipeline::start(s, store.clone(), known).with_earlier(&earlier);
+                // The reader is not at its start: the file is what follows.
+                let mut framed = b"header".to_vec();
+                framed.extend_from_slice(&data);
+                let mut r = Cursor::new(framed);
+                r.set_position(6);
+                let c = p.capture_file(&mut r, "f", size, |_| {}).unwrap();
+                (c, p.finish().unwrap())
+            });
+            assert_eq!(stats.items_unchanged, u64::from(unchanged), "{what}");
+            assert_eq!(c.size, data.len() as u64, "{what}");
+            assert_eq!(c.blake3, Blake3Id::of(&data), "{what}");
+            assert_eq!(c.sha256, Some(Sha256Digest::of(&data)), "{what}");
+            assert!(c.error.is_none(), "{what}");
+            if unchanged {
+                assert_eq!(c.chunks, plain.chunks);
+            }
+            assert_eq!(
+                c.chunks.iter().map(|(_, n)| u64::from(*n)).sum::<u64>(),
+                c.size,
+                "{what}"
+            );
+        }
+        // A file that cannot be read again is a capture of nothing, ended
+        // by the error.
+        struct NoRewind(Cursor<Vec<u8>>);
+        impl Read for NoRewind {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.0.read(buf)
+            }
+        }
+        impl Seek for NoRewind {
+            fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+                match to {
+                    std::io::SeekFrom::Current(0) => self.0.seek(to),
+                    _ => Err(std::io::Error::other("no rewinding")),
+                }
+            }
+        }
+        let c = std::thread::scope(|s| {
+            let mut p = Pipeline::start(s, store.clone(), &known).with_earlier(&earlier);
+            let c = p.capture_file(
+                NoRewind(Cursor::new(flip(base.len() / 2))),
+                "f",
+                size,
+                |_| {},
+            );
+            p.finish().unwrap();
+            c.unwrap()
+        });
+        assert_eq!((c.size, c.chunks.len()), (0, 0));
+        assert_eq!(
+            c.error.map(|e| e.to_string()).as_deref(),
+            Some("no rewinding")
+        );
+        // Another size, or another path, is not tried at all.
+        std::thread::scope(|s| {
+            let mut p = Pipeline::start(s, store.clone(), &known).with_earlier(&earlier);
+            p.capture_file(Cursor::new(&base), "f", size + 1, |_| {})
+                .unwrap();
+            p.capture_file(Cursor::new(&base), "g", size, |_| {})
+                .unwrap();
+            assert_eq!(p.finish().unwrap().items_unchanged, 0);
+        });
     }
 
     #[test]

@@ -219,12 +219,12 @@ pub fn declare(
         .filter(|(_, c)| present.contains(&c.pack))
         .map(|(id, c)| (*id, *c))
         .collect();
-    let cuts = vault.take_cuts();
+    let earlier = vault.take_earlier();
     let store = vault.store().clone();
     let mut tally = Tally::default();
     let (stats, appended) =
         std::thread::scope(|scope| -> Result<(Stats, Vec<Appended>), DeclareError> {
-            let mut pipe = Pipeline::start(scope, store, &known).with_cuts(&cuts);
+            let mut pipe = Pipeline::start(scope, store, &known).with_earlier(&earlier);
             // Sealing overlaps reading: each batch goes to the sealer with a
             // flush ticket, and the sealer appends it once its packs are stored
             // (FORMAT.md §11 (write ordering)), in order, while this thread

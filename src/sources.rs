@@ -462,7 +462,7 @@ fn capture_path(
         Ok(o) => o,
         Err(p) => return Ok(*p),
     };
-    let cap = pipe.capture_at(&mut file, Some(&shown), |n| progress.bytes(n))?;
+    let cap = pipe.capture_file(&mut file, &shown, opened.len(), |n| progress.bytes(n))?;
     let after = file.metadata().ok();
     let now_at_path = std::fs::symlink_metadata(path).ok();
     let reason = change_reason(&opened, after.as_ref(), now_at_path.as_ref(), cap.size);
@@ -570,7 +570,7 @@ fn capture_key_file(
         (None, None)
     };
     if let (Some(kind), Some(bytes)) = (kind, bytes) {
-        let cap = pipe.capture_at(&bytes[..], None, |_| {})?;
+        let cap = pipe.capture(&bytes[..], |_| {})?;
         let mut p = item.artifact(kind, shown.clone(), cap);
         p.artifact.file = Some(file_meta(&opened));
         p.artifact.status = status;

@@ -479,8 +479,9 @@ pub struct LogIndex {
     pub incidents: BTreeMap<String, IncidentDeclared>,
     /// The latest `backend_probed` entry, if any.
     pub backend: Option<crate::segment::BackendProbed>,
-    /// Cut points of the artifacts read, for re-preserving known data.
-    pub cuts: crate::ingest::KnownCuts,
+    /// What the artifacts read tell about their content (cut points, and
+    /// each path's last content), for re-preserving known data.
+    pub earlier: crate::ingest::Earlier,
     /// Segments holding `key_rotated` or `key_revoked` (proofs carry them).
     pub key_segments: Vec<u64>,
 }
@@ -502,8 +503,15 @@ impl LogIndex {
                     for c in &a.chunks {
                         self.chunks.entry(c.id).or_insert(*c);
                     }
-                    self.cuts
-                        .learn(&a.path, a.chunks.iter().map(|c| (c.id, c.size)));
+                    let chunks = || a.chunks.iter().map(|c| (c.id, c.size));
+                    self.earlier.learn(&a.path, chunks());
+                    // A failed artifact's digests may be a client's claim
+                    // (FORMAT.md §9.6), and a followed piece is not the
+                    // whole file.
+                    if a.status != crate::segment::Status::Failed && a.offset.is_none() {
+                        self.earlier
+                            .learn_whole(&a.path, a.size, a.blake3, a.sha256, chunks());
+                    }
                 }
                 Entry::IncidentDeclared(d) => {
                     self.incidents
@@ -786,10 +794,10 @@ impl Vault {
         self.root.vault_id
     }
 
-    /// Moves the known cut points out to a writer (the vault goes on
-    /// learning those of later appends).
-    pub fn take_cuts(&mut self) -> crate::ingest::KnownCuts {
-        std::mem::take(&mut self.index.cuts)
+    /// Moves what earlier artifacts tell out to a writer (the vault goes on
+    /// learning from later appends).
+    pub fn take_earlier(&mut self) -> crate::ingest::Earlier {
+        std::mem::take(&mut self.index.earlier)
     }
 
     /// What was read from the log.

@@ -190,6 +190,57 @@ fn second_declare_dedups_and_preserves_again() {
     v.assert_intact();
 }
 
+/// Declared again, a file that is chunk for chunk what it was keeps its
+/// digests without being hashed whole; one changed in place at the same
+/// size, one appended to, and one cut short get their own, as a first
+/// declare would give them.
+#[test]
+fn a_second_declare_takes_digests_only_from_unchanged_files() {
+    use custody::hash::{Blake3Id, Sha256Digest};
+    let v = TestVault::new();
+    let files = [
+        ("same.bin", noise(5 << 20, 1)),
+        ("small.log", b"one line\n".to_vec()),
+        ("edited.bin", noise(9 << 20, 2)),
+        ("grown.log", noise(3 << 20, 3)),
+        ("cut.log", noise(3 << 20, 4)),
+    ];
+    for (name, data) in &files {
+        v.write(name, data);
+    }
+    let first = v.declare_data("INC-1");
+    assert_eq!(first["files_unchanged"], 0, "{first:#}");
+    let mut edited = files[2].1.clone();
+    edited[6 << 20] ^= 0x20;
+    v.write("edited.bin", &edited);
+    let mut grown = files[3].1.clone();
+    grown.extend_from_slice(b"appended line\n");
+    v.write("grown.log", &grown);
+    v.write("cut.log", &files[4].1[..2 << 20]);
+    let second = v.declare_data("INC-1");
+    assert_eq!(second["files_unchanged"], 2, "{second:#}");
+    assert_eq!(second["complete"], 5, "{second:#}");
+    let shown: serde_json::Value =
+        serde_json::from_slice(&v.cmd(&["show", "INC-1", "--json"]).output().unwrap().stdout)
+            .unwrap();
+    let run = second["run"].as_str().unwrap();
+    let arts: Vec<_> = shown["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["run"] == run)
+        .collect();
+    assert_eq!(arts.len(), files.len());
+    for a in arts {
+        let path = a["path"].as_str().unwrap();
+        let now = std::fs::read(path).unwrap();
+        assert_eq!(a["size"], now.len() as u64, "{path}");
+        assert_eq!(a["sha256"], Sha256Digest::of(&now).to_string(), "{path}");
+        assert_eq!(a["blake3"], Blake3Id::of(&now).to_string(), "{path}");
+    }
+    v.assert_intact();
+}
+
 #[test]
 fn missing_sources_and_failing_commands_are_recorded_not_skipped() {
     let v = TestVault::new();

@@ -752,3 +752,53 @@ fn a_bundle_missing_part_of_a_run_or_of_another_incident_does_not_pass() {
     );
     assert_eq!(std::fs::read(busy.join("SHA256SUMS")).unwrap(), b"mine");
 }
+
+/// An insider with the signing key records an artifact whose SHA-256 its
+/// content does not have; a later declare of the same, unchanged file takes
+/// its digests from that artifact (FORMAT.md §9.4). Verify finds the wrong
+/// digest in both artifacts, over the same stored content (§14 (b)).
+#[test]
+fn a_forged_digest_taken_for_unchanged_content_is_found_in_both() {
+    let v = TestVault::new();
+    v.write("same.bin", &noise(3 << 20, 21));
+    v.declare_data("INC-1");
+    let store = custody::store::Store::open(v.vault.to_str().unwrap()).unwrap();
+    let mut artifact = None;
+    let mut vault = custody::vault::Vault::open_with(store, |_, seg| {
+        for e in &seg.entries {
+            if let Entry::Artifact(a) = e {
+                artifact = Some(a.clone());
+            }
+        }
+    })
+    .unwrap();
+    let mut forged = artifact.expect("the declare recorded an artifact");
+    forged.sha256 = custody::hash::Sha256Digest([7; 32]);
+    let insider = VaultSigner::load(&v.key).unwrap();
+    vault
+        .append(
+            &insider,
+            vec![Entry::Artifact(forged.clone())],
+            custody::time::Time::now,
+        )
+        .unwrap();
+    drop(vault);
+    let again = v.declare_data("INC-1");
+    assert_eq!(again["files_unchanged"], 1, "{again:#}");
+    let (code, report) = TestVault::verify_dir(&v.vault, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    let wrong: Vec<_> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "artifact_hash_mismatch")
+        .collect();
+    assert_eq!(
+        wrong.len(),
+        2,
+        "the forged artifact and the one that took its digests: {report:#}"
+    );
+    for f in wrong {
+        assert!(f.to_string().contains(&forged.sha256.to_string()), "{f:#}");
+    }
+}

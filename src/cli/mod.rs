@@ -79,7 +79,9 @@ Examples:
 The declaration is sealed into the vault before any source is read. Every item
 becomes an artifact: complete, partial (it changed while read; the reason is
 recorded) or failed (with the error); nothing is skipped silently. Declaring a
-known incident again preserves again under it. Symbolic links are recorded as
+known incident again preserves again under it: every file is read again, and
+one that is, chunk for chunk, what its path's last artifact holds keeps that
+artifact's digests without being hashed whole again. Symbolic links are recorded as
 links; the vault itself and its signing key are never preserved. Key files
 (--keys, `keys` sources) are described key by key (fingerprints, and a
 commitment for a private key); a file holding private keys is never stored in
@@ -1225,6 +1227,7 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             "key_files": s.key_files, "keys": s.keys, "key_files_not_in_clear": s.key_files_not_in_clear,
             "problems": s.problems.iter().map(|p| serde_json::json!({"source": p.source, "path": p.path, "status": p.status.as_str(), "detail": p.detail})).collect::<Vec<_>>(),
             "bytes_read": s.stats.bytes_read, "bytes_stored": s.stats.bytes_stored, "bytes_deduplicated": s.stats.bytes_deduplicated,
+            "files_unchanged": s.stats.items_unchanged,
             "packs": s.stats.packs, "segments": s.segments, "checkpoint": {"size": s.last.size, "root": s.last.root},
             "seconds": secs, "warnings": s.warnings,
         });
@@ -1272,6 +1275,12 @@ fn declare(a: DeclareArgs) -> Result<ExitCode> {
             s.stats.packs,
             human(s.stats.bytes_deduplicated)
         );
+        if s.stats.items_unchanged > 0 {
+            outln!(
+                "unchanged  {} file(s) the same, chunk for chunk, as their last artifact; digests taken from it",
+                s.stats.items_unchanged
+            );
+        }
         let (first, last) = (
             s.segments.first().copied().unwrap_or(0),
             s.segments.last().copied().unwrap_or(0),
