@@ -600,7 +600,8 @@ notes = [
     "repository and derives its key from the password (restic-open: a fixed cost that weighs on "
     "small corpora and cancels out of the per-file cost).",
     "restic and borg skip files whose metadata is unchanged (restic: the parent snapshot; borg: "
-    "its files cache); custody declare reads and hashes every file again.",
+    "its files cache); custody declare reads every file again and checks every chunk's BLAKE3, "
+    "taking the whole-file digests from the last artifact only when every chunk is the same.",
     "borg create and borg check use one core; restic, custody and zstd -T2 use more.",
 ]
 print()

@@ -695,7 +695,7 @@ pub enum ItemKind {
 }
 
 /// Where a chunk of an artifact is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkRef {
     /// BLAKE3 of the chunk's plaintext.

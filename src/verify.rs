@@ -27,7 +27,7 @@ use crate::layout;
 use crate::log::{self, CheckpointError, Tree};
 use crate::progress::Progress;
 use crate::restore::{ChunkError, ChunkReader};
-use crate::segment::{Artifact, Entry, ItemKind, KeyContent, KeyFile, MAX_SEGMENT_BYTES};
+use crate::segment::{Artifact, ChunkRef, Entry, ItemKind, KeyContent, KeyFile, MAX_SEGMENT_BYTES};
 use crate::store::{Store, StoreError};
 use crate::vault::{self, Root, SegmentFault};
 
@@ -184,6 +184,10 @@ pub struct Report {
     pub chunks_checked: u64,
     /// Plaintext bytes re-hashed.
     pub bytes_checked: u64,
+    /// Artifacts with the same chunk references as an earlier one, in the
+    /// same order: checked against the digests of that content, hashed
+    /// once.
+    pub artifacts_same_chunks: u64,
     /// Whether the content phase ran.
     pub content_checked: bool,
     /// Objects a hold in place covers, whose protection by the store was
@@ -600,6 +604,7 @@ pub fn verify(
         packs: 0,
         chunks_checked: 0,
         bytes_checked: 0,
+        artifacts_same_chunks: 0,
         content_checked: false,
         held_objects: 0,
         findings: Vec::new(),
@@ -875,9 +880,10 @@ pub fn verify(
     if !opts.quick {
         f.phase = "content";
         report.content_checked = true;
-        let (chunks, bytes) = check_content(store, &artifacts, &usable, &mut f, progress)?;
+        let (chunks, bytes, shared) = check_content(store, &artifacts, &usable, &mut f, progress)?;
         report.chunks_checked = chunks;
         report.bytes_checked = bytes;
+        report.artifacts_same_chunks = shared;
     }
 
     // Phase: holds. Every object a hold in place covers must be protected
@@ -1293,20 +1299,21 @@ fn check_content(
     usable: &HashMap<Blake3Id, u64>,
     f: &mut Findings,
     progress: &dyn Progress,
-) -> Result<(u64, u64), StoreError> {
-    let (found, chunks, bytes) = content_findings(store, artifacts, usable, progress, threads(), 0);
+) -> Result<(u64, u64, u64), StoreError> {
+    let (found, chunks, bytes, shared) =
+        content_findings(store, artifacts, usable, progress, threads(), 0);
     if progress.cancelled() {
         return Err(StoreError::Cancelled);
     }
     for (kind, object, message) in found {
         f.add(kind, object, message);
     }
-    Ok((chunks, bytes))
+    Ok((chunks, bytes, shared))
 }
 
 /// The content phase on `threads` workers, `spare` cores being free for
 /// helpers from the start: the findings in log order, the chunks and the
-/// bytes checked.
+/// bytes checked, and how many artifacts had the chunks of an earlier one.
 fn content_findings(
     store: &Store,
     artifacts: &[(u64, Artifact)],
@@ -1314,8 +1321,21 @@ fn content_findings(
     progress: &dyn Progress,
     threads: usize,
     spare: usize,
-) -> (Vec<(Kind, String, String)>, u64, u64) {
-    let mut order: Vec<usize> = (0..artifacts.len()).collect();
+) -> (Vec<(Kind, String, String)>, u64, u64, u64) {
+    // Artifacts with the same chunk references, in the same order, have
+    // the same content (an unchanged file declared again references the
+    // chunks stored the first time): it is read and hashed once, for the
+    // first of them in log order, and each is checked against the digests
+    // it gave.
+    let mut first_with: HashMap<&[ChunkRef], usize> = HashMap::new();
+    let mut same: Vec<Vec<usize>> = vec![Vec::new(); artifacts.len()];
+    for (i, (_, a)) in artifacts.iter().enumerate() {
+        same[*first_with.entry(&a.chunks).or_insert(i)].push(i);
+    }
+    let mut order: Vec<usize> = (0..artifacts.len())
+        .filter(|&i| !same[i].is_empty())
+        .collect();
+    let shared = (artifacts.len() - order.len()) as u64;
     // The work an artifact costs is what its chunks hold (its declared size
     // may lie); ties stay in log order.
     order.sort_by_key(|&i| {
@@ -1330,6 +1350,7 @@ fn content_findings(
     let ctx = Content {
         store,
         artifacts,
+        same,
         usable,
         progress,
         order,
@@ -1355,13 +1376,21 @@ fn content_findings(
         .filter(|x| x.chunk.is_none_or(|at| reported.insert(at)))
         .map(|x| (x.kind, x.object, x.message))
         .collect();
-    (found, ctx.chunks.into_inner(), ctx.bytes.into_inner())
+    (
+        found,
+        ctx.chunks.into_inner(),
+        ctx.bytes.into_inner(),
+        shared,
+    )
 }
 
 /// What the content phase shares between its threads.
 struct Content<'a> {
     store: &'a Store,
     artifacts: &'a [(u64, Artifact)],
+    /// For the first artifact (log index) of each set with the same chunk
+    /// references: the set, itself included; empty for the others.
+    same: Vec<Vec<usize>>,
     usable: &'a HashMap<Blake3Id, u64>,
     progress: &'a dyn Progress,
     /// Artifact indices, largest first.
@@ -1439,23 +1468,25 @@ impl Content<'_> {
         self.found.lock().expect("not poisoned").push(x);
     }
 
-    /// Checks the whole of artifact `i` (`total` bytes) against its
-    /// digests.
+    /// Checks every artifact with the content of artifact `i` (`total`
+    /// bytes) against its digests.
     fn finish(&self, i: usize, b: Blake3Id, sha: sha2::Sha256, total: u64) {
-        let (seq, a) = &self.artifacts[i];
         let h = Sha256Digest(sha.finalize().into());
-        if total == a.size && (b != a.blake3 || h != a.sha256) {
-            self.push(Found {
-                artifact: i,
-                position: a.chunks.len(),
-                chunk: None,
-                kind: Kind::ArtifactHashMismatch,
-                object: layout::segment_path(*seq),
-                message: format!(
-                    "artifact {} re-hashes to blake3 {b} sha256 {h}, recorded {} / {}",
-                    a.path, a.blake3, a.sha256
-                ),
-            });
+        for &m in &self.same[i] {
+            let (seq, a) = &self.artifacts[m];
+            if total == a.size && (b != a.blake3 || h != a.sha256) {
+                self.push(Found {
+                    artifact: m,
+                    position: a.chunks.len(),
+                    chunk: None,
+                    kind: Kind::ArtifactHashMismatch,
+                    object: layout::segment_path(*seq),
+                    message: format!(
+                        "artifact {} re-hashes to blake3 {b} sha256 {h}, recorded {} / {}",
+                        a.path, a.blake3, a.sha256
+                    ),
+                });
+            }
         }
     }
 
@@ -1680,11 +1711,15 @@ mod tests {
         wrong_sha.sha256 = Sha256Digest::of(b"other");
         let mut wrong_b3 = artifact("/wrong-b3", &data, big.clone());
         wrong_b3.blake3 = Blake3Id::of(b"other");
+        // The first chunks of the big one: other references, hashed apart.
+        let head: u64 = big[..2].iter().map(|c| u64::from(c.size)).sum();
+        let head_data = &data[..usize::try_from(head).unwrap()];
         let artifacts = vec![
             (2, artifact("/small", &small, little.clone())),
             (2, artifact("/good", &data, big.clone())),
             (2, wrong_sha),
             (3, wrong_b3),
+            (3, artifact("/head", head_data, big[..2].to_vec())),
         ];
         let usable: HashMap<Blake3Id, u64> = store
             .list(layout::PACKS_DIR)
@@ -1702,7 +1737,7 @@ mod tests {
                 spare,
             )
         };
-        let (found, chunks, bytes) = run(1, 0);
+        let (found, chunks, bytes, shared) = run(1, 0);
         let kinds: Vec<_> = found.iter().map(|x| (x.0, x.1.as_str())).collect();
         assert_eq!(
             kinds,
@@ -1711,12 +1746,15 @@ mod tests {
                 (Kind::ArtifactHashMismatch, "segments/00000000000000000003"),
             ]
         );
-        assert_eq!(chunks, 3 * big.len() as u64 + little.len() as u64);
-        assert_eq!(bytes, 3 * data.len() as u64 + small.len() as u64);
+        // The three with the big one's chunks are read once, and each is
+        // checked against what that content hashes to.
+        assert_eq!(shared, 2);
+        assert_eq!(chunks, big.len() as u64 + 2 + little.len() as u64);
+        assert_eq!(bytes, data.len() as u64 + head + small.len() as u64);
         for (threads, spare) in [(1, 1), (2, 0), (2, 2), (4, 1)] {
             assert_eq!(
                 run(threads, spare),
-                (found.clone(), chunks, bytes),
+                (found.clone(), chunks, bytes, shared),
                 "{threads} {spare}"
             );
         }

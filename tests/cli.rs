@@ -238,6 +238,11 @@ fn a_second_declare_takes_digests_only_from_unchanged_files() {
         assert_eq!(a["sha256"], Sha256Digest::of(&now).to_string(), "{path}");
         assert_eq!(a["blake3"], Blake3Id::of(&now).to_string(), "{path}");
     }
+    // Verify reads the content the two unchanged files share with their
+    // first artifacts once.
+    let (code, report) = TestVault::verify_dir(&v.vault, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["artifacts_same_chunks"], 2, "{report:#}");
     v.assert_intact();
 }
 

@@ -98,7 +98,7 @@ Exit status:
 Phases: segments (genesis, signatures, chain), checkpoint (signature, size,
 root), packs (exist, magic, hash), content (every chunk decompresses within
 its declared size and re-hashes; every artifact re-hashes to its BLAKE3 and
-SHA-256), holds (every object a hold in place covers is protected by the
+SHA-256, the content of artifacts with the same chunks hashed once), holds (every object a hold in place covers is protected by the
 store: an S3 legal hold, or a read-only file). Without --vault-id, verify proves the vault self-consistent only:
 pin the vault id printed by `custody init` to prove it is the vault you expect.
 
@@ -1871,11 +1871,17 @@ fn print_report(r: &verify::Report) {
             phase_line("packs", format!("{} referenced", r.packs))
         );
         if r.content_checked {
-            let detail = format!(
+            let mut detail = format!(
                 "{} chunks, {} re-hashed",
                 r.chunks_checked,
                 human(r.bytes_checked)
             );
+            if r.artifacts_same_chunks > 0 {
+                detail += &format!(
+                    " ({} artifact(s) with the same chunks as an earlier one: hashed once, each checked)",
+                    r.artifacts_same_chunks
+                );
+            }
             let _ = writeln!(out, "{}", phase_line("content", detail));
         } else {
             let _ = writeln!(out, "content    skipped (--quick)");
