@@ -217,15 +217,23 @@ impl Earlier {
         size: u64,
         blake3: Blake3Id,
         sha256: Sha256Digest,
-        chunks: impl ExactSizeIterator<Item = (Blake3Id, u32)>,
+        chunks: impl IntoIterator<Item = (Blake3Id, u32)>,
     ) {
-        let chunks: Box<[_]> = chunks.collect();
-        self.memo(path).last = (!chunks.is_empty()).then_some(Whole {
+        let chunks: Box<[_]> = chunks.into_iter().collect();
+        // Only a chunk list this pipeline could have cut, whose sizes add up
+        // to the size recorded (a forged entry may claim anything).
+        let sound = !chunks.is_empty()
+            && chunks.iter().all(|&(_, n)| (1..=CHUNK_MAX).contains(&n))
+            && chunks.iter().map(|&(_, n)| u64::from(n)).sum::<u64>() == size;
+        let last = sound.then_some(Whole {
             size,
             blake3,
             sha256,
             chunks,
         });
+        if last.is_some() || self.paths.contains_key(path) {
+            self.memo(path).last = last;
+        }
     }
 
     fn memo(&mut self, path: &str) -> &mut PathMemo {
@@ -651,7 +659,11 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             .and_then(|e| e.last(path))
             .filter(|w| w.size == size);
         if let (Some(w), Ok(start)) = (last, r.stream_position()) {
-            if self.same_as(&mut r, w, &mut on_bytes) {
+            let mut shown = 0u64;
+            if self.same_as(&mut r, w, &mut |n| {
+                shown += n;
+                on_bytes(n);
+            }) {
                 self.stats.bytes_read += w.size;
                 self.stats.bytes_deduplicated += w.size;
                 self.stats.items_unchanged += 1;
@@ -664,11 +676,20 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                     truncated: false,
                 });
             }
+            // Read again: progress resumes past what was shown already.
+            let mut on_bytes = move |n: u64| {
+                let skip = n.min(shown);
+                shown -= skip;
+                if n > skip {
+                    on_bytes(n - skip);
+                }
+            };
             if let Err(e) = r.seek(std::io::SeekFrom::Start(start)) {
                 // Nothing was taken from the file yet: a capture of nothing,
                 // ended by the error.
-                return self.capture_at(Failed(Some(e)), Some(path), on_bytes);
+                return self.capture_at(Failed(Some(e)), Some(path), &mut on_bytes);
             }
+            return self.capture_at(r, Some(path), &mut on_bytes);
         }
         self.capture_at(r, Some(path), on_bytes)
     }
@@ -684,8 +705,10 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             if len - pos < n {
                 window.copy_within(pos..len, 0);
                 (pos, len) = (0, len - pos);
-                // A size beyond the window is no chunk this pipeline cut.
-                if !matches!(fill(r, &mut window, &mut len, n), Ok(true)) || len < n {
+                // At most one maximal chunk more than needed is read, so a
+                // file that differs early is not read far ahead.
+                let want = (n + CHUNK_MAX as usize).min(window.len());
+                if !matches!(fill(r, &mut window[..want], &mut len, n), Ok(true)) || len < n {
                     return false;
                 }
             }
@@ -1203,6 +1226,20 @@ pub(crate) mod tests {
     /// artifact), changed in its first, middle or last chunk, grown, cut
     /// short, or with a chunk no longer in the vault; and it is read again
     /// from where the reader was, not from its start.
+    /// A reader that returns at most 64 KiB at a time.
+    struct Short<R>(R);
+    impl<R: Read> Read for Short<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(64 << 10);
+            self.0.read(&mut buf[..n])
+        }
+    }
+    impl<R: Seek> Seek for Short<R> {
+        fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.0.seek(to)
+        }
+    }
+
     #[test]
     fn a_file_is_taken_as_unchanged_only_when_every_chunk_is() {
         use std::io::Cursor;
@@ -1264,10 +1301,20 @@ pub(crate) mod tests {
                 framed.extend_from_slice(&data);
                 let mut r = Cursor::new(framed);
                 r.set_position(6);
-                let c = p.capture_file(&mut r, "f", size, |_| {}).unwrap();
+                // Short reads, as from a pipe-like file.
+                let mut shown = 0u64;
+                let c = p
+                    .capture_file(Short(&mut r), "f", size, |n| shown += n)
+                    .unwrap();
+                assert_eq!(
+                    shown,
+                    data.len() as u64,
+                    "{what}: progress counts each byte once"
+                );
                 (c, p.finish().unwrap())
             });
             assert_eq!(stats.items_unchanged, u64::from(unchanged), "{what}");
+            assert_eq!(stats.bytes_read, data.len() as u64, "{what}");
             assert_eq!(c.size, data.len() as u64, "{what}");
             assert_eq!(c.blake3, Blake3Id::of(&data), "{what}");
             assert_eq!(c.sha256, Some(Sha256Digest::of(&data)), "{what}");
@@ -1313,6 +1360,20 @@ pub(crate) mod tests {
             c.error.map(|e| e.to_string()).as_deref(),
             Some("no rewinding")
         );
+        // A record this pipeline could not have made is not learnt: sizes
+        // that do not add up, an empty chunk, one beyond the maximum.
+        let mut forged = Earlier::default();
+        let chunks = || plain.chunks.iter().copied();
+        forged.learn_whole("sum", size + 1, plain.blake3, sha, chunks());
+        let empty = (Blake3Id::of(b""), 0);
+        forged.learn_whole("empty", size, plain.blake3, sha, chunks().chain([empty]));
+        let mut huge: Vec<_> = chunks().collect();
+        let grown = size - u64::from(huge[0].1) + u64::from(CHUNK_MAX) + 1;
+        huge[0].1 = CHUNK_MAX + 1;
+        forged.learn_whole("huge", grown, plain.blake3, sha, huge);
+        for path in ["sum", "empty", "huge"] {
+            assert!(forged.last(path).is_none(), "{path}");
+        }
         // Another size, or another path, is not tried at all.
         std::thread::scope(|s| {
             let mut p = Pipeline::start(s, store.clone(), &known).with_earlier(&earlier);

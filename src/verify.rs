@@ -1326,11 +1326,17 @@ fn content_findings(
     // the same content (an unchanged file declared again references the
     // chunks stored the first time): it is read and hashed once, for the
     // first of them in log order, and each is checked against the digests
-    // it gave.
+    // it gave. Artifacts without chunks (links, missing items, empty files)
+    // cost nothing to check and stay apart.
     let mut first_with: HashMap<&[ChunkRef], usize> = HashMap::new();
     let mut same: Vec<Vec<usize>> = vec![Vec::new(); artifacts.len()];
     for (i, (_, a)) in artifacts.iter().enumerate() {
-        same[*first_with.entry(&a.chunks).or_insert(i)].push(i);
+        let first = if a.chunks.is_empty() {
+            i
+        } else {
+            *first_with.entry(&a.chunks).or_insert(i)
+        };
+        same[first].push(i);
     }
     let mut order: Vec<usize> = (0..artifacts.len())
         .filter(|&i| !same[i].is_empty())
@@ -1720,6 +1726,9 @@ mod tests {
             (2, wrong_sha),
             (3, wrong_b3),
             (3, artifact("/head", head_data, big[..2].to_vec())),
+            // No chunks: checked each, never counted as sharing.
+            (3, artifact("/link", b"", Vec::new())),
+            (3, artifact("/empty", b"", Vec::new())),
         ];
         let usable: HashMap<Blake3Id, u64> = store
             .list(layout::PACKS_DIR)

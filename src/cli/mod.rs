@@ -81,8 +81,8 @@ becomes an artifact: complete, partial (it changed while read; the reason is
 recorded) or failed (with the error); nothing is skipped silently. Declaring a
 known incident again preserves again under it: every file is read again, and
 one that is, chunk for chunk, what its path's last artifact holds keeps that
-artifact's digests without being hashed whole again. Symbolic links are recorded as
-links; the vault itself and its signing key are never preserved. Key files
+artifact's digests without being hashed whole again. Symbolic links are
+recorded as links; the vault itself and its signing key are never preserved. Key files
 (--keys, `keys` sources) are described key by key (fingerprints, and a
 commitment for a private key); a file holding private keys is never stored in
 clear: withheld, or sealed with age to the --seal-to recipients (see `custody
@@ -98,9 +98,11 @@ Exit status:
 Phases: segments (genesis, signatures, chain), checkpoint (signature, size,
 root), packs (exist, magic, hash), content (every chunk decompresses within
 its declared size and re-hashes; every artifact re-hashes to its BLAKE3 and
-SHA-256, the content of artifacts with the same chunks hashed once), holds (every object a hold in place covers is protected by the
-store: an S3 legal hold, or a read-only file). Without --vault-id, verify proves the vault self-consistent only:
-pin the vault id printed by `custody init` to prove it is the vault you expect.
+SHA-256, the content of artifacts with the same chunks hashed once), holds
+(every object a hold in place covers is protected by the store: an S3 legal
+hold, or a read-only file). Without --vault-id, verify proves the vault
+self-consistent only: pin the vault id printed by `custody init` to prove it
+is the vault you expect.
 
 Exit status:
   0  no damage (information findings, such as unreferenced packs, may exist)
