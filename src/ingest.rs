@@ -1221,11 +1221,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// A file read against its path's last artifact gives what a plain
-    /// capture gives, whatever changed: unchanged (digests taken from the
-    /// artifact), changed in its first, middle or last chunk, grown, cut
-    /// short, or with a chunk no longer in the vault; and it is read again
-    /// from where the reader was, not from its start.
     /// A reader that returns at most 64 KiB at a time.
     struct Short<R>(R);
     impl<R: Read> Read for Short<R> {
@@ -1240,6 +1235,13 @@ pub(crate) mod tests {
         }
     }
 
+    /// A file read against its path's last artifact gives what a plain
+    /// capture gives, whatever changed: unchanged (digests taken from the
+    /// artifact), changed in its first, middle or last chunk, grown, cut
+    /// short, or with a chunk no longer in the vault; it is read again from
+    /// where the reader was, not from its start, in short reads, and
+    /// progress counts each byte once. Records this pipeline could not have
+    /// made are not learnt.
     #[test]
     fn a_file_is_taken_as_unchanged_only_when_every_chunk_is() {
         use std::io::Cursor;

@@ -1621,6 +1621,15 @@ fn a_restarted_agent_follows_on_from_where_it_stopped() {
     let mut at = first.len() as u64;
     sealed(&app, at, &a1, "the first appended piece");
     at += a1.len() as u64;
+    // The agent keeps its position after the server has sealed the piece
+    // (a kill in between takes the piece again, README "Agents"); it says
+    // so once kept.
+    wait_for(60, "the agent to keep where it got to", || {
+        log.lock()
+            .unwrap()
+            .contains("appended piece(s) sealed")
+            .then_some(())
+    });
 
     // Killed; meanwhile the file gets more and is rotated.
     agent.kill().unwrap();
