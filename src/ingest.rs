@@ -687,7 +687,14 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             if let Err(e) = r.seek(std::io::SeekFrom::Start(start)) {
                 // Nothing was taken from the file yet: a capture of nothing,
                 // ended by the error.
-                return self.capture_at(Failed(Some(e)), Some(path), &mut on_bytes);
+                return Ok(Captured {
+                    size: 0,
+                    blake3: Blake3Id::of(b""),
+                    sha256: self.sha256.then(|| Sha256Digest::of(b"")),
+                    chunks: Vec::new(),
+                    error: Some(e),
+                    truncated: false,
+                });
             }
             return self.capture_at(r, Some(path), &mut on_bytes);
         }
@@ -834,18 +841,6 @@ fn fill(
         }
     }
     Ok(true)
-}
-
-/// A reader that fails at once with the error it holds.
-struct Failed(Option<std::io::Error>);
-
-impl Read for Failed {
-    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Err(self
-            .0
-            .take()
-            .unwrap_or_else(|| std::io::Error::other("read failed")))
-    }
 }
 
 fn digest_worker(rx: Receiver<ToDigest>) {
