@@ -162,6 +162,7 @@ fn artifact(i: u64) -> Entry {
             offset: 16 + i * 900,
             stored: 900,
             size: 4096,
+            skip: None,
         }],
         link_target: None,
         offset: None,

@@ -255,6 +255,7 @@ fn evidence() -> Evidence {
             offset,
             stored,
             size: p.len() as u32,
+            skip: None,
         })
         .collect();
     let mut link = artifact(
@@ -489,6 +490,7 @@ fn lone_chunk_artifact(ev: &mut Evidence, path: &str, frame: &[u8], content: &[u
         offset: at[0].0,
         stored: at[0].1,
         size: content.len() as u32,
+        skip: None,
     };
     ev.packs.push(bytes);
     ev.artifacts.push(artifact(
@@ -500,6 +502,60 @@ fn lone_chunk_artifact(ev: &mut Evidence, path: &str, frame: &[u8], content: &[u
         15,
     ));
 }
+
+/// Adds one artifact per entry of `contents` (path, content), each one
+/// chunk, the chunks sharing one frame in a new pack (FORMAT.md §6): the
+/// frame is `frame` when given, else the contents compressed together.
+/// Returns the index of the first artifact added.
+fn shared_frame_artifacts(
+    ev: &mut Evidence,
+    contents: &[(&str, &[u8])],
+    frame_bytes: Option<Vec<u8>>,
+) -> usize {
+    let joined: Vec<u8> = contents
+        .iter()
+        .flat_map(|(_, c)| c.iter().copied())
+        .collect();
+    let f = frame_bytes.unwrap_or_else(|| frame(&joined));
+    let (bytes, at) = pack(&[&f]);
+    let pack_id = Blake3Id::of(&bytes);
+    ev.packs.push(bytes);
+    let first = ev.artifacts.len();
+    let mut skip = 0u32;
+    for (n, (path, content)) in contents.iter().enumerate() {
+        let chunk = ChunkRef {
+            id: Blake3Id::of(content),
+            pack: pack_id,
+            offset: at[0].0,
+            stored: at[0].1,
+            size: content.len() as u32,
+            skip: Some(skip),
+        };
+        skip += content.len() as u32;
+        ev.artifacts.push(artifact(
+            ItemKind::File,
+            path,
+            content,
+            vec![chunk],
+            file_meta("100640", 131_090 + n as u64, -30),
+            15,
+        ));
+    }
+    first
+}
+
+/// Two small logs whose chunks share a frame: the same length, so that
+/// pointing one at the other's bytes is a pure hash mismatch.
+const SHARED: [(&str, &[u8]); 2] = [
+    (
+        "/etc/cron.d/backup",
+        b"0 3 * * * root /usr/local/bin/backup --all\n",
+    ),
+    (
+        "/etc/cron.d/rotate",
+        b"0 4 * * * root /usr/sbin/logrotate /etc/lr\n",
+    ),
+];
 
 /// A segment 4 for the base vault, signed by `k`: right vault, seq and prev.
 /// One entry of every lifecycle and custody-event kind (FORMAT.md §9).
@@ -1547,6 +1603,7 @@ fn content_vectors() -> Result<Vec<Vector>> {
                 offset: 0,
                 stored,
                 size: text.len() as u32,
+                skip: None,
             }],
             file_meta("100640", 131_081, -30),
             15,
@@ -1556,6 +1613,57 @@ fn content_vectors() -> Result<Vec<Vector>> {
         "chunk_corrupt_in_magic",
         "chunk_corrupt",
         "a fourth artifact whose chunk is at offset 0 of a pack that is a bare zstd frame (no magic)",
+        built.objects,
+    ));
+
+    // FORMAT.md §6: chunks sharing one frame.
+    let built = build(NONCE, |ev| {
+        shared_frame_artifacts(ev, &SHARED, None);
+    })?;
+    out.push(Vector::new(
+        "ok_shared_frame",
+        "ok",
+        "two more artifacts, one chunk each, whose chunks share one zstd frame (skip 0 and skip 43)",
+        built.objects,
+    ));
+
+    let built = build(NONCE, |ev| {
+        let first = shared_frame_artifacts(ev, &SHARED, None);
+        ev.artifacts[first + 1].chunks[0].skip = Some(60);
+    })?;
+    out.push(Vector::new(
+        "chunk_corrupt_beyond_shared_frame",
+        "chunk_corrupt",
+        "two artifacts sharing a frame of 86 bytes; the second's chunk claims bytes 60..103 of it",
+        built.objects,
+    ));
+
+    let built = build(NONCE, |ev| {
+        let big = vec![b'z'; CHUNK_MAX as usize + 1];
+        let first = shared_frame_artifacts(ev, &SHARED, Some(frame(&big)));
+        // Each names a slice of the oversized frame's plaintext.
+        for a in &mut ev.artifacts[first..] {
+            let c = &mut a.chunks[0];
+            c.id = Blake3Id::of(&big[..c.size as usize]);
+            a.blake3 = c.id;
+            a.sha256 = Sha256Digest::of(&big[..c.size as usize]);
+        }
+    })?;
+    out.push(Vector::new(
+        "chunk_corrupt_shared_bomb",
+        "chunk_corrupt",
+        "two artifacts whose chunks lie in a shared frame that inflates to 4 MiB + 1 bytes, more than a frame may hold",
+        built.objects,
+    ));
+
+    let built = build(NONCE, |ev| {
+        let first = shared_frame_artifacts(ev, &SHARED, None);
+        ev.artifacts[first + 1].chunks[0].skip = Some(0);
+    })?;
+    out.push(Vector::new(
+        "chunk_hash_mismatch_shared",
+        "chunk_hash_mismatch",
+        "two artifacts sharing a frame; the second's chunk points at the first's bytes (skip 0), which do not hash to its id",
         built.objects,
     ));
 

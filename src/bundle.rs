@@ -1,6 +1,6 @@
 //! Bundles for auditors (FORMAT.md §13b): one tar file holding an inclusion
-//! proof for an incident's segments, every chunk its artifacts need (as the
-//! stored zstd frames), and a README. `verify_bundle` checks it with no
+//! proof for an incident's segments, every chunk its artifacts need (each a
+//! zstd frame of that chunk alone), and a README. `verify_bundle` checks it with no
 //! access to the vault and can extract the artifacts.
 //!
 //! A bundle is untrusted input: only regular files with the three expected
@@ -18,6 +18,7 @@ use crate::hash::{Blake3Id, Sha256Digest};
 use crate::ingest::CHUNK_MAX;
 use crate::proof::{self, Anchor, ProofError};
 use crate::restore::ChunkReader;
+use crate::segment::ChunkRef;
 use crate::segment::{Artifact, Entry, ItemKind};
 use crate::vault::{Vault, VaultError};
 
@@ -79,6 +80,8 @@ pub fn export(
         readme(incident, &proof.vault_id, artifacts.len()).as_bytes(),
     )?;
     let mut reader = ChunkReader::new();
+    let mut z = zstd::bulk::Compressor::new(crate::ingest::ZSTD_LEVEL)?;
+    z.include_contentsize(true)?;
     let mut seen = BTreeSet::new();
     let mut count = 0u64;
     for a in artifacts {
@@ -86,11 +89,20 @@ pub fn export(
             if !seen.insert(c.id) {
                 continue;
             }
-            // Check the chunk, then write exactly the bytes checked.
+            // Check the chunk, then write exactly the bytes checked: its
+            // stored frame, or, for a chunk in a frame shared with others
+            // (whose other chunks may be other incidents' evidence), its
+            // plaintext compressed on its own.
             let damaged =
                 |e: crate::restore::ChunkError| BundleError::Damaged(format!("{} ({e})", a.path));
-            let frame = ChunkReader::fetch(vault.store(), c).map_err(damaged)?;
-            reader.decode(c, &frame).map_err(damaged)?;
+            let frame = if c.skip.is_some() {
+                let plain = reader.read(vault.store(), c).map_err(damaged)?;
+                z.compress(plain)?
+            } else {
+                let frame = ChunkReader::fetch(vault.store(), c).map_err(damaged)?;
+                reader.decode(c, &frame).map_err(damaged)?;
+                frame.to_vec()
+            };
             add(&format!("{CHUNKS_DIR}/{}", c.id), &frame)?;
             count += 1;
         }
@@ -112,9 +124,9 @@ fn readme(incident: &str, vault_id: &Sha256Digest, artifacts: usize) -> String {
          Then `cd DIR && sha256sum -c SHA256SUMS` (and `b3sum -c B3SUMS`).\n\n\
          Contents: proof.json is an inclusion proof (FORMAT.md 13a): the vault's\n\
          genesis segment, its signed checkpoint (a C2SP signed note), and each\n\
-         segment of the incident with its RFC 6962 audit path. chunks/<id> are the\n\
-         stored zstd frames of the artifacts' content; each decompresses to bytes\n\
-         whose BLAKE3 is <id>. The segments list, per artifact, its chunks in order\n\
+         segment of the incident with its RFC 6962 audit path. chunks/<id> are zstd\n\
+         frames of the artifacts' content, one per chunk; each decompresses to\n\
+         exactly the bytes whose BLAKE3 is <id>. The segments list, per artifact, its chunks in order\n\
          and its SHA-256 and BLAKE3.\n"
     )
 }
@@ -398,9 +410,11 @@ pub fn verify_bundle(
             let plain = match chunk_files.get(&c.id) {
                 None => Err(format!("chunk {} is not in the bundle", c.id.short())),
                 Some(file) => {
+                    // A bundle's chunk is a frame of the chunk alone,
+                    // wherever the vault stored it.
                     let frame = std::fs::read(file)?;
                     reader
-                        .decode(c, &frame)
+                        .decode(&ChunkRef { skip: None, ..*c }, &frame)
                         .map(<[u8]>::to_vec)
                         .map_err(|e| e.to_string())
                 }

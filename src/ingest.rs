@@ -12,7 +12,9 @@
 //! size: at most [`QUEUE_DEPTH`] units wait per stage, plus one pack. A unit
 //! is one chunk, or several small ones up to [`UNIT_BYTES`] (small files are
 //! one chunk each: batching them spares a channel hand-off, and a thread
-//! wake-up, per file).
+//! wake-up, per file). A unit is compressed into one zstd frame: the small
+//! chunks of a unit share it (FORMAT.md §6 (shared frames)), each placed
+//! by its `skip` into the frame's plaintext.
 //!
 //! [`Pipeline::flush`] returns once every chunk submitted so far is in a
 //! durable pack; only then may a segment reference them.
@@ -66,6 +68,8 @@ const QUEUE_DEPTH: usize = 4;
 /// Chunks smaller than this are sent to compression together, in units of
 /// up to twice this many bytes; a larger chunk is a unit of its own.
 pub const UNIT_BYTES: usize = 256 << 10;
+// A unit's chunks share one frame, whose plaintext is a chunk's at most.
+const _: () = assert!(2 * UNIT_BYTES <= CHUNK_MAX as usize);
 /// Most units between submission and their place in a pack, beyond one
 /// per compression worker: the queues' depth, and as much again for the
 /// units that overtook one still being compressed (what the packer holds
@@ -133,8 +137,9 @@ enum PackError {
 /// Chunks sent to compression together, in submission order, after their
 /// unit's place in that order.
 type Unit = (u64, Vec<(Blake3Id, Bytes)>);
-/// A unit's chunks compressed: id, size, frame.
-type Frames = Vec<(Blake3Id, u32, Vec<u8>)>;
+/// A unit's chunks compressed: the frame, and the chunks it holds in order
+/// (id, size). A unit of several chunks is one frame they share.
+type Frames = (Vec<u8>, Vec<(Blake3Id, u32)>);
 
 enum ToPacker {
     Unit {
@@ -658,7 +663,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             .earlier
             .and_then(|e| e.last(path))
             .filter(|w| w.size == size);
-        if let (Some(w), Ok(start)) = (last, r.stream_position()) {
+        if let Some((w, Ok(start))) = last.map(|w| (w, r.stream_position())) {
             let mut shown = 0u64;
             if self.same_as(&mut r, w, &mut |n| {
                 shown += n;
@@ -856,21 +861,37 @@ fn digest_worker(rx: Receiver<ToDigest>) {
     }
 }
 
+/// Compresses each unit into one zstd frame: a unit of several small
+/// chunks shares a frame (FORMAT.md §6), which costs one frame's set-up
+/// instead of one per chunk and compresses them with each other's history.
 fn compress_worker(rx: Receiver<Unit>, tx: Sender<ToPacker>) {
     let mut z = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level 3 is valid");
     z.include_contentsize(true)
         .expect("zstd accepts the content-size flag");
+    let mut joined = Vec::new();
     for (seq, unit) in rx {
-        let frames = unit
-            .into_iter()
-            .map(|(id, data)| {
-                let frame = z
-                    .compress(&data)
-                    .expect("compressing into a growable buffer cannot fail");
-                (id, data.len() as u32, frame)
-            })
+        let chunks = unit
+            .iter()
+            .map(|(id, data)| (*id, data.len() as u32))
             .collect();
-        if tx.send(ToPacker::Unit { seq, frames }).is_err() {
+        let frame = match unit.as_slice() {
+            [(_, data)] => z.compress(data),
+            _ => {
+                joined.clear();
+                for (_, data) in &unit {
+                    joined.extend_from_slice(data);
+                }
+                z.compress(&joined)
+            }
+        }
+        .expect("compressing into a growable buffer cannot fail");
+        if tx
+            .send(ToPacker::Unit {
+                seq,
+                frames: (frame, chunks),
+            })
+            .is_err()
+        {
             return;
         }
     }
@@ -878,7 +899,8 @@ fn compress_worker(rx: Receiver<Unit>, tx: Sender<ToPacker>) {
 
 struct PackBuf {
     bytes: Vec<u8>,
-    entries: Vec<(Blake3Id, u64, u32, u32)>,
+    /// The chunks in `bytes`, placed but for the pack id.
+    entries: Vec<ChunkRef>,
 }
 
 impl PackBuf {
@@ -929,17 +951,8 @@ fn packer(
             }
         }
         let mut placed = placed.lock().expect("not poisoned");
-        for (chunk, offset, stored, size) in full.entries {
-            placed.insert(
-                chunk,
-                ChunkRef {
-                    id: chunk,
-                    pack: id,
-                    offset,
-                    stored,
-                    size,
-                },
-            );
+        for c in full.entries {
+            placed.insert(c.id, ChunkRef { pack: id, ..c });
         }
         let mut s = stats.lock().expect("not poisoned");
         s.bytes_stored += len;
@@ -983,15 +996,27 @@ fn packer(
             received += 1;
             // Its token: one more unit may be submitted.
             let _ = placing.try_recv();
-            for (id, size, frame) in frames {
-                let offset = buf.bytes.len() as u64;
-                buf.bytes.extend_from_slice(&frame);
-                buf.entries.push((id, offset, frame.len() as u32, size));
-                if buf.bytes.len() >= PACK_TARGET
-                    && let Err(e) = write(&mut buf)
-                {
-                    return fail(&mut pending, e.to_string());
-                }
+            let (frame, chunks) = frames;
+            let offset = buf.bytes.len() as u64;
+            buf.bytes.extend_from_slice(&frame);
+            let shared = chunks.len() > 1;
+            let mut skip = 0u32;
+            for (id, size) in chunks {
+                buf.entries.push(ChunkRef {
+                    id,
+                    // Named once the pack is written.
+                    pack: Blake3Id([0; 32]),
+                    offset,
+                    stored: frame.len() as u32,
+                    size,
+                    skip: shared.then_some(skip),
+                });
+                skip += size;
+            }
+            if buf.bytes.len() >= PACK_TARGET
+                && let Err(e) = write(&mut buf)
+            {
+                return fail(&mut pending, e.to_string());
             }
         }
     }
@@ -1101,8 +1126,9 @@ pub(crate) mod tests {
         });
     }
 
-    /// Small chunks travel in units: a flush right after them still finds
-    /// each in a stored pack, in submission order, and each reads back.
+    /// Small chunks travel in units and share a unit's frame: a flush right
+    /// after them still finds each in a stored pack, in submission order,
+    /// each at its place in its frame, and each reads back.
     #[test]
     fn small_chunks_in_units_are_flushed_and_placed_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -1129,9 +1155,23 @@ pub(crate) mod tests {
                 .collect();
             for w in refs.windows(2) {
                 assert!(
-                    w[0].pack != w[1].pack || w[0].offset < w[1].offset,
+                    w[0].pack != w[1].pack || (w[0].offset, w[0].skip) < (w[1].offset, w[1].skip),
                     "chunks are packed in submission order"
                 );
+                if (w[0].pack, w[0].offset) == (w[1].pack, w[1].offset) {
+                    assert_eq!(w[0].stored, w[1].stored, "one frame");
+                    assert_eq!(
+                        w[1].skip,
+                        w[0].skip.map(|k| k + w[0].size),
+                        "each chunk follows the one before in its frame"
+                    );
+                }
+            }
+            let shared = refs.iter().filter(|r| r.skip.is_some()).count();
+            assert!(shared > 250, "small chunks share frames: {shared} of 300");
+            let mut reader = crate::restore::ChunkReader::new();
+            for (r, it) in refs.iter().zip(&items) {
+                assert_eq!(reader.read(&store, r).unwrap(), &it[..]);
             }
             p.finish().unwrap();
         });

@@ -414,7 +414,7 @@ fn entry_estimate(p: &Pending) -> usize {
         + a.command.as_ref().map_or(0, |c| {
             c.stderr.len() * 6 + c.argv.iter().map(String::len).sum::<usize>()
         });
-    (1200 + text * 2 + p.chunks.len() * 230) * 4 / 3
+    (1200 + text * 2 + p.chunks.len() * 250) * 4 / 3
 }
 
 /// Fills in chunk locations; every chunk must be in the vault or in a pack
@@ -483,6 +483,7 @@ mod tests {
                 offset: u64::MAX,
                 stored: u32::MAX,
                 size: u32::MAX,
+                skip: Some(u32::MAX),
             })
             .collect();
         let stderr = "\u{1}".repeat(crate::sources::STDERR_KEEP);

@@ -41,9 +41,13 @@ pub enum ChunkError {
     },
 }
 
-/// Where a chunk is, for messages: `packs/..@offset`.
+/// Where a chunk is, for messages: `packs/..@offset`, and `+skip` for a
+/// chunk in a shared frame.
 pub(crate) fn chunk_object(c: &ChunkRef) -> String {
-    format!("{}@{}", layout::pack_path(&c.pack), c.offset)
+    match c.skip {
+        None => format!("{}@{}", layout::pack_path(&c.pack), c.offset),
+        Some(skip) => format!("{}@{}+{skip}", layout::pack_path(&c.pack), c.offset),
+    }
 }
 
 fn corrupt(c: &ChunkRef, why: String) -> ChunkError {
@@ -55,11 +59,19 @@ fn corrupt(c: &ChunkRef, why: String) -> ChunkError {
 }
 
 /// A reusable chunk reader: one decompressor, one bounded plaintext buffer,
-/// one frame buffer and the pack files it has open (local vaults).
+/// one frame buffer, the plaintext of the last shared frame and the pack
+/// files it has open (local vaults).
 pub struct ChunkReader {
     z: zstd::bulk::Decompressor<'static>,
     buf: Vec<u8>,
     frame: Vec<u8>,
+    /// The last shared frame decompressed (pack, offset, stored) and its
+    /// plaintext: the chunks of one frame are read one after another, and
+    /// the frame is decompressed once for them.
+    shared_at: Option<(Blake3Id, u64, u32)>,
+    /// Its first `shared_len` bytes are that plaintext.
+    shared: Vec<u8>,
+    shared_len: usize,
     files: OpenFiles,
 }
 
@@ -80,6 +92,9 @@ impl ChunkReader {
             z: zstd::bulk::Decompressor::new().expect("zstd decompressor"),
             buf: Vec::new(),
             frame: Vec::new(),
+            shared_at: None,
+            shared: Vec::new(),
+            shared_len: 0,
             files: OpenFiles::default(),
         }
     }
@@ -109,6 +124,11 @@ impl ChunkReader {
         c: &ChunkRef,
         out: &mut Vec<u8>,
     ) -> Result<usize, ChunkError> {
+        let place = (c.pack, c.offset, c.stored);
+        if c.skip.is_some() && self.shared_at == Some(place) {
+            let at = in_shared(c, &self.shared[..self.shared_len])?;
+            return Ok(copy_out(&self.shared[at], out));
+        }
         let end = check_place(c)?;
         let got = store.read_range_into(
             &mut self.files,
@@ -122,7 +142,17 @@ impl ChunkReader {
                 format!("short read: {got} of {} bytes", c.stored),
             ));
         }
-        let plain = decode_to(&mut self.z, c, &self.frame[..got], out);
+        let plain = if c.skip.is_some() {
+            self.shared_at = None;
+            let frame = &self.frame[..got];
+            inflate_shared(&mut self.z, c, frame, &mut self.shared).and_then(|n| {
+                (self.shared_len, self.shared_at) = (n, Some(place));
+                let at = in_shared(c, &self.shared[..n])?;
+                Ok(copy_out(&self.shared[at], out))
+            })
+        } else {
+            decode_to(&mut self.z, c, &self.frame[..got], out)
+        };
         if self.frame.len() > FRAME_KEEP {
             self.frame = Vec::new();
         }
@@ -147,14 +177,87 @@ impl ChunkReader {
     }
 
     /// Decompresses `frame` as chunk `c` (exactly one zstd frame, exactly
-    /// `c.size` bytes, never more) and checks the plaintext against `c.id`.
+    /// `c.size` bytes, never more; for a chunk in a shared frame, at most
+    /// [`CHUNK_MAX`] bytes holding the chunk at `c.skip`) and checks the
+    /// plaintext against `c.id`.
     ///
     /// # Errors
     /// [`ChunkError::Corrupt`] or [`ChunkError::HashMismatch`].
     pub fn decode(&mut self, c: &ChunkRef, frame: &[u8]) -> Result<&[u8], ChunkError> {
-        let n = decode_to(&mut self.z, c, frame, &mut self.buf)?;
-        Ok(&self.buf[..n])
+        if c.skip.is_none() {
+            let n = decode_to(&mut self.z, c, frame, &mut self.buf)?;
+            return Ok(&self.buf[..n]);
+        }
+        self.shared_at = None;
+        let n = inflate_shared(&mut self.z, c, frame, &mut self.shared)?;
+        let at = in_shared(c, &self.shared[..n])?;
+        Ok(&self.shared[at])
     }
+}
+
+/// Copies a chunk's plaintext to the front of `out`; returns its length.
+fn copy_out(plain: &[u8], out: &mut Vec<u8>) -> usize {
+    if out.len() < plain.len() {
+        out.resize(plain.len(), 0);
+    }
+    out[..plain.len()].copy_from_slice(plain);
+    plain.len()
+}
+
+/// Decompresses `frame`, the shared frame holding chunk `c`, into the front
+/// of `out` (grown to [`CHUNK_MAX`] once): exactly one zstd frame, at most
+/// [`CHUNK_MAX`] bytes (a frame that inflates further is stopped there).
+/// Returns the plaintext's length.
+fn inflate_shared(
+    z: &mut zstd::bulk::Decompressor<'static>,
+    c: &ChunkRef,
+    frame: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, ChunkError> {
+    let corrupt = |why: String| corrupt(c, why);
+    if zstd::zstd_safe::find_frame_compressed_size(frame).ok() != Some(frame.len()) {
+        return Err(corrupt("is not exactly one zstd frame".into()));
+    }
+    let cap = CHUNK_MAX as usize;
+    if out.len() < cap {
+        out.resize(cap, 0);
+    }
+    z.decompress_to_buffer(frame, &mut out[..cap]).map_err(|e| {
+        corrupt(format!(
+            "its shared frame does not decompress within {cap} bytes: {e}"
+        ))
+    })
+}
+
+/// Where chunk `c` lies in the plaintext of its shared frame, checked
+/// against its id.
+fn in_shared(c: &ChunkRef, plain: &[u8]) -> Result<std::ops::Range<usize>, ChunkError> {
+    let skip = c.skip.unwrap_or(0) as usize;
+    let end = skip + c.size as usize;
+    if end > plain.len() {
+        return Err(corrupt(
+            c,
+            format!(
+                "declares bytes {skip}..{end} of a shared frame that holds {}",
+                plain.len()
+            ),
+        ));
+    }
+    check_id(c, &plain[skip..end])?;
+    Ok(skip..end)
+}
+
+/// Whether `plain` hashes to chunk `c`'s id.
+fn check_id(c: &ChunkRef, plain: &[u8]) -> Result<(), ChunkError> {
+    let actual = Blake3Id::of(plain);
+    if actual != c.id {
+        return Err(ChunkError::HashMismatch {
+            expected: c.id,
+            actual,
+            object: chunk_object(c),
+        });
+    }
+    Ok(())
 }
 
 /// Where chunk `c`'s frame ends in its pack, when its reference places it
@@ -205,15 +308,7 @@ fn decode_to(
             )));
         }
     }
-    let plain = &out[..size];
-    let actual = Blake3Id::of(plain);
-    if actual != c.id {
-        return Err(ChunkError::HashMismatch {
-            expected: c.id,
-            actual,
-            object: chunk_object(c),
-        });
-    }
+    check_id(c, &out[..size])?;
     Ok(size)
 }
 

@@ -708,6 +708,11 @@ pub struct ChunkRef {
     pub stored: u32,
     /// Length of the plaintext.
     pub size: u32,
+    /// For a chunk in a frame it shares with others (format 1.5): where it
+    /// begins in the frame's plaintext. Absent when the frame is the
+    /// chunk's alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<u32>,
 }
 
 /// File metadata as found at capture.
@@ -997,6 +1002,7 @@ mod tests {
                 offset: 16,
                 stored: 20,
                 size: data.len() as u32,
+                skip: None,
             }],
             link_target: None,
             offset: None,

@@ -1343,7 +1343,18 @@ fn content_findings(
         .collect();
     let shared = (artifacts.len() - order.len()) as u64;
     // The work an artifact costs is what its chunks hold (its declared size
-    // may lie); ties stay in log order.
+    // may lie); ties stay in log order. Artifacts that begin in a frame
+    // shared with others (small files) come last, by frame, and the
+    // artifacts of one frame go to one worker together: it decompresses
+    // the frame once for all of them.
+    let in_frame = |i: usize| {
+        artifacts[i]
+            .1
+            .chunks
+            .first()
+            .filter(|c| c.skip.is_some())
+            .map(|c| (c.pack, c.offset))
+    };
     order.sort_by_key(|&i| {
         let work: u64 = artifacts[i]
             .1
@@ -1351,8 +1362,17 @@ fn content_findings(
             .iter()
             .map(|c| u64::from(c.size))
             .sum();
-        std::cmp::Reverse(work)
+        (in_frame(i), std::cmp::Reverse(work))
     });
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for (n, &i) in order.iter().enumerate() {
+        match groups.last_mut() {
+            Some(g) if in_frame(i).is_some() && in_frame(order[g.start]) == in_frame(i) => {
+                g.end = n + 1;
+            }
+            _ => groups.push(n..n + 1),
+        }
+    }
     let ctx = Content {
         store,
         artifacts,
@@ -1360,6 +1380,7 @@ fn content_findings(
         usable,
         progress,
         order,
+        groups,
         next: AtomicUsize::new(0),
         spare: AtomicUsize::new(spare),
         chunks: AtomicU64::new(0),
@@ -1399,9 +1420,12 @@ struct Content<'a> {
     same: Vec<Vec<usize>>,
     usable: &'a HashMap<Blake3Id, u64>,
     progress: &'a dyn Progress,
-    /// Artifact indices, largest first.
+    /// Artifact indices, largest first, those in shared frames last.
     order: Vec<usize>,
-    /// The next entry of `order` to start.
+    /// What a worker takes at a time: one artifact, or the artifacts that
+    /// begin in one shared frame (ranges of `order`).
+    groups: Vec<std::ops::Range<usize>>,
+    /// The next entry of `groups` to start.
     next: AtomicUsize,
     /// Cores with nothing left to start and not yet lent to a helper.
     spare: AtomicUsize,
@@ -1418,7 +1442,7 @@ struct Found {
     /// after its chunks'.
     position: usize,
     /// For a chunk finding, the chunk's place (pack, offset).
-    chunk: Option<(Blake3Id, u64)>,
+    chunk: Option<(Blake3Id, u64, Option<u32>)>,
     kind: Kind,
     object: String,
     message: String,
@@ -1454,10 +1478,12 @@ impl Content<'_> {
                 break;
             }
             let n = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(&i) = self.order.get(n) else {
+            let Some(group) = self.groups.get(n) else {
                 break;
             };
-            self.check_artifact(i, &mut reader, &mut buf, &mut helper, s);
+            for &i in &self.order[group.clone()] {
+                self.check_artifact(i, &mut reader, &mut buf, &mut helper, s);
+            }
         }
         // Nothing left to start: this core is free for a helper.
         self.spare.fetch_add(1, Ordering::AcqRel);
@@ -1572,7 +1598,7 @@ impl Content<'_> {
             self.push(Found {
                 artifact: i,
                 position: k,
-                chunk: Some((c.pack, c.offset)),
+                chunk: Some((c.pack, c.offset, c.skip)),
                 kind,
                 object,
                 message: format!("chunk {} of {}: {why}", c.id.short(), a.path),
@@ -1696,11 +1722,13 @@ mod tests {
         let store = Store::open(dir.path().to_str().unwrap()).unwrap();
         let data = pseudo_random(12 << 20, 7);
         let small = pseudo_random(1000, 8);
+        let small2 = pseudo_random(1500, 9);
         let known = HashMap::new();
-        let (big, little) = std::thread::scope(|s| {
+        let (big, little, little2) = std::thread::scope(|s| {
             let mut p = crate::ingest::Pipeline::start(s, store.clone(), &known);
             let big = p.capture(&data[..], |_| {}).unwrap();
             let little = p.capture(&small[..], |_| {}).unwrap();
+            let little2 = p.capture(&small2[..], |_| {}).unwrap();
             p.flush().unwrap();
             let refs = |c: &crate::ingest::Captured| -> Vec<_> {
                 c.chunks
@@ -1708,11 +1736,20 @@ mod tests {
                     .map(|(id, _)| p.locate(id).unwrap())
                     .collect()
             };
-            let r = (refs(&big), refs(&little));
+            let r = (refs(&big), refs(&little), refs(&little2));
             p.finish().unwrap();
             r
         });
         assert!(big.len() > 3, "12 MiB is cut into several chunks");
+        // The small ones share a frame, after the big one's last chunk.
+        let tail = big.last().unwrap();
+        assert_eq!(tail.skip, Some(0));
+        assert_eq!(
+            (little[0].skip, little2[0].skip),
+            (Some(tail.size), Some(tail.size + 1000))
+        );
+        let mut wrong_small2 = artifact("/wrong-small2", &small2, little2.clone());
+        wrong_small2.sha256 = Sha256Digest::of(b"other");
         let mut wrong_sha = artifact("/wrong-sha", &data, big.clone());
         wrong_sha.sha256 = Sha256Digest::of(b"other");
         let mut wrong_b3 = artifact("/wrong-b3", &data, big.clone());
@@ -1729,6 +1766,7 @@ mod tests {
             // No chunks: checked each, never counted as sharing.
             (3, artifact("/link", b"", Vec::new())),
             (3, artifact("/empty", b"", Vec::new())),
+            (3, wrong_small2),
         ];
         let usable: HashMap<Blake3Id, u64> = store
             .list(layout::PACKS_DIR)
@@ -1753,13 +1791,18 @@ mod tests {
             [
                 (Kind::ArtifactHashMismatch, "segments/00000000000000000002"),
                 (Kind::ArtifactHashMismatch, "segments/00000000000000000003"),
+                (Kind::ArtifactHashMismatch, "segments/00000000000000000003"),
             ]
         );
+        assert!(found[2].2.contains("/wrong-small2"), "{found:?}");
         // The three with the big one's chunks are read once, and each is
         // checked against what that content hashes to.
         assert_eq!(shared, 2);
-        assert_eq!(chunks, big.len() as u64 + 2 + little.len() as u64);
-        assert_eq!(bytes, data.len() as u64 + head + small.len() as u64);
+        assert_eq!(chunks, big.len() as u64 + 2 + 2);
+        assert_eq!(
+            bytes,
+            data.len() as u64 + head + small.len() as u64 + small2.len() as u64
+        );
         for (threads, spare) in [(1, 1), (2, 0), (2, 2), (4, 1)] {
             assert_eq!(
                 run(threads, spare),
@@ -1769,7 +1812,8 @@ mod tests {
         }
 
         // Damage the third chunk: one finding, named by the first artifact in
-        // log order holding it; no whole-artifact verdicts for the three.
+        // log order holding it; no whole-artifact verdicts for the three
+        // (the one left is the small one's).
         let c = &big[2];
         let pack = dir.path().join(layout::pack_path(&c.pack));
         let mut bytes = std::fs::read(&pack).unwrap();
@@ -1777,7 +1821,8 @@ mod tests {
         bytes[at] ^= 1;
         std::fs::write(&pack, bytes).unwrap();
         let (found, ..) = run(1, 0);
-        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[1].2.contains("/wrong-small2"), "{found:?}");
         assert!(
             matches!(found[0].0, Kind::ChunkCorrupt | Kind::ChunkHashMismatch),
             "{found:?}"

@@ -7,7 +7,7 @@ use custody::dsse;
 use custody::keys::VaultSigner;
 use custody::segment::{Entry, SEGMENT_PAYLOAD_TYPE, Segment};
 
-use crate::common::{TestVault, kinds, log_text, noise};
+use crate::common::{TestVault, kinds, log_text, noise, ok};
 
 fn vault_with_evidence() -> TestVault {
     let v = TestVault::new();
@@ -680,6 +680,114 @@ fn bundles_verify_offline_and_refuse_hostile_archives() {
         );
         assert!(!v.tmp.path().join("evil").exists());
     }
+}
+
+/// A small file shares its zstd frame with the other small files of its run
+/// (FORMAT.md §6). A later incident's file with the same content references
+/// that chunk; its bundle holds the chunk alone, compressed on its own,
+/// none of the earlier incident's bytes, and verifies.
+#[test]
+fn a_bundle_takes_its_chunk_alone_out_of_a_shared_frame() {
+    let v = TestVault::new();
+    let secret: &[u8] = b"evidence of an earlier incident\n";
+    let common = v.write("common.log", b"a line both incidents hold\n");
+    v.write("secret.log", secret);
+    v.declare_data("INC-EARLIER");
+    std::fs::remove_file(v.data.join("secret.log")).unwrap();
+    v.declare_data("INC-LATER");
+    let log = ok(&v.cmd(&["log", "--json"]).output().unwrap());
+    let later: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .flat_map(|s| s["entries"].as_array().unwrap().clone())
+        .filter(|e| e["type"] == "artifact" && e["incident"] == "INC-LATER")
+        .collect();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0]["path"], common.to_str().unwrap());
+    let chunk = &later[0]["chunks"][0];
+    assert!(
+        chunk["skip"].is_u64(),
+        "the chunk lies in a frame shared with the earlier run's other file: {chunk}"
+    );
+
+    let bundle = v.tmp.path().join("later.tar");
+    ok(&v
+        .cmd(&["export", "INC-LATER", "--out", bundle.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let bytes = std::fs::read(&bundle).unwrap();
+    assert!(
+        !bytes.windows(secret.len()).any(|w| w == secret),
+        "the earlier incident's bytes stay out"
+    );
+    let frames: Vec<Vec<u8>> = untar(&bytes)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("chunks/"))
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        zstd::decode_all(&frames[0][..]).unwrap(),
+        std::fs::read(&common).unwrap(),
+        "the bundle's frame holds the chunk and nothing else"
+    );
+    let out = v.tmp.path().join("later");
+    let o = crate::common::custody()
+        .args(["verify-bundle", "--json", "--vault-id", &v.vault_id])
+        .arg(&bundle)
+        .args(["--extract", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let extracted = r["artifacts"][0]["extracted"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read(out.join(extracted)).unwrap(),
+        std::fs::read(&common).unwrap()
+    );
+}
+
+/// A byte flipped in a frame that small files share (FORMAT.md §6) damages
+/// each of their chunks: verify names every one, at its place in the frame,
+/// and no artifact of the frame passes.
+#[test]
+fn a_damaged_shared_frame_is_found_in_every_chunk_it_holds() {
+    let v = TestVault::new();
+    let names = ["a.log", "b.log", "c.log"];
+    for (n, name) in names.iter().enumerate() {
+        v.write(name, &log_text(3000 + 500 * n, 40 + n as u64));
+    }
+    v.declare_data("INC-S");
+    let pack = &packs(&v.vault)[0];
+    let len = std::fs::metadata(pack).unwrap().len() as usize;
+    flip(pack, 16 + (len - 16) / 2);
+    let report = assert_finding(&v.vault, "chunk_corrupt");
+    let findings = report["findings"].as_array().unwrap();
+    let chunks: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(|f| f["kind"].as_str().unwrap().starts_with("chunk_"))
+        .collect();
+    assert_eq!(chunks.len(), names.len(), "{report:#}");
+    let mut places: Vec<&str> = chunks
+        .iter()
+        .map(|f| f["object"].as_str().unwrap())
+        .collect();
+    places.sort_unstable();
+    places.dedup();
+    assert_eq!(places.len(), names.len(), "one place per chunk: {places:?}");
+    for name in names {
+        let named = format!("/{name}:");
+        assert!(
+            chunks
+                .iter()
+                .any(|f| f["message"].as_str().unwrap().contains(&named)),
+            "{name} is named: {report:#}"
+        );
+    }
+    assert!(
+        places.iter().all(|p| p.contains("@16+")),
+        "each at its place in the frame: {places:?}"
+    );
 }
 
 #[test]

@@ -134,8 +134,10 @@ Exit status:
     /// Write a self-contained bundle of an incident for an auditor (tar).
     #[command(after_help = "\
 The bundle holds an inclusion proof of the incident's segments (with the vault's
-genesis and signed checkpoint), the stored chunks of its artifacts, and a
-README. Every chunk is checked before it is written. The auditor needs only
+genesis and signed checkpoint), the chunks of its artifacts (each one zstd
+frame of that chunk alone: a chunk the vault stores in a frame shared with
+other small files is compressed on its own), and a README. Every chunk is
+checked before it is written. The auditor needs only
 the bundle and the vault id, given to them separately:
   custody export INC-1 --out inc-1.tar
   custody verify-bundle inc-1.tar --vault-id <ID> --extract inc-1/")]
