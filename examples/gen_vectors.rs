@@ -1657,6 +1657,40 @@ fn content_vectors() -> Result<Vec<Vector>> {
     ));
 
     let built = build(NONCE, |ev| {
+        let mut joined: Vec<u8> = SHARED.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+        joined.extend_from_slice(b"bytes no chunk reference names\n");
+        shared_frame_artifacts(ev, &SHARED, Some(frame(&joined)));
+    })?;
+    out.push(Vector::new(
+        "ok_shared_frame_trailing_bytes",
+        "ok",
+        "two artifacts sharing a frame whose plaintext goes on after their chunks (bytes no reference names)",
+        built.objects,
+    ));
+
+    let built = build(NONCE, |ev| {
+        let first = shared_frame_artifacts(ev, &SHARED, None);
+        ev.artifacts[first].chunks[0].skip = None;
+    })?;
+    out.push(Vector::new(
+        "chunk_corrupt_shared_frame_without_skip",
+        "chunk_corrupt",
+        "two artifacts sharing a frame; the first's chunk reference has no skip, as if the frame were its alone (it inflates to 86 bytes, not 43)",
+        built.objects,
+    ));
+
+    let built = build(NONCE, |ev| {
+        let first = shared_frame_artifacts(ev, &SHARED, None);
+        ev.artifacts[first + 1].chunks[0].skip = Some(u32::MAX - 10);
+    })?;
+    out.push(Vector::new(
+        "chunk_corrupt_shared_skip_overflow",
+        "chunk_corrupt",
+        "two artifacts sharing a frame; the second's skip is 2^32 - 11, so skip + size overflows 32 bits",
+        built.objects,
+    ));
+
+    let built = build(NONCE, |ev| {
         let first = shared_frame_artifacts(ev, &SHARED, None);
         ev.artifacts[first + 1].chunks[0].skip = Some(0);
     })?;

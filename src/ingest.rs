@@ -420,18 +420,23 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         self
     }
 
-    /// Hashes one chunk and, if neither the vault nor this run has it yet,
-    /// queues it for compression. Blocks when the pipeline is full.
+    /// Queues chunk `id` for compression if neither the vault nor this run
+    /// has it yet; blocks when the pipeline is full. Only a chunk that is a
+    /// whole item (`whole`) joins the unit being gathered, to share its
+    /// frame: a chunk of a larger item is a unit of its own, so an
+    /// artifact with a chunk in a shared frame has no other chunk, and a
+    /// verifier that takes the artifacts of a frame together decompresses
+    /// it once.
     ///
     /// # Errors
     /// When the packer has stopped (a storage failure); the cause comes from
     /// [`Pipeline::flush`].
-    pub fn add_chunk(&mut self, data: Bytes) -> Result<(Blake3Id, u32), PipelineError> {
-        let id = Blake3Id::of(&data);
-        self.add_hashed(id, data)
-    }
-
-    fn add_hashed(&mut self, id: Blake3Id, data: Bytes) -> Result<(Blake3Id, u32), PipelineError> {
+    fn add_hashed(
+        &mut self,
+        id: Blake3Id,
+        data: Bytes,
+        whole: bool,
+    ) -> Result<(Blake3Id, u32), PipelineError> {
         let size = u32::try_from(data.len()).expect("chunks are at most CHUNK_MAX");
         self.stats.bytes_read += u64::from(size);
         if self.known.contains_key(&id) || !self.seen.insert(id) {
@@ -441,13 +446,15 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         self.stats.bytes_new += u64::from(size);
         self.stats.chunks_new += 1;
         // A large chunk is a unit of its own, so a unit holds at most one
-        // maximal chunk's bytes, as a single chunk did before units.
-        if data.len() >= UNIT_BYTES {
+        // maximal chunk's bytes, as a single chunk did before units; so is
+        // a chunk of a larger item.
+        let alone = data.len() >= UNIT_BYTES || !whole;
+        if alone {
             self.submit()?;
         }
         self.unit_bytes += data.len();
         self.unit.push((id, data));
-        if self.unit_bytes >= UNIT_BYTES {
+        if alone || self.unit_bytes >= UNIT_BYTES {
             self.submit()?;
         }
         Ok((id, size))
@@ -582,7 +589,8 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                 }
                 size += data.len() as u64;
                 on_bytes(data.len() as u64);
-                match self.add_hashed(id, data) {
+                let whole = size == data.len() as u64 && eof && end == len;
+                match self.add_hashed(id, data, whole) {
                     Ok(c) => chunks.push(c),
                     Err(e) => {
                         failed = Some(e);
@@ -881,6 +889,11 @@ fn compress_worker(rx: Receiver<Unit>, tx: Sender<ToPacker>) {
                 for (_, data) in &unit {
                     joined.extend_from_slice(data);
                 }
+                // What no reader would accept must never be written.
+                assert!(
+                    joined.len() <= CHUNK_MAX as usize,
+                    "a shared frame holds at most a chunk's bytes"
+                );
                 z.compress(&joined)
             }
         }
@@ -1169,6 +1182,26 @@ pub(crate) mod tests {
             }
             let shared = refs.iter().filter(|r| r.skip.is_some()).count();
             assert!(shared > 250, "small chunks share frames: {shared} of 300");
+            // A chunk of a larger item is never in a shared frame, nor is
+            // a chunk of UNIT_BYTES or more: the small item between them
+            // is alone in its unit.
+            let data = pseudo_random(2 * CHUNK_MAX as usize, 99);
+            let whole = pseudo_random(UNIT_BYTES, 98);
+            let next = pseudo_random(500, 97);
+            // Its first cut, then 1000 bytes: a small last chunk.
+            let first = p.capture(&data[..], |_| {}).unwrap().chunks[0].1 as usize;
+            let large = p.capture(&data[..first + 1000], |_| {}).unwrap();
+            let next = p.capture(&next[..], |_| {}).unwrap();
+            let whole = p.capture(&whole[..], |_| {}).unwrap();
+            p.flush().unwrap();
+            assert!(large.chunks.len() > 1);
+            let tail = large.chunks.last().unwrap().1 as usize;
+            assert!(tail < UNIT_BYTES, "a small last chunk: {tail}");
+            for (id, _) in large.chunks.iter().chain(&whole.chunks) {
+                assert_eq!(p.locate(id).unwrap().skip, None);
+            }
+            let next = p.locate(&next.chunks[0].0).unwrap();
+            assert_eq!(next.skip, None, "alone in its unit");
             let mut reader = crate::restore::ChunkReader::new();
             for (r, it) in refs.iter().zip(&items) {
                 assert_eq!(reader.read(&store, r).unwrap(), &it[..]);

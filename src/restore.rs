@@ -24,7 +24,7 @@ pub enum ChunkError {
     Corrupt {
         /// The chunk id.
         id: String,
-        /// `packs/..@offset`.
+        /// `packs/..@offset`, `+skip` in a shared frame.
         object: String,
         /// What is wrong.
         why: String,
@@ -36,7 +36,7 @@ pub enum ChunkError {
         expected: Blake3Id,
         /// What it hashes to.
         actual: Blake3Id,
-        /// `packs/..@offset`.
+        /// `packs/..@offset`, `+skip` in a shared frame.
         object: String,
     },
 }
@@ -58,6 +58,9 @@ fn corrupt(c: &ChunkRef, why: String) -> ChunkError {
     }
 }
 
+/// Where a frame is: pack, offset, stored length.
+type FramePlace = (Blake3Id, u64, u32);
+
 /// A reusable chunk reader: one decompressor, one bounded plaintext buffer,
 /// one frame buffer, the plaintext of the last shared frame and the pack
 /// files it has open (local vaults).
@@ -65,13 +68,12 @@ pub struct ChunkReader {
     z: zstd::bulk::Decompressor<'static>,
     buf: Vec<u8>,
     frame: Vec<u8>,
-    /// The last shared frame decompressed (pack, offset, stored) and its
-    /// plaintext: the chunks of one frame are read one after another, and
-    /// the frame is decompressed once for them.
-    shared_at: Option<(Blake3Id, u64, u32)>,
-    /// Its first `shared_len` bytes are that plaintext.
+    /// The last shared frame decompressed (pack, offset, stored), and the
+    /// length of its plaintext in `shared`, or why it does not decompress:
+    /// the chunks of one frame are read one after another, and the frame
+    /// is decompressed once for them, sound or not.
+    shared_at: Option<(FramePlace, Result<usize, String>)>,
     shared: Vec<u8>,
-    shared_len: usize,
     files: OpenFiles,
 }
 
@@ -94,7 +96,6 @@ impl ChunkReader {
             frame: Vec::new(),
             shared_at: None,
             shared: Vec::new(),
-            shared_len: 0,
             files: OpenFiles::default(),
         }
     }
@@ -125,8 +126,12 @@ impl ChunkReader {
         out: &mut Vec<u8>,
     ) -> Result<usize, ChunkError> {
         let place = (c.pack, c.offset, c.stored);
-        if c.skip.is_some() && self.shared_at == Some(place) {
-            let at = in_shared(c, &self.shared[..self.shared_len])?;
+        if c.skip.is_some()
+            && let Some((at, inflated)) = &self.shared_at
+            && *at == place
+        {
+            let n = inflated.clone().map_err(|why| corrupt(c, why))?;
+            let at = in_shared(c, &self.shared[..n])?;
             return Ok(copy_out(&self.shared[at], out));
         }
         let end = check_place(c)?;
@@ -143,13 +148,12 @@ impl ChunkReader {
             ));
         }
         let plain = if c.skip.is_some() {
-            self.shared_at = None;
-            let frame = &self.frame[..got];
-            inflate_shared(&mut self.z, c, frame, &mut self.shared).and_then(|n| {
-                (self.shared_len, self.shared_at) = (n, Some(place));
-                let at = in_shared(c, &self.shared[..n])?;
-                Ok(copy_out(&self.shared[at], out))
-            })
+            let inflated = inflate_shared(&mut self.z, &self.frame[..got], &mut self.shared);
+            self.shared_at = Some((place, inflated.clone()));
+            inflated
+                .map_err(|why| corrupt(c, why))
+                .and_then(|n| in_shared(c, &self.shared[..n]))
+                .map(|at| copy_out(&self.shared[at], out))
         } else {
             decode_to(&mut self.z, c, &self.frame[..got], out)
         };
@@ -188,8 +192,10 @@ impl ChunkReader {
             let n = decode_to(&mut self.z, c, frame, &mut self.buf)?;
             return Ok(&self.buf[..n]);
         }
+        // A frame from elsewhere (a bundle): not the cached place's.
         self.shared_at = None;
-        let n = inflate_shared(&mut self.z, c, frame, &mut self.shared)?;
+        let n =
+            inflate_shared(&mut self.z, frame, &mut self.shared).map_err(|why| corrupt(c, why))?;
         let at = in_shared(c, &self.shared[..n])?;
         Ok(&self.shared[at])
     }
@@ -204,36 +210,31 @@ fn copy_out(plain: &[u8], out: &mut Vec<u8>) -> usize {
     plain.len()
 }
 
-/// Decompresses `frame`, the shared frame holding chunk `c`, into the front
-/// of `out` (grown to [`CHUNK_MAX`] once): exactly one zstd frame, at most
-/// [`CHUNK_MAX`] bytes (a frame that inflates further is stopped there).
-/// Returns the plaintext's length.
+/// Decompresses `frame`, a shared frame, into the front of `out` (grown to
+/// [`CHUNK_MAX`] once): exactly one zstd frame, at most [`CHUNK_MAX`] bytes
+/// (a frame that inflates further is stopped there). Returns the
+/// plaintext's length, or what is wrong with the frame.
 fn inflate_shared(
     z: &mut zstd::bulk::Decompressor<'static>,
-    c: &ChunkRef,
     frame: &[u8],
     out: &mut Vec<u8>,
-) -> Result<usize, ChunkError> {
-    let corrupt = |why: String| corrupt(c, why);
+) -> Result<usize, String> {
     if zstd::zstd_safe::find_frame_compressed_size(frame).ok() != Some(frame.len()) {
-        return Err(corrupt("is not exactly one zstd frame".into()));
+        return Err("is not exactly one zstd frame".into());
     }
     let cap = CHUNK_MAX as usize;
     if out.len() < cap {
         out.resize(cap, 0);
     }
-    z.decompress_to_buffer(frame, &mut out[..cap]).map_err(|e| {
-        corrupt(format!(
-            "its shared frame does not decompress within {cap} bytes: {e}"
-        ))
-    })
+    z.decompress_to_buffer(frame, &mut out[..cap])
+        .map_err(|e| format!("its shared frame does not decompress within {cap} bytes: {e}"))
 }
 
 /// Where chunk `c` lies in the plaintext of its shared frame, checked
 /// against its id.
 fn in_shared(c: &ChunkRef, plain: &[u8]) -> Result<std::ops::Range<usize>, ChunkError> {
     let skip = c.skip.unwrap_or(0) as usize;
-    let end = skip + c.size as usize;
+    let end = skip.saturating_add(c.size as usize);
     if end > plain.len() {
         return Err(corrupt(
             c,
@@ -367,4 +368,92 @@ pub fn restore(store: &Store, a: &Artifact, out: &mut dyn Write) -> Result<(), R
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pack holding `frames`, stored; the references to its chunks, each
+    /// `(plaintext, frame index, skip)`.
+    fn stored_pack(
+        store: &Store,
+        frames: &[Vec<u8>],
+        chunks: &[(&[u8], usize, Option<u32>)],
+    ) -> Vec<ChunkRef> {
+        let mut bytes = PACK_MAGIC.to_vec();
+        let mut at = Vec::new();
+        for f in frames {
+            at.push((bytes.len() as u64, f.len() as u32));
+            bytes.extend_from_slice(f);
+        }
+        let pack = Blake3Id::of(&bytes);
+        store
+            .put_once(&layout::pack_path(&pack), bytes.into())
+            .unwrap();
+        chunks
+            .iter()
+            .map(|&(plain, frame, skip)| ChunkRef {
+                id: Blake3Id::of(plain),
+                pack,
+                offset: at[frame].0,
+                stored: at[frame].1,
+                size: plain.len() as u32,
+                skip,
+            })
+            .collect()
+    }
+
+    /// Chunks of a shared frame read in any order, between chunks of other
+    /// frames and after `decode`, are each their own bytes; a damaged shared
+    /// frame is a finding for each of its chunks, every time.
+    #[test]
+    fn shared_frames_read_back_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let (a, b, c): (&[u8], &[u8], &[u8]) = (b"first file\n", b"second file!\n", b"alone\n");
+        let shared = zstd::bulk::compress(&[a, b].concat(), 3).unwrap();
+        let lone = zstd::bulk::compress(c, 3).unwrap();
+        let refs = stored_pack(
+            &store,
+            &[shared.clone(), lone],
+            &[(a, 0, Some(0)), (b, 0, Some(a.len() as u32)), (c, 1, None)],
+        );
+        let plain = [a, b, c];
+        let mut r = ChunkReader::new();
+        for k in [1, 0, 2, 0, 1, 1, 2] {
+            assert_eq!(r.read(&store, &refs[k]).unwrap(), plain[k], "{k}");
+        }
+        assert_eq!(r.decode(&refs[0], &shared).unwrap(), a);
+        assert_eq!(r.read(&store, &refs[1]).unwrap(), b);
+        // The same place with another length is another frame: not cached.
+        let longer = ChunkRef {
+            stored: refs[1].stored + 1,
+            ..refs[1]
+        };
+        assert!(matches!(
+            r.read(&store, &longer),
+            Err(ChunkError::Corrupt { .. })
+        ));
+        assert_eq!(r.read(&store, &refs[0]).unwrap(), a);
+
+        // Not a zstd frame any more: each chunk is corrupt, each time.
+        let mut broken = shared.clone();
+        broken[0] ^= 1;
+        let refs = stored_pack(
+            &store,
+            &[broken],
+            &[(a, 0, Some(0)), (b, 0, Some(a.len() as u32))],
+        );
+        for k in [0, 1, 0, 1] {
+            match r.read(&store, &refs[k]) {
+                Err(ChunkError::Corrupt { id, object, why }) => {
+                    assert_eq!(id, refs[k].id.to_string());
+                    assert!(object.ends_with(&format!("@16+{}", refs[k].skip.unwrap())));
+                    assert_eq!(why, "is not exactly one zstd frame");
+                }
+                other => panic!("{k}: {other:?}"),
+            }
+        }
+    }
 }

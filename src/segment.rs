@@ -694,6 +694,16 @@ pub enum ItemKind {
     Sealed,
 }
 
+/// A field omitted when absent: present, it holds a value, never `null`
+/// (one entry, one encoding; FORMAT.md §9 (optional fields)).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// Where a chunk of an artifact is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -711,7 +721,11 @@ pub struct ChunkRef {
     /// For a chunk in a frame it shares with others (format 1.5): where it
     /// begins in the frame's plaintext. Absent when the frame is the
     /// chunk's alone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub skip: Option<u32>,
 }
 
@@ -817,7 +831,11 @@ pub struct Artifact {
     /// byte of the file (`file.dev`, `file.ino`) this artifact starts at;
     /// its content is the file's bytes `offset..offset + size`. Absent for
     /// an artifact of the whole file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub offset: Option<u64>,
     /// For commands: how it ended.
     #[serde(deserialize_with = "Option::deserialize")]
@@ -1049,6 +1067,27 @@ mod tests {
         ];
         for bad in cases {
             assert!(Segment::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    /// The fields written only when they have a value (`skip`, `offset`)
+    /// read back as written, are absent otherwise, and are never `null`.
+    #[test]
+    fn fields_omitted_when_absent_are_never_null() {
+        let mut a = sample_artifact(1);
+        a.chunks[0].skip = Some(7);
+        a.offset = Some(9);
+        let with = serde_json::to_string(&a).unwrap();
+        assert!(with.contains("\"size\":7,\"skip\":7}"), "{with}");
+        assert_eq!(serde_json::from_str::<Artifact>(&with).unwrap(), a);
+        let plain = serde_json::to_string(&sample_artifact(1)).unwrap();
+        assert!(!plain.contains("skip") && !plain.contains("\"offset\":null"));
+        for bad in [
+            with.replace("\"skip\":7", "\"skip\":null"),
+            with.replace("\"offset\":9", "\"offset\":null"),
+            with.replace("\"skip\":7", "\"skip\":-1"),
+        ] {
+            assert!(serde_json::from_str::<Artifact>(&bad).is_err(), "{bad}");
         }
     }
 

@@ -22,7 +22,7 @@ use serde::Serialize;
 use sha2::Digest as _;
 
 use crate::hash::{Blake3Id, Sha256Digest};
-use crate::ingest::{MAX_PACK_BYTES, PACK_MAGIC};
+use crate::ingest::{CHUNK_MAX, MAX_PACK_BYTES, PACK_MAGIC};
 use crate::layout;
 use crate::log::{self, CheckpointError, Tree};
 use crate::progress::Progress;
@@ -1364,13 +1364,29 @@ fn content_findings(
             .sum();
         (in_frame(i), std::cmp::Reverse(work))
     });
+    // A group holds what one frame can (a forged log may claim more).
     let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut group_bytes = 0u64;
     for (n, &i) in order.iter().enumerate() {
+        let bytes: u64 = artifacts[i]
+            .1
+            .chunks
+            .iter()
+            .map(|c| u64::from(c.size))
+            .sum();
         match groups.last_mut() {
-            Some(g) if in_frame(i).is_some() && in_frame(order[g.start]) == in_frame(i) => {
+            Some(g)
+                if in_frame(i).is_some()
+                    && in_frame(order[g.start]) == in_frame(i)
+                    && group_bytes + bytes <= u64::from(CHUNK_MAX) =>
+            {
                 g.end = n + 1;
+                group_bytes += bytes;
             }
-            _ => groups.push(n..n + 1),
+            _ => {
+                groups.push(n..n + 1);
+                group_bytes = bytes;
+            }
         }
     }
     let ctx = Content {
@@ -1441,8 +1457,9 @@ struct Found {
     /// The chunk's index in the artifact; the artifact's own findings come
     /// after its chunks'.
     position: usize,
-    /// For a chunk finding, the chunk's place (pack, offset).
-    chunk: Option<(Blake3Id, u64, Option<u32>)>,
+    /// For a chunk finding, the chunk reference (its place, and what it
+    /// claims to be there).
+    chunk: Option<ChunkRef>,
     kind: Kind,
     object: String,
     message: String,
@@ -1482,6 +1499,9 @@ impl Content<'_> {
                 break;
             };
             for &i in &self.order[group.clone()] {
+                if self.progress.cancelled() {
+                    break;
+                }
                 self.check_artifact(i, &mut reader, &mut buf, &mut helper, s);
             }
         }
@@ -1598,7 +1618,7 @@ impl Content<'_> {
             self.push(Found {
                 artifact: i,
                 position: k,
-                chunk: Some((c.pack, c.offset, c.skip)),
+                chunk: Some(*c),
                 kind,
                 object,
                 message: format!("chunk {} of {}: {why}", c.id.short(), a.path),
@@ -1741,13 +1761,9 @@ mod tests {
             r
         });
         assert!(big.len() > 3, "12 MiB is cut into several chunks");
-        // The small ones share a frame, after the big one's last chunk.
-        let tail = big.last().unwrap();
-        assert_eq!(tail.skip, Some(0));
-        assert_eq!(
-            (little[0].skip, little2[0].skip),
-            (Some(tail.size), Some(tail.size + 1000))
-        );
+        // The small ones share a frame; no chunk of the big one shares one.
+        assert!(big.iter().all(|c| c.skip.is_none()));
+        assert_eq!((little[0].skip, little2[0].skip), (Some(0), Some(1000)));
         let mut wrong_small2 = artifact("/wrong-small2", &small2, little2.clone());
         wrong_small2.sha256 = Sha256Digest::of(b"other");
         let mut wrong_sha = artifact("/wrong-sha", &data, big.clone());

@@ -1845,13 +1845,31 @@ fn rehash_all(
             .collect::<std::collections::VecDeque<_>>(),
     );
     let done = Mutex::new(Vec::new());
+    // The shared frame (FORMAT.md §6) an entry's content begins in: entries
+    // of one frame go to one thread together, which decompresses it once.
+    let frame = |e: &Entry| match e {
+        Entry::Artifact(a) => a
+            .chunks
+            .first()
+            .filter(|c| c.skip.is_some())
+            .map(|c| (c.pack, c.offset)),
+        _ => None,
+    };
+    let take = || {
+        let mut q = queue.lock().ok()?;
+        let first = q.pop_front()?;
+        let mut run = vec![first];
+        let at = frame(&run[0].1.0);
+        while at.is_some() && q.front().is_some_and(|(_, (e, _))| frame(e) == at) {
+            run.extend(q.pop_front());
+        }
+        Some(run)
+    };
     std::thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| {
                 let mut reader = custody::restore::ChunkReader::new();
-                while let Some((i, (mut e, claimed))) =
-                    queue.lock().ok().and_then(|mut q| q.pop_front())
-                {
+                for (i, (mut e, claimed)) in std::iter::from_fn(take).flatten() {
                     let mut mismatch = None;
                     match &mut e {
                         Entry::Artifact(a) => {
