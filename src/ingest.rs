@@ -263,10 +263,14 @@ impl Earlier {
 
 /// A flush asked for with [`Pipeline::flush_later`].
 #[must_use = "a flush is only known to be done once waited for"]
-pub struct FlushTicket(
-    Receiver<Result<(), String>>,
-    Arc<std::sync::OnceLock<String>>,
-);
+pub struct FlushTicket {
+    done: Receiver<Result<(), String>>,
+    /// Disconnected once the packer has stopped: a flush still in its
+    /// channel then gets no answer (and the channel, which the pipeline
+    /// keeps, does not drop it), so waiting on `done` alone would block.
+    gone: Receiver<()>,
+    stopped: Arc<std::sync::OnceLock<String>>,
+}
 
 impl FlushTicket {
     /// Waits until every chunk submitted before the ticket was taken is in
@@ -275,15 +279,24 @@ impl FlushTicket {
     /// # Errors
     /// The storage failure that stopped the packer.
     pub fn wait(self) -> Result<(), PipelineError> {
-        match self.0.recv() {
-            Ok(r) => r.map_err(PipelineError),
-            Err(_) => Err(PipelineError(
-                self.1
+        self.answer().unwrap_or_else(|()| {
+            Err(PipelineError(
+                self.stopped
                     .get()
                     .cloned()
                     .unwrap_or_else(|| "the pack writer stopped".into()),
-            )),
-        }
+            ))
+        })
+    }
+
+    /// The packer's answer, or `Err(())` if it stopped without one.
+    fn answer(&self) -> Result<Result<(), PipelineError>, ()> {
+        let answered = crossbeam_channel::select! {
+            recv(self.done) -> r => r.ok(),
+            // Answered just before it stopped, or never.
+            recv(self.gone) -> _ => self.done.try_recv().ok(),
+        };
+        answered.map(|r| r.map_err(PipelineError)).ok_or(())
     }
 }
 
@@ -339,6 +352,8 @@ pub struct Pipeline<'scope, 'env> {
     unit_bytes: usize,
     /// Why the packer stopped, once it has.
     stopped: Arc<std::sync::OnceLock<String>>,
+    /// Disconnected once the packer has stopped (see [`FlushTicket`]).
+    gone: Receiver<()>,
     seen: HashSet<Blake3Id>,
     submitted: u64,
     stats: Stats,
@@ -371,11 +386,16 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         let shared = Arc::new(Mutex::new(Stats::default()));
         let (in_flight, placing) = bounded::<()>(n + IN_FLIGHT);
         let stopped = Arc::new(std::sync::OnceLock::new());
+        // Held by the packer thread, dropped when it ends however it ends.
+        let (alive, gone) = bounded::<()>(0);
         let packer = {
             let placed = placed.clone();
             let shared = shared.clone();
             let stopped = stopped.clone();
-            scope.spawn(move || packer(&store, pack_rx, &placing, placed, shared, &stopped))
+            scope.spawn(move || {
+                let _alive = alive;
+                packer(&store, pack_rx, &placing, placed, shared, &stopped)
+            })
         };
         Self {
             to_workers: Some(to_workers),
@@ -392,6 +412,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             unit: Vec::new(),
             unit_bytes: 0,
             stopped,
+            gone,
             seen: HashSet::new(),
             submitted: 0,
             stats: Stats::default(),
@@ -749,10 +770,9 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// The storage failure that stopped the packer.
     pub fn flush(&mut self) -> Result<(), PipelineError> {
         let ticket = self.flush_later()?;
-        match ticket.0.recv() {
-            Ok(r) => r.map_err(PipelineError),
-            Err(_) => Err(PipelineError(self.packer_error())),
-        }
+        ticket
+            .answer()
+            .unwrap_or_else(|()| Err(PipelineError(self.packer_error())))
     }
 
     /// Asks for a flush without waiting for it: the ticket is done when
@@ -771,7 +791,11 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         if self.to_packer.send(msg).is_err() {
             return Err(PipelineError(self.packer_error()));
         }
-        Ok(FlushTicket(done_rx, self.stopped.clone()))
+        Ok(FlushTicket {
+            done: done_rx,
+            gone: self.gone.clone(),
+            stopped: self.stopped.clone(),
+        })
     }
 
     /// Finds where chunks are stored, from another thread.
@@ -974,7 +998,7 @@ fn packer(
     };
     // Fails every flush still waiting, and the packer.
     // Tickets still in the channel learn why from `stopped`, set before
-    // the channel closes.
+    // the packer ends (which wakes their waiters: `FlushTicket::gone`).
     let fail = |pending: &mut std::collections::VecDeque<(u64, Sender<Result<(), String>>)>,
                 e: String| {
         let _ = stopped.set(e.clone());

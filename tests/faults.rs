@@ -44,6 +44,8 @@ struct FaultyStore {
     fault_at: Option<(usize, Fault)>,
     overwrites: Mutex<Vec<String>>,
     stopped: std::sync::atomic::AtomicBool,
+    /// When set, the faulty put waits for a message on it first.
+    held: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 impl fmt::Display for FaultyStore {
@@ -60,6 +62,7 @@ impl FaultyStore {
             fault_at,
             overwrites: Mutex::new(Vec::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            held: Mutex::new(None),
         })
     }
 
@@ -98,7 +101,13 @@ impl ObjectStore for FaultyStore {
             self.overwrites.lock().unwrap().push(location.to_string());
         }
         match self.fault_at {
-            Some((at, Fault::Fail)) if at == n => Err(disk_full(location)),
+            Some((at, Fault::Fail)) if at == n => {
+                let held = self.held.lock().unwrap().take();
+                if let Some(release) = held {
+                    let _ = release.recv();
+                }
+                Err(disk_full(location))
+            }
             Some((at, Fault::PersistThenFail)) if at == n => {
                 self.inner.put_opts(location, payload, opts).await?;
                 Err(disk_full(location))
@@ -218,6 +227,49 @@ fn init_opts() -> InitOptions {
         now: Time::from_unix(1_800_000_000),
         nonce: "ab".repeat(16),
     }
+}
+
+/// A flush asked for while the pack writer is in a write that fails is
+/// answered with that failure, like the flush the write was for: the
+/// writer stops with the later request still in its channel, which the
+/// pipeline keeps open, and a waiter must not wait for an answer that will
+/// never come (a declare on a failing store would hang instead of saying
+/// why it stopped).
+#[test]
+fn a_flush_queued_behind_a_failing_pack_write_gets_the_failure() {
+    use custody::ingest::Pipeline;
+    let faulty = FaultyStore::new(Arc::new(InMemory::new()), Some((0, Fault::Fail)));
+    let (release, held) = std::sync::mpsc::channel();
+    *faulty.held.lock().unwrap() = Some(held);
+    let store = Store::from_object_store(faulty.clone(), "memory");
+    let known = std::collections::HashMap::new();
+    std::thread::scope(|s| {
+        let mut p = Pipeline::start(s, store, &known);
+        p.capture(&b"first\n"[..], |_| {}).unwrap();
+        let first = p.flush_later().unwrap();
+        while faulty.puts.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // The writer is inside the put of the first pack.
+        p.capture(&b"second\n"[..], |_| {}).unwrap();
+        let second = p.flush_later().unwrap();
+        release.send(()).unwrap();
+        // Detached, so that a waiter that never returns fails the test
+        // rather than hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send((first.wait(), second.wait()));
+        });
+        let (a, b) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("both flushes are answered");
+        for r in [a, b] {
+            let e = r.expect_err("the pack was not written");
+            assert!(e.0.contains("No space left"), "{e}");
+        }
+        let e = p.flush().expect_err("the writer has stopped");
+        assert!(e.0.contains("No space left"), "{e}");
+    });
 }
 
 #[test]
