@@ -1628,17 +1628,6 @@ fn content_vectors() -> Result<Vec<Vector>> {
     ));
 
     let built = build(NONCE, |ev| {
-        let first = shared_frame_artifacts(ev, &SHARED, None);
-        ev.artifacts[first + 1].chunks[0].skip = Some(60);
-    })?;
-    out.push(Vector::new(
-        "chunk_corrupt_beyond_shared_frame",
-        "chunk_corrupt",
-        "two artifacts sharing a frame of 86 bytes; the second's chunk claims bytes 60..103 of it",
-        built.objects,
-    ));
-
-    let built = build(NONCE, |ev| {
         let big = vec![b'z'; CHUNK_MAX as usize + 1];
         let first = shared_frame_artifacts(ev, &SHARED, Some(frame(&big)));
         // Each names a slice of the oversized frame's plaintext.
@@ -1668,38 +1657,45 @@ fn content_vectors() -> Result<Vec<Vector>> {
         built.objects,
     ));
 
-    let built = build(NONCE, |ev| {
-        let first = shared_frame_artifacts(ev, &SHARED, None);
-        ev.artifacts[first].chunks[0].skip = None;
-    })?;
-    out.push(Vector::new(
-        "chunk_corrupt_shared_frame_without_skip",
-        "chunk_corrupt",
-        "two artifacts sharing a frame; the first's chunk reference has no skip, as if the frame were its alone (it inflates to 86 bytes, not 43)",
-        built.objects,
-    ));
-
-    let built = build(NONCE, |ev| {
-        let first = shared_frame_artifacts(ev, &SHARED, None);
-        ev.artifacts[first + 1].chunks[0].skip = Some(u32::MAX - 10);
-    })?;
-    out.push(Vector::new(
-        "chunk_corrupt_shared_skip_overflow",
-        "chunk_corrupt",
-        "two artifacts sharing a frame; the second's skip is 2^32 - 11, so skip + size overflows 32 bits",
-        built.objects,
-    ));
-
-    let built = build(NONCE, |ev| {
-        let first = shared_frame_artifacts(ev, &SHARED, None);
-        ev.artifacts[first + 1].chunks[0].skip = Some(0);
-    })?;
-    out.push(Vector::new(
-        "chunk_hash_mismatch_shared",
-        "chunk_hash_mismatch",
-        "two artifacts sharing a frame; the second's chunk points at the first's bytes (skip 0), which do not hash to its id",
-        built.objects,
-    ));
+    // One reference into the shared frame of SHARED changed: (vector, what
+    // it must produce, which of the two artifacts, its new skip, about).
+    let one_ref_changed: [(&str, &str, usize, Option<u32>, &str); 4] = [
+        (
+            "chunk_corrupt_beyond_shared_frame",
+            "chunk_corrupt",
+            1,
+            Some(60),
+            "two artifacts sharing a frame of 86 bytes; the second's chunk claims bytes 60..103 of it",
+        ),
+        (
+            "chunk_corrupt_shared_frame_without_skip",
+            "chunk_corrupt",
+            0,
+            None,
+            "two artifacts sharing a frame; the first's chunk reference has no skip, as if the frame were its alone (it inflates to 86 bytes, not 43)",
+        ),
+        (
+            "chunk_corrupt_shared_skip_overflow",
+            "chunk_corrupt",
+            1,
+            Some(u32::MAX - 10),
+            "two artifacts sharing a frame; the second's skip is 2^32 - 11, so skip + size overflows 32 bits",
+        ),
+        (
+            "chunk_hash_mismatch_shared",
+            "chunk_hash_mismatch",
+            1,
+            Some(0),
+            "two artifacts sharing a frame; the second's chunk points at the first's bytes (skip 0), which do not hash to its id",
+        ),
+    ];
+    for (name, expect, which, skip, about) in one_ref_changed {
+        let built = build(NONCE, |ev| {
+            let first = shared_frame_artifacts(ev, &SHARED, None);
+            ev.artifacts[first + which].chunks[0].skip = skip;
+        })?;
+        out.push(Vector::new(name, expect, about, built.objects));
+    }
 
     let built = build(NONCE, |ev| {
         ev.artifacts[0].chunks[1].id = Blake3Id::of(b"not the chunk's plaintext");

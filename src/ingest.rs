@@ -13,8 +13,9 @@
 //! is one chunk, or several small ones up to [`UNIT_BYTES`] (small files are
 //! one chunk each: batching them spares a channel hand-off, and a thread
 //! wake-up, per file). A unit is compressed into one zstd frame: the small
-//! chunks of a unit share it (FORMAT.md §6 (shared frames)), each placed
-//! by its `skip` into the frame's plaintext.
+//! files of a unit share it (FORMAT.md §6 (shared frames)), each placed by
+//! its `skip` into the frame's plaintext; a chunk of a larger item is a
+//! unit of its own.
 //!
 //! [`Pipeline::flush`] returns once every chunk submitted so far is in a
 //! durable pack; only then may a segment reference them.
@@ -65,8 +66,9 @@ pub const ZSTD_LEVEL: i32 = 3;
 const READ_WINDOW: usize = 16 << 20;
 /// Units waiting per pipeline stage.
 const QUEUE_DEPTH: usize = 4;
-/// Chunks smaller than this are sent to compression together, in units of
-/// up to twice this many bytes; a larger chunk is a unit of its own.
+/// Items of one chunk smaller than this (small files) are sent to
+/// compression together, in units of up to twice this many bytes; a larger
+/// chunk, or a chunk of a larger item, is a unit of its own.
 pub const UNIT_BYTES: usize = 256 << 10;
 // A unit's chunks share one frame, whose plaintext is a chunk's at most.
 const _: () = assert!(2 * UNIT_BYTES <= CHUNK_MAX as usize);
@@ -137,15 +139,15 @@ enum PackError {
 /// Chunks sent to compression together, in submission order, after their
 /// unit's place in that order.
 type Unit = (u64, Vec<(Blake3Id, Bytes)>);
-/// A unit's chunks compressed: the frame, and the chunks it holds in order
+/// A unit compressed: its frame, and the chunks the frame holds in order
 /// (id, size). A unit of several chunks is one frame they share.
-type Frames = (Vec<u8>, Vec<(Blake3Id, u32)>);
+type Compressed = (Vec<u8>, Vec<(Blake3Id, u32)>);
 
 enum ToPacker {
     Unit {
         /// Its place in submission order, from 1.
         seq: u64,
-        frames: Frames,
+        frame: Compressed,
     },
     Flush {
         submitted: u64,
@@ -925,7 +927,7 @@ fn compress_worker(rx: Receiver<Unit>, tx: Sender<ToPacker>) {
         if tx
             .send(ToPacker::Unit {
                 seq,
-                frames: (frame, chunks),
+                frame: (frame, chunks),
             })
             .is_err()
         {
@@ -964,7 +966,7 @@ fn packer(
     // that overtook one still being compressed (workers run in parallel,
     // and reading goes on past a flush).
     let mut received = 0u64;
-    let mut early: HashMap<u64, Frames> = HashMap::new();
+    let mut early: HashMap<u64, Compressed> = HashMap::new();
     // Flushes asked for, in order; each is done once the chunks submitted
     // before it have arrived and are written.
     let mut pending: std::collections::VecDeque<(u64, Sender<Result<(), String>>)> =
@@ -1009,8 +1011,8 @@ fn packer(
     };
     for msg in rx {
         match msg {
-            ToPacker::Unit { seq, frames } => {
-                early.insert(seq, frames);
+            ToPacker::Unit { seq, frame } => {
+                early.insert(seq, frame);
             }
             ToPacker::Flush { submitted, done } => pending.push_back((submitted, done)),
         }
@@ -1027,13 +1029,13 @@ fn packer(
                     return fail(&mut pending, e);
                 }
             }
-            let Some(frames) = early.remove(&(received + 1)) else {
+            let Some(compressed) = early.remove(&(received + 1)) else {
                 break;
             };
             received += 1;
             // Its token: one more unit may be submitted.
             let _ = placing.try_recv();
-            let (frame, chunks) = frames;
+            let (frame, chunks) = compressed;
             let offset = buf.bytes.len() as u64;
             buf.bytes.extend_from_slice(&frame);
             let shared = chunks.len() > 1;
