@@ -74,20 +74,37 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Signs `payload` and returns the envelope's stored bytes (compact JSON).
+///
+/// The bytes are those `serde_json` writes for an [`Envelope`] (a test
+/// holds them to it), but the payload's base64, most of them, is put in
+/// place as it is encoded: it never needs escaping, and a segment's is
+/// megabytes long.
 pub fn sign(payload_type: &str, payload: &[u8], signers: &[&VaultSigner]) -> Vec<u8> {
     let msg = pae(payload_type, payload);
-    let env = Envelope {
-        payload: B64.encode(payload),
-        payload_type: payload_type.to_owned(),
-        signatures: signers
-            .iter()
-            .map(|s| Signature {
-                keyid: s.key_id().to_string(),
-                sig: B64.encode(s.sign(&msg)),
-            })
-            .collect(),
-    };
-    serde_json::to_vec(&env).expect("an envelope always serialises")
+    let signatures: Vec<Signature> = signers
+        .iter()
+        .map(|s| Signature {
+            keyid: s.key_id().to_string(),
+            sig: B64.encode(s.sign(&msg)),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(payload.len().div_ceil(3) * 4 + 256);
+    out.extend_from_slice(b"{\"payload\":\"");
+    let at = out.len();
+    out.resize(
+        at + base64::encoded_len(payload.len(), true).expect("a payload fits in memory"),
+        0,
+    );
+    let n = B64
+        .encode_slice(payload, &mut out[at..])
+        .expect("the buffer is sized for the encoding");
+    out.truncate(at + n);
+    out.extend_from_slice(b"\",\"payloadType\":");
+    serde_json::to_writer(&mut out, payload_type).expect("a string always serialises");
+    out.extend_from_slice(b",\"signatures\":");
+    serde_json::to_writer(&mut out, &signatures).expect("signatures always serialise");
+    out.push(b'}');
+    out
 }
 
 /// A verified envelope: the payload and the keys whose signatures held.
@@ -190,6 +207,37 @@ mod tests {
             pae("http://example.com/HelloWorld", b"hello world"),
             b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
         );
+    }
+
+    #[test]
+    fn envelopes_are_written_as_serde_writes_them() {
+        let signers = [
+            VaultSigner::from_seed("test", [7; 32]),
+            VaultSigner::from_seed("test", [8; 32]),
+        ];
+        for (payload_type, payload) in [
+            (T, &b""[..]),
+            (T, b"{\"a\":1}"),
+            ("a \"quoted\"\ttype\u{e9}", b"\x00\xff\n\"\\ any bytes"),
+        ] {
+            for n in 1..=2 {
+                let signers: Vec<_> = signers[..n].iter().collect();
+                let bytes = sign(payload_type, payload, &signers);
+                let msg = pae(payload_type, payload);
+                let expected = Envelope {
+                    payload: B64.encode(payload),
+                    payload_type: payload_type.to_owned(),
+                    signatures: signers
+                        .iter()
+                        .map(|s| Signature {
+                            keyid: s.key_id().to_string(),
+                            sig: B64.encode(s.sign(&msg)),
+                        })
+                        .collect(),
+                };
+                assert_eq!(bytes, serde_json::to_vec(&expected).unwrap());
+            }
+        }
     }
 
     #[test]

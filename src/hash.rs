@@ -67,7 +67,10 @@ macro_rules! digest_type {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
+                // On the stack: a segment holds several digests per entry.
+                let mut hex = [0u8; 64];
+                hex::encode_to_slice(self.0, &mut hex).map_err(serde::ser::Error::custom)?;
+                s.serialize_str(std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?)
             }
         }
 

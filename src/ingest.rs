@@ -136,9 +136,10 @@ enum PackError {
     Planted(String),
 }
 
-/// Chunks sent to compression together, in submission order, after their
-/// unit's place in that order.
-type Unit = (u64, Vec<(Blake3Id, Bytes)>);
+/// Chunks sent to compression together: the unit's place in submission
+/// order, the chunks' bytes one after the other, and the chunks (id, size)
+/// in that order.
+type Unit = (u64, Bytes, Vec<(Blake3Id, u32)>);
 /// A unit compressed: its frame, and the chunks the frame holds in order
 /// (id, size). A unit of several chunks is one frame they share.
 type Compressed = (Vec<u8>, Vec<(Blake3Id, u32)>);
@@ -245,9 +246,9 @@ impl Earlier {
 
     fn memo(&mut self, path: &str) -> &mut PathMemo {
         if !self.paths.contains_key(path) {
-            self.paths.insert(path.to_owned(), PathMemo::default());
+            return self.paths.entry(path.to_owned()).or_default();
         }
-        self.paths.get_mut(path).expect("just inserted")
+        self.paths.get_mut(path).expect("just looked up")
     }
 
     fn first(&self, path: &str) -> Option<(Blake3Id, u32)> {
@@ -349,9 +350,10 @@ pub struct Pipeline<'scope, 'env> {
     shared: Arc<Mutex<Stats>>,
     /// One token per unit submitted and not yet placed by the packer.
     in_flight: Sender<()>,
-    /// Small chunks not yet submitted, and their bytes.
-    unit: Vec<(Blake3Id, Bytes)>,
-    unit_bytes: usize,
+    /// Small chunks not yet submitted, and their bytes one after the other
+    /// (copied straight from the read window: no allocation per file).
+    unit: Vec<(Blake3Id, u32)>,
+    unit_bytes: Vec<u8>,
     /// Why the packer stopped, once it has.
     stopped: Arc<std::sync::OnceLock<String>>,
     /// Disconnected once the packer has stopped (see [`FlushTicket`]).
@@ -412,7 +414,7 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             shared,
             in_flight,
             unit: Vec::new(),
-            unit_bytes: 0,
+            unit_bytes: Vec::new(),
             stopped,
             gone,
             seen: HashSet::new(),
@@ -449,7 +451,8 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     /// frame: a chunk of a larger item is a unit of its own, so an
     /// artifact with a chunk in a shared frame has no other chunk, and a
     /// verifier that takes the artifacts of a frame together decompresses
-    /// it once.
+    /// it once. `owned` is `data` already copied out of the read window,
+    /// if it was (for the digest thread).
     ///
     /// # Errors
     /// When the packer has stopped (a storage failure); the cause comes from
@@ -457,7 +460,8 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
     fn add_hashed(
         &mut self,
         id: Blake3Id,
-        data: Bytes,
+        data: &[u8],
+        owned: Option<Bytes>,
         whole: bool,
     ) -> Result<(Blake3Id, u32), PipelineError> {
         let size = u32::try_from(data.len()).expect("chunks are at most CHUNK_MAX");
@@ -471,13 +475,18 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         // A large chunk is a unit of its own, so a unit holds at most one
         // maximal chunk's bytes, as a single chunk did before units; so is
         // a chunk of a larger item.
-        let alone = data.len() >= UNIT_BYTES || !whole;
-        if alone {
+        if data.len() >= UNIT_BYTES || !whole {
             self.submit()?;
+            let bytes = owned.unwrap_or_else(|| Bytes::copy_from_slice(data));
+            self.send_unit(bytes, vec![(id, size)])?;
+            return Ok((id, size));
         }
-        self.unit_bytes += data.len();
-        self.unit.push((id, data));
-        if alone || self.unit_bytes >= UNIT_BYTES {
+        if self.unit_bytes.capacity() == 0 {
+            self.unit_bytes.reserve_exact(2 * UNIT_BYTES);
+        }
+        self.unit_bytes.extend_from_slice(data);
+        self.unit.push((id, size));
+        if self.unit_bytes.len() >= UNIT_BYTES {
             self.submit()?;
         }
         Ok((id, size))
@@ -488,14 +497,23 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         if self.unit.is_empty() {
             return Ok(());
         }
-        let unit = std::mem::take(&mut self.unit);
-        self.unit_bytes = 0;
+        let chunks = std::mem::take(&mut self.unit);
+        let bytes = Bytes::from(std::mem::take(&mut self.unit_bytes));
+        self.send_unit(bytes, chunks)
+    }
+
+    /// Sends one unit to compression; blocks while the pipeline is full.
+    fn send_unit(
+        &mut self,
+        bytes: Bytes,
+        chunks: Vec<(Blake3Id, u32)>,
+    ) -> Result<(), PipelineError> {
         self.submitted += 1;
         if self.in_flight.send(()).is_err() {
             return Err(PipelineError(self.packer_error()));
         }
         let tx = self.to_workers.as_ref().expect("pipeline running");
-        if tx.send((self.submitted, unit)).is_err() {
+        if tx.send((self.submitted, bytes, chunks)).is_err() {
             return Err(PipelineError(self.packer_error()));
         }
         Ok(())
@@ -530,9 +548,10 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         // SHA-256 here, or on the digest thread once the item proves large.
         let mut sha: Option<sha2::Sha256> = None;
         let mut b3 = blake3::Hasher::new();
-        // The first chunk, held back from `b3`: an item of one chunk (every
-        // small file) has the chunk's BLAKE3 as its own, so it is hashed once.
-        let mut held: Option<Bytes> = None;
+        // Where the first chunk is in the window while it is held back from
+        // `b3`: an item of one chunk (every small file) has the chunk's
+        // BLAKE3 as its own, so it is hashed once.
+        let mut held: Option<std::ops::Range<usize>> = None;
         let mut chunks = Vec::new();
         let mut size = 0u64;
         let mut error = None;
@@ -564,7 +583,9 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                     sha = Some(sha2::Sha256::new());
                 }
             }
-            let cdc = fastcdc::v2020::FastCDC::new(&window[..len], CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
+            // Made when first needed: it derives its tables, which is most of
+            // the cost of a small file's cut.
+            let mut cdc = None;
             let mut pos = 0usize;
             // Cut only where a whole maximal chunk is visible, or at the end:
             // the same cut points as reading the item in one piece.
@@ -585,35 +606,53 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                         h
                     }
                     None => {
-                        let (_, end) = cdc.cut(pos, len - pos);
+                        // What is left, at the end, when FastCDC would not
+                        // cut it (its minimum size).
+                        let end = if len - pos <= CHUNK_MIN as usize {
+                            len
+                        } else {
+                            cdc.get_or_insert_with(|| {
+                                fastcdc::v2020::FastCDC::new(
+                                    &window[..len],
+                                    CHUNK_MIN,
+                                    CHUNK_AVG,
+                                    CHUNK_MAX,
+                                )
+                            })
+                            .cut(pos, len - pos)
+                            .1
+                        };
                         (Blake3Id::of(&window[pos..end]), end)
                     }
                 };
                 hint = cuts.and_then(|c| c.after(&id));
-                let data = Bytes::copy_from_slice(&window[pos..end]);
+                let data = &window[pos..end];
+                let mut owned = None;
                 match (&mut sha, &self.to_digest) {
-                    (Some(h), _) => h.update(&data),
+                    (Some(h), _) => h.update(data),
                     (None, Some(tx)) => {
-                        if tx.send(ToDigest::Data(data.clone())).is_err() {
+                        let b = Bytes::copy_from_slice(data);
+                        if tx.send(ToDigest::Data(b.clone())).is_err() {
                             failed = Some(PipelineError("the digest thread stopped".into()));
                             break 'fill;
                         }
+                        owned = Some(b);
                     }
                     // Without SHA-256: nothing to do.
                     (None, None) => {}
                 }
                 if size == 0 && held.is_none() {
-                    held = Some(data.clone());
+                    held = Some(pos..end);
                 } else {
                     if let Some(h) = held.take() {
-                        b3.update(&h);
+                        b3.update(&window[h]);
                     }
-                    b3.update(&data);
+                    b3.update(data);
                 }
                 size += data.len() as u64;
                 on_bytes(data.len() as u64);
                 let whole = size == data.len() as u64 && eof && end == len;
-                match self.add_hashed(id, data, whole) {
+                match self.add_hashed(id, data, owned, whole) {
                     Ok(c) => chunks.push(c),
                     Err(e) => {
                         failed = Some(e);
@@ -625,8 +664,18 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             if eof {
                 break;
             }
+            // The held chunk's bytes are about to move: hash them now.
+            if let Some(h) = held.take() {
+                b3.update(&window[h]);
+            }
             window.copy_within(pos..len, 0);
             len -= pos;
+        }
+        // An item of one chunk has that chunk's BLAKE3; any other is hashed
+        // whole.
+        let single = matches!((&held, chunks.as_slice()), (Some(_), [_]));
+        if let Some(h) = held.filter(|_| !single) {
+            b3.update(&window[h]);
         }
         self.window = window;
         // The digest thread's state is per item: end it on every path.
@@ -652,14 +701,10 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
         if let Some(e) = failed {
             return Err(e);
         }
-        let blake3 = match (held, chunks.as_slice()) {
-            (Some(_), [(id, _)]) => *id,
-            (held, _) => {
-                if let Some(h) = held {
-                    b3.update(&h);
-                }
-                b3.finalize().into()
-            }
+        let blake3 = if single {
+            chunks[0].0
+        } else {
+            b3.finalize().into()
         };
         Ok(Captured {
             size,
@@ -902,28 +947,16 @@ fn compress_worker(rx: Receiver<Unit>, tx: Sender<ToPacker>) {
     let mut z = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level 3 is valid");
     z.include_contentsize(true)
         .expect("zstd accepts the content-size flag");
-    let mut joined = Vec::new();
-    for (seq, unit) in rx {
-        let chunks = unit
-            .iter()
-            .map(|(id, data)| (*id, data.len() as u32))
-            .collect();
-        let frame = match unit.as_slice() {
-            [(_, data)] => z.compress(data),
-            _ => {
-                joined.clear();
-                for (_, data) in &unit {
-                    joined.extend_from_slice(data);
-                }
-                // What no reader would accept must never be written.
-                assert!(
-                    joined.len() <= CHUNK_MAX as usize,
-                    "a shared frame holds at most a chunk's bytes"
-                );
-                z.compress(&joined)
-            }
-        }
-        .expect("compressing into a growable buffer cannot fail");
+    for (seq, bytes, chunks) in rx {
+        // What no reader would accept must never be written.
+        assert!(
+            bytes.len() <= CHUNK_MAX as usize,
+            "a frame holds at most a chunk's bytes"
+        );
+        let frame = z
+            .compress(&bytes)
+            .expect("compressing into a growable buffer cannot fail");
+        drop(bytes);
         if tx
             .send(ToPacker::Unit {
                 seq,
@@ -1080,7 +1113,9 @@ pub(crate) mod tests {
     }
 
     /// Cutting in a large window gives exactly the cut points of reading the
-    /// item as one stream, across window refills and short reads.
+    /// item as one stream, across window refills and short reads, and the
+    /// item's digests (the first chunk's bytes, held back from the item's
+    /// BLAKE3, are hashed before a refill moves them).
     #[test]
     fn window_cuts_match_the_streaming_chunker() {
         struct Dribble<'a>(&'a [u8]);
@@ -1098,6 +1133,8 @@ pub(crate) mod tests {
         for (n, seed) in [
             (0, 1),
             (1000, 2),
+            (CHUNK_MIN as usize, 5),
+            (CHUNK_MIN as usize + 1, 6),
             (CHUNK_MAX as usize + 5, 3),
             (READ_WINDOW * 2 + 12_345, 4),
         ] {
@@ -1115,6 +1152,7 @@ pub(crate) mod tests {
             let sizes: Vec<usize> = got.chunks.iter().map(|(_, s)| *s as usize).collect();
             assert_eq!(sizes, expected, "{n} bytes");
             assert_eq!(got.sha256, Some(Sha256Digest::of(&data)));
+            assert_eq!(got.blake3, Blake3Id::of(&data), "{n} bytes");
         }
     }
 
