@@ -466,9 +466,7 @@ fn capture_path(
         Err(p) => return Ok(*p),
     };
     let cap = pipe.capture_file(&mut file, &shown, opened.len(), |n| progress.bytes(n))?;
-    let after = file.metadata().ok();
-    let now_at_path = std::fs::symlink_metadata(path).ok();
-    let reason = change_reason(&opened, after.as_ref(), now_at_path.as_ref(), cap.size);
+    let reason = read_reason(&file, path, &opened, cap.size);
     let mut p = item.artifact(ItemKind::File, shown, cap);
     p.artifact.file = Some(file_meta(&opened));
     if p.artifact.status == Status::Complete {
@@ -536,9 +534,7 @@ fn capture_key_file(
             }
         }
     }
-    let after = file.metadata().ok();
-    let now_at_path = std::fs::symlink_metadata(path).ok();
-    let reason = change_reason(&opened, after.as_ref(), now_at_path.as_ref(), size);
+    let reason = read_reason(&file, path, &opened, size);
     let status = match (&error, &reason) {
         (Some(_), _) => Status::Failed,
         (None, Some(_)) => Status::Partial,
@@ -669,6 +665,25 @@ fn open_item(
     let file =
         open().map_err(|e| failed(ItemKind::File, format!("couldn't open: {e}"), Some(&before)))?;
     checked(file)
+}
+
+/// [`change_reason`] of a file just read: what is at its path now, and
+/// the file as it is now. While the path still names the file read, its
+/// stat is the file's (an open file's inode cannot be reused), so the file
+/// is not asked again: one stat after the read, not two.
+fn read_reason(
+    file: &std::fs::File,
+    path: &Path,
+    opened: &std::fs::Metadata,
+    read: u64,
+) -> Option<String> {
+    let now_at_path = std::fs::symlink_metadata(path).ok();
+    let same = |m: &std::fs::Metadata| m.dev() == opened.dev() && m.ino() == opened.ino();
+    let after = match now_at_path.as_ref() {
+        Some(m) if same(m) => Some(m.clone()),
+        _ => file.metadata().ok(),
+    };
+    change_reason(opened, after.as_ref(), now_at_path.as_ref(), read)
 }
 
 /// Why a file read is not a faithful snapshot, if it is not.
@@ -1018,6 +1033,46 @@ mod tests {
                 .unwrap()
                 .contains("replaced")
         );
+    }
+
+    /// The one stat after a read sees what happened to the file while it
+    /// was read, through its path while the path names it.
+    #[test]
+    fn read_reasons_from_the_file_as_it_is_now() {
+        use std::io::Write as _;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let reason = |change: &dyn Fn(&std::fs::File)| {
+            std::fs::write(&p, b"12345").unwrap();
+            let file = std::fs::File::open(&p).unwrap();
+            let opened = file.metadata().unwrap();
+            change(&file);
+            read_reason(&file, &p, &opened, 5)
+        };
+        assert_eq!(reason(&|_| {}), None);
+        let grew = reason(&|_| {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+            f.write_all(b"678").unwrap();
+        });
+        assert!(grew.unwrap().contains("5 bytes at start, 8 at end"));
+        let modified = reason(&|f| {
+            let later =
+                f.metadata().unwrap().modified().unwrap() + std::time::Duration::from_secs(7);
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(later)
+                .unwrap();
+        });
+        assert!(modified.unwrap().starts_with("modified"));
+        let rotated = reason(&|_| std::fs::rename(&p, d.path().join("f.1")).unwrap());
+        assert!(rotated.unwrap().contains("was removed"));
+        let replaced = reason(&|_| {
+            std::fs::rename(&p, d.path().join("f.2")).unwrap();
+            std::fs::write(&p, b"other").unwrap();
+        });
+        assert!(replaced.unwrap().contains("replaced by another file"));
     }
 }
 
