@@ -88,17 +88,13 @@ pub fn sign(payload_type: &str, payload: &[u8], signers: &[&VaultSigner]) -> Vec
             sig: B64.encode(s.sign(&msg)),
         })
         .collect();
-    let mut out = Vec::with_capacity(payload.len().div_ceil(3) * 4 + 256);
-    out.extend_from_slice(b"{\"payload\":\"");
-    let at = out.len();
-    out.resize(
-        at + base64::encoded_len(payload.len(), true).expect("a payload fits in memory"),
-        0,
-    );
-    let n = B64
-        .encode_slice(payload, &mut out[at..])
-        .expect("the buffer is sized for the encoding");
-    out.truncate(at + n);
+    // Room for all of it: the base64, the type escaped at worst, and each
+    // signature object (a keyid and a signature, about 170 bytes).
+    let room = payload.len().div_ceil(3) * 4 + 64 + 6 * payload_type.len() + 256 * signers.len();
+    let mut b64 = String::with_capacity(room);
+    b64.push_str("{\"payload\":\"");
+    B64.encode_string(payload, &mut b64);
+    let mut out = b64.into_bytes();
     out.extend_from_slice(b"\",\"payloadType\":");
     serde_json::to_writer(&mut out, payload_type).expect("a string always serialises");
     out.extend_from_slice(b",\"signatures\":");

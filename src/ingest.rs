@@ -10,9 +10,10 @@
 //! to the current pack and creates it in the store once it reaches
 //! [`PACK_TARGET`]. Bounded channels keep memory flat whatever the evidence
 //! size: at most [`QUEUE_DEPTH`] units wait per stage, plus one pack. A unit
-//! is one chunk, or several small ones up to [`UNIT_BYTES`] (small files are
-//! one chunk each: batching them spares a channel hand-off, and a thread
-//! wake-up, per file). A unit is compressed into one zstd frame: the small
+//! is one chunk, or several small ones gathered until they reach
+//! [`UNIT_BYTES`], copied one after the other into the unit's one buffer
+//! (small files are one chunk each: batching them spares an allocation, a
+//! channel hand-off and a thread wake-up per file). A unit is compressed into one zstd frame: the small
 //! files of a unit share it (FORMAT.md §6 (shared frames)), each placed by
 //! its `skip` into the frame's plaintext; a chunk of a larger item is a
 //! unit of its own.
@@ -595,10 +596,16 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
                     break 'fill;
                 }
                 // The hinted chunk if the bytes here are that chunk, else
-                // FastCDC's cut.
+                // FastCDC's cut. A hint comes from the log, which an
+                // insider can forge: only a size FastCDC could have cut is
+                // taken (an empty chunk would never advance, a larger one
+                // than CHUNK_MAX could never be read back).
                 let hinted = hint.take().and_then(|(id, n)| {
                     let end = pos + n as usize;
-                    (end <= len && Blake3Id::of(&window[pos..end]) == id).then_some((id, end))
+                    ((1..=CHUNK_MAX).contains(&n)
+                        && end <= len
+                        && Blake3Id::of(&window[pos..end]) == id)
+                        .then_some((id, end))
                 });
                 let (id, end) = match hinted {
                     Some(h) => {
@@ -664,7 +671,9 @@ impl<'scope, 'env> Pipeline<'scope, 'env> {
             if eof {
                 break;
             }
-            // The held chunk's bytes are about to move: hash them now.
+            // The held chunk's bytes are about to move: hash them now. (It
+            // has been followed by another before a refill, since a full
+            // window holds several maximal chunks; this keeps it so.)
             if let Some(h) = held.take() {
                 b3.update(&window[h]);
             }
@@ -1114,8 +1123,7 @@ pub(crate) mod tests {
 
     /// Cutting in a large window gives exactly the cut points of reading the
     /// item as one stream, across window refills and short reads, and the
-    /// item's digests (the first chunk's bytes, held back from the item's
-    /// BLAKE3, are hashed before a refill moves them).
+    /// item's digests.
     #[test]
     fn window_cuts_match_the_streaming_chunker() {
         struct Dribble<'a>(&'a [u8]);
@@ -1305,8 +1313,9 @@ pub(crate) mod tests {
     }
 
     /// Cuts taken from hints are FastCDC's own: known data, data with an
-    /// append, data changed in the middle, a shorter copy and wrong hints all
-    /// cut as if there were no hints, and known data is cut from them.
+    /// append, data changed in the middle, a shorter copy and wrong or
+    /// forged hints (an empty chunk, one past the maximum size) all cut as
+    /// if there were no hints, and known data is cut from them.
     #[test]
     fn hinted_cuts_are_fastcdcs_cuts() {
         let dir = tempfile::tempdir().unwrap();
@@ -1333,8 +1342,15 @@ pub(crate) mod tests {
         let wrong = (Blake3Id::of(b"not these bytes"), plain[0][0].1);
         cuts.learn("wrong", [wrong, plain[0][0]].into_iter());
         cuts.next.insert(plain[0][3].0, wrong);
+        // Forged hints of sizes FastCDC never cuts: an empty chunk that
+        // follows itself, and a first chunk past the maximum size.
+        let none = (Blake3Id::of(b""), 0);
+        cuts.learn("empty", [none, none, none].into_iter());
+        let huge = 5 << 20;
+        let over = (Blake3Id::of(&base[..huge as usize]), huge);
+        cuts.learn("huge", [over, plain[0][1]].into_iter());
         for (i, it) in items.iter().enumerate() {
-            for path in ["base", "wrong"] {
+            for path in ["base", "wrong", "empty", "huge"] {
                 let (chunks, stats) = std::thread::scope(|s| {
                     let mut p = Pipeline::start(s, store.clone(), &known).with_earlier(&cuts);
                     let c = p.capture_at(&it[..], Some(path), |_| {}).unwrap();

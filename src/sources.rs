@@ -214,7 +214,7 @@ pub fn preserve_source<E: From<PipelineError>>(
                         started: Time::now(),
                     };
                     match entry {
-                        Ok((path, walked_file)) => {
+                        Ok(path) => {
                             if !visited.insert(path.clone()) {
                                 continue;
                             }
@@ -224,7 +224,7 @@ pub fn preserve_source<E: From<PipelineError>>(
                                     emit(pipe, f)?;
                                 }
                             } else {
-                                let p = capture_path(&item, &path, walked_file, pipe, progress)?;
+                                let p = capture_path(&item, &path, pipe, progress)?;
                                 emit(pipe, p.into())?;
                             }
                         }
@@ -296,9 +296,7 @@ fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
 
-/// A path to preserve, and whether a directory walk found a regular file
-/// there (see [`open_item`]); or a path that could not be read, and why.
-type Expanded = Result<(PathBuf, bool), (PathBuf, String)>;
+type Expanded = Result<PathBuf, (PathBuf, String)>;
 
 /// Expands one path, directory or glob into items (files, links, errors), in
 /// a stable order.
@@ -319,7 +317,7 @@ fn expand(pattern: &str, excludes: &Excludes, refuse: &[(u64, u64)], out: &mut V
             {
                 walk(&p, excludes, refuse, None, out);
             }
-            Ok(_) => out.push(Ok((p, false))),
+            Ok(_) => out.push(Ok(p)),
         }
         return;
     }
@@ -399,7 +397,7 @@ fn walk(
                     continue;
                 }
                 if selected && !(e.depth() == 0 && glob.is_some()) {
-                    out.push(Ok((p.to_owned(), e.file_type().is_file())));
+                    out.push(Ok(p.to_owned()));
                 }
             }
         }
@@ -456,17 +454,16 @@ fn file_meta(m: &std::fs::Metadata) -> FileMeta {
 fn capture_path(
     item: &Item<'_>,
     path: &Path,
-    walked_file: bool,
     pipe: &mut Pipeline<'_, '_>,
     progress: &dyn Progress,
 ) -> Result<Pending, PipelineError> {
     let shown = path.to_string_lossy().into_owned();
-    let (mut file, opened) = match open_item(item, path, &shown, walked_file) {
+    let (mut file, opened) = match open_item(item, path, &shown) {
         Ok(o) => o,
         Err(p) => return Ok(*p),
     };
     let cap = pipe.capture_file(&mut file, &shown, opened.len(), |n| progress.bytes(n))?;
-    let reason = read_reason(&file, path, &opened, cap.size);
+    let reason = read_reason(path, &opened, cap.size);
     let mut p = item.artifact(ItemKind::File, shown, cap);
     p.artifact.file = Some(file_meta(&opened));
     if p.artifact.status == Status::Complete {
@@ -490,7 +487,7 @@ fn capture_key_file(
 ) -> Result<Vec<Found>, PipelineError> {
     use sha2::Digest as _;
     let shown = path.to_string_lossy().into_owned();
-    let (mut file, opened) = match open_item(item, path, &shown, false) {
+    let (mut file, opened) = match open_item(item, path, &shown) {
         Ok(o) => o,
         // A link is recorded as a link: it holds no key.
         Err(p) if p.artifact.kind == ItemKind::Symlink && p.artifact.error.is_none() => {
@@ -534,7 +531,7 @@ fn capture_key_file(
             }
         }
     }
-    let reason = read_reason(&file, path, &opened, size);
+    let reason = read_reason(path, &opened, size);
     let status = match (&error, &reason) {
         (Some(_), _) => Status::Failed,
         (None, Some(_)) => Status::Partial,
@@ -604,20 +601,10 @@ fn capture_key_file(
 /// Opens a path for reading as a regular file, never through a link, and
 /// never the vault's own key. A symbolic link, a non-file or a failure comes
 /// back as the artifact that records it.
-///
-/// A path is looked at (`lstat`) before it is opened, so that a device or a
-/// FIFO is never opened, and a link is recorded as one. A path where a
-/// directory walk found a regular file (`walked_file`) is opened at once
-/// instead, which spares a path lookup per file: the walk's look is as
-/// recent as a stat's would be (either can be overtaken before the open),
-/// the open never follows a link, and what was opened is checked to be a
-/// regular file all the same. If that open fails, the path is looked at
-/// and opened as any other.
 fn open_item(
     item: &Item<'_>,
     path: &Path,
     shown: &str,
-    walked_file: bool,
 ) -> Result<(std::fs::File, std::fs::Metadata), Box<Pending>> {
     let shown = shown.to_owned();
     let failed = |kind, error: String, meta: Option<&std::fs::Metadata>| {
@@ -625,29 +612,6 @@ fn open_item(
         p.artifact.file = meta.map(file_meta);
         Box::new(p)
     };
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
-            .open(path)
-    };
-    let checked = |file: std::fs::File| match file.metadata() {
-        Ok(m) if item.ctx.refuse.contains(&(m.dev(), m.ino())) => Err(failed(
-            ItemKind::File,
-            "refused: this is the vault's own signing key".into(),
-            Some(&m),
-        )),
-        Ok(m) if m.is_file() => Ok((file, m)),
-        Ok(_) => Err(failed(
-            ItemKind::File,
-            "replaced by a non-file while opening".into(),
-            None,
-        )),
-        Err(e) => Err(failed(ItemKind::File, format!("couldn't stat: {e}"), None)),
-    };
-    if walked_file && let Ok(file) = open() {
-        return checked(file);
-    }
     let before = std::fs::symlink_metadata(path)
         .map_err(|e| failed(ItemKind::Missing, format!("couldn't stat: {e}"), None))?;
     if before.file_type().is_symlink() {
@@ -662,28 +626,38 @@ fn open_item(
         let why = format!("not a regular file (mode {:o})", before.mode());
         return Err(failed(ItemKind::File, why, Some(&before)));
     }
-    let file =
-        open().map_err(|e| failed(ItemKind::File, format!("couldn't open: {e}"), Some(&before)))?;
-    checked(file)
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(path)
+        .map_err(|e| failed(ItemKind::File, format!("couldn't open: {e}"), Some(&before)))?;
+    match file.metadata() {
+        Ok(m) if item.ctx.refuse.contains(&(m.dev(), m.ino())) => Err(failed(
+            ItemKind::File,
+            "refused: this is the vault's own signing key".into(),
+            Some(&m),
+        )),
+        Ok(m) if m.is_file() => Ok((file, m)),
+        Ok(_) => Err(failed(
+            ItemKind::File,
+            "replaced by a non-file while opening".into(),
+            None,
+        )),
+        Err(e) => Err(failed(ItemKind::File, format!("couldn't stat: {e}"), None)),
+    }
 }
 
-/// [`change_reason`] of a file just read: what is at its path now, and
-/// the file as it is now. While the path still names the file read, its
-/// stat is the file's (an open file's inode cannot be reused), so the file
-/// is not asked again: one stat after the read, not two.
-fn read_reason(
-    file: &std::fs::File,
-    path: &Path,
-    opened: &std::fs::Metadata,
-    read: u64,
-) -> Option<String> {
+/// [`change_reason`] of a file just read, from one stat of its path: while
+/// the path still names the file read (the device and inode it was opened
+/// with, which an open file keeps from reuse), that stat is the file's as
+/// it is now, so the file is not asked again; otherwise the file was
+/// rotated, which is the reason whatever the file is now.
+fn read_reason(path: &Path, opened: &std::fs::Metadata, read: u64) -> Option<String> {
     let now_at_path = std::fs::symlink_metadata(path).ok();
-    let same = |m: &std::fs::Metadata| m.dev() == opened.dev() && m.ino() == opened.ino();
-    let after = match now_at_path.as_ref() {
-        Some(m) if same(m) => Some(m.clone()),
-        _ => file.metadata().ok(),
-    };
-    change_reason(opened, after.as_ref(), now_at_path.as_ref(), read)
+    let after = now_at_path
+        .as_ref()
+        .filter(|m| m.dev() == opened.dev() && m.ino() == opened.ino());
+    change_reason(opened, after, now_at_path.as_ref(), read)
 }
 
 /// Why a file read is not a faithful snapshot, if it is not.
@@ -851,71 +825,10 @@ mod tests {
         expand(pattern, &ex, &[], &mut out);
         out.into_iter()
             .map(|r| match r {
-                Ok((p, _)) => p.to_string_lossy().into_owned(),
+                Ok(p) => p.to_string_lossy().into_owned(),
                 Err((p, e)) => format!("ERR {} {e}", p.display()),
             })
             .collect()
-    }
-
-    /// A path a walk saw as a regular file is opened without a stat first;
-    /// whatever is there by then is still recorded for what it is: a file
-    /// is opened, a link is a link (the open fails, and the path is looked
-    /// at as any other), a FIFO is never read (opened without blocking,
-    /// then refused), the vault's key is refused, a removed path is missing.
-    #[test]
-    fn a_walked_file_is_checked_for_what_is_there_when_opened() {
-        let d = tempfile::tempdir().unwrap();
-        let file = d.path().join("f.log");
-        std::fs::write(&file, b"log line\n").unwrap();
-        let link = d.path().join("link");
-        std::os::unix::fs::symlink(&file, &link).unwrap();
-        let fifo = d.path().join("fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let key = d.path().join("vault.key");
-        std::fs::write(&key, b"not really a key").unwrap();
-        let km = std::fs::metadata(&key).unwrap();
-        let ctx = RunContext {
-            incident: "INC-1".into(),
-            run: "r".into(),
-            host: "h".into(),
-            collector: "c".into(),
-            refuse: vec![(km.dev(), km.ino())],
-        };
-        let spec = SourceSpec {
-            name: "logs".into(),
-            kind: SourceKind::Files,
-            paths: vec![d.path().to_string_lossy().into_owned()],
-            exclude: vec![],
-            argv: vec![],
-            timeout_secs: None,
-            seal_to: vec![],
-        };
-        let item = Item {
-            ctx: &ctx,
-            spec: &spec,
-            started: Time::now(),
-        };
-        let open = |p: &Path| open_item(&item, p, &p.to_string_lossy(), true);
-        for walked in [true, false] {
-            let (_, m) = open_item(&item, &file, "f.log", walked).unwrap();
-            assert_eq!(m.len(), 9);
-        }
-        let got = *open(&link).unwrap_err();
-        assert_eq!(got.artifact.kind, ItemKind::Symlink);
-        assert_eq!(got.artifact.error, None);
-        assert_eq!(got.artifact.link_target.as_deref(), file.to_str());
-        let got = *open(&fifo).unwrap_err();
-        assert_eq!(got.artifact.status, Status::Failed);
-        assert!(got.artifact.error.unwrap().contains("non-file"));
-        let got = *open(&key).unwrap_err();
-        assert!(
-            got.artifact
-                .error
-                .unwrap()
-                .contains("vault's own signing key")
-        );
-        let got = *open(&d.path().join("gone")).unwrap_err();
-        assert_eq!(got.artifact.kind, ItemKind::Missing);
     }
 
     /// Kept positions come back for the same file, also renamed within
@@ -1047,7 +960,7 @@ mod tests {
             let file = std::fs::File::open(&p).unwrap();
             let opened = file.metadata().unwrap();
             change(&file);
-            read_reason(&file, &p, &opened, 5)
+            read_reason(&p, &opened, 5)
         };
         assert_eq!(reason(&|_| {}), None);
         let grew = reason(&|_| {
@@ -1244,10 +1157,8 @@ impl Follow {
         for pattern in &spec.paths {
             expand(pattern, &excludes, &ctx.refuse, &mut now);
         }
-        let now: std::collections::BTreeSet<PathBuf> = now
-            .into_iter()
-            .filter_map(|e| e.ok().map(|(p, _)| p))
-            .collect();
+        let now: std::collections::BTreeSet<PathBuf> =
+            now.into_iter().filter_map(Result::ok).collect();
         let item = Item {
             ctx,
             spec,
