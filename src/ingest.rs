@@ -155,6 +155,10 @@ enum ToPacker {
         submitted: u64,
         done: Sender<Result<(), String>>,
     },
+    /// A unit could not be compressed: the packer stops with this, as
+    /// after a failed write (it would otherwise wait for that unit for
+    /// ever).
+    Failed(String),
 }
 
 /// What earlier artifacts tell a new capture: where known data was cut, and
@@ -958,21 +962,27 @@ fn compress_worker(rx: Receiver<Unit>, tx: Sender<ToPacker>) {
         .expect("zstd accepts the content-size flag");
     for (seq, bytes, chunks) in rx {
         // What no reader would accept must never be written.
-        assert!(
-            bytes.len() <= CHUNK_MAX as usize,
-            "a frame holds at most a chunk's bytes"
-        );
-        let frame = z
-            .compress(&bytes)
-            .expect("compressing into a growable buffer cannot fail");
+        let frame = if bytes.len() > CHUNK_MAX as usize {
+            Err(format!(
+                "a unit of {} bytes, more than the {CHUNK_MAX} a frame may hold",
+                bytes.len()
+            ))
+        } else {
+            z.compress(&bytes)
+                .map_err(|e| format!("zstd could not compress a unit: {e}"))
+        };
         drop(bytes);
-        if tx
-            .send(ToPacker::Unit {
+        let msg = match frame {
+            Ok(frame) => ToPacker::Unit {
                 seq,
                 frame: (frame, chunks),
-            })
-            .is_err()
-        {
+            },
+            Err(e) => {
+                let _ = tx.send(ToPacker::Failed(e));
+                return;
+            }
+        };
+        if tx.send(msg).is_err() {
             return;
         }
     }
@@ -1057,6 +1067,7 @@ fn packer(
                 early.insert(seq, frame);
             }
             ToPacker::Flush { submitted, done } => pending.push_back((submitted, done)),
+            ToPacker::Failed(e) => return fail(&mut pending, e),
         }
         // Chunks go into packs in the order they were submitted, and a
         // flush cuts the pack exactly after the chunks submitted before it:
@@ -1119,6 +1130,48 @@ pub(crate) mod tests {
                 (x >> 24) as u8
             })
             .collect()
+    }
+
+    /// A unit no frame may hold stops the pipeline with why, as a failed
+    /// pack write does: the worker sends the failure instead of panicking,
+    /// and the packer answers the flush waiting behind the unit with it,
+    /// and ends (before, it waited for that unit for ever).
+    #[test]
+    fn a_unit_that_cannot_be_compressed_stops_the_packer_with_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let (unit_tx, unit_rx) = bounded::<Unit>(1);
+        let (pack_tx, pack_rx) = bounded::<ToPacker>(4);
+        let (token_tx, placing) = bounded::<()>(4);
+        let placed = Arc::new(Mutex::new(HashMap::new()));
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let stopped = std::sync::OnceLock::new();
+        let (store, placing, stopped) = (&store, &placing, &stopped);
+        std::thread::scope(|s| {
+            let worker_tx = pack_tx.clone();
+            s.spawn(move || compress_worker(unit_rx, worker_tx));
+            let packer = s.spawn(move || packer(store, pack_rx, placing, placed, stats, stopped));
+            token_tx.send(()).unwrap();
+            let (done_tx, done_rx) = bounded(1);
+            let flush = ToPacker::Flush {
+                submitted: 1,
+                done: done_tx,
+            };
+            pack_tx.send(flush).unwrap();
+            // The worker's is the packer's only sender left.
+            drop(pack_tx);
+            let too_big = Bytes::from(vec![0u8; CHUNK_MAX as usize + 1]);
+            let chunks = vec![(Blake3Id::of(&too_big), CHUNK_MAX + 1)];
+            unit_tx.send((1, too_big, chunks)).unwrap();
+            let answer = done_rx.recv_timeout(std::time::Duration::from_secs(60));
+            let why = answer.expect("the flush is answered").unwrap_err();
+            assert!(
+                why.contains("more than the 4194304 a frame may hold"),
+                "{why}"
+            );
+            assert_eq!(packer.join().unwrap().unwrap_err(), why);
+            assert_eq!(stopped.get(), Some(&why));
+        });
     }
 
     /// Cutting in a large window gives exactly the cut points of reading the
