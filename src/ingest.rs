@@ -960,6 +960,10 @@ fn compress_worker(rx: Receiver<Unit>, tx: Sender<ToPacker>) {
     let mut z = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level 3 is valid");
     z.include_contentsize(true)
         .expect("zstd accepts the content-size flag");
+    // Room for any frame, reused: each frame sent on is a copy of its
+    // length, not a buffer the size of the unit (the pack writer frees it
+    // on its own thread, which left the allocator holding that memory).
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(CHUNK_MAX as usize));
     for (seq, bytes, chunks) in rx {
         // What no reader would accept must never be written.
         let frame = if bytes.len() > CHUNK_MAX as usize {
@@ -968,7 +972,9 @@ fn compress_worker(rx: Receiver<Unit>, tx: Sender<ToPacker>) {
                 bytes.len()
             ))
         } else {
-            z.compress(&bytes)
+            out.clear();
+            z.compress_to_buffer(&bytes[..], &mut out)
+                .map(|_| out.clone())
                 .map_err(|e| format!("zstd could not compress a unit: {e}"))
         };
         drop(bytes);
@@ -988,6 +994,10 @@ fn compress_worker(rx: Receiver<Unit>, tx: Sender<ToPacker>) {
     }
 }
 
+/// The pack being filled. Its buffer is made with its first frame, so after
+/// the previous pack's is freed: the allocator hands the same memory back,
+/// where making it beforehand kept two pack buffers resident in turn.
+#[derive(Default)]
 struct PackBuf {
     bytes: Vec<u8>,
     /// The chunks in `bytes`, placed but for the pack id.
@@ -995,13 +1005,15 @@ struct PackBuf {
 }
 
 impl PackBuf {
-    fn new() -> Self {
-        let mut bytes = Vec::with_capacity(PACK_TARGET + CHUNK_MAX as usize);
-        bytes.extend_from_slice(PACK_MAGIC);
-        Self {
-            bytes,
-            entries: Vec::new(),
+    /// Appends a frame; returns its offset in the pack.
+    fn append(&mut self, frame: &[u8]) -> u64 {
+        if self.bytes.is_empty() {
+            self.bytes.reserve_exact(PACK_TARGET + CHUNK_MAX as usize);
+            self.bytes.extend_from_slice(PACK_MAGIC);
         }
+        let offset = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(frame);
+        offset
     }
 }
 
@@ -1013,7 +1025,7 @@ fn packer(
     stats: Arc<Mutex<Stats>>,
     stopped: &std::sync::OnceLock<String>,
 ) -> Result<(), String> {
-    let mut buf = PackBuf::new();
+    let mut buf = PackBuf::default();
     // Chunks 1..=received are in packs or in `buf`; `early` holds those
     // that overtook one still being compressed (workers run in parallel,
     // and reading goes on past a flush).
@@ -1027,7 +1039,7 @@ fn packer(
         if buf.entries.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(buf, PackBuf::new());
+        let full = std::mem::take(buf);
         let id = Blake3Id::of(&full.bytes);
         let len = full.bytes.len() as u64;
         // Durable before any segment can name it (FORMAT.md §11 (write ordering)).
@@ -1089,8 +1101,7 @@ fn packer(
             // Its token: one more unit may be submitted.
             let _ = placing.try_recv();
             let (frame, chunks) = compressed;
-            let offset = buf.bytes.len() as u64;
-            buf.bytes.extend_from_slice(&frame);
+            let offset = buf.append(&frame);
             let shared = chunks.len() > 1;
             let mut skip = 0u32;
             for (id, size) in chunks {
