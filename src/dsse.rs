@@ -61,16 +61,14 @@ pub struct Envelope {
 /// The DSSE pre-authentication encoding:
 /// `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 32);
-    out.extend_from_slice(b"DSSEv1 ");
-    out.extend_from_slice(payload_type.len().to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(payload_type.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(payload.len().to_string().as_bytes());
-    out.push(b' ');
+    let mut out = pae_head(payload_type, payload.len());
     out.extend_from_slice(payload);
     out
+}
+
+/// PAE up to the body: `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP`.
+fn pae_head(payload_type: &str, body_len: usize) -> Vec<u8> {
+    format!("DSSEv1 {} {payload_type} {body_len} ", payload_type.len()).into_bytes()
 }
 
 /// Signs `payload` and returns the envelope's stored bytes (compact JSON).
@@ -80,12 +78,14 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 /// place as it is encoded: it never needs escaping, and a segment's is
 /// megabytes long.
 pub fn sign(payload_type: &str, payload: &[u8], signers: &[&VaultSigner]) -> Vec<u8> {
-    let msg = pae(payload_type, payload);
+    // PAE's head and the payload, signed as one message without joining
+    // them (the payload is most of a segment's memory while it is sealed).
+    let head = pae_head(payload_type, payload.len());
     let signatures: Vec<Signature> = signers
         .iter()
         .map(|s| Signature {
             keyid: s.key_id().to_string(),
-            sig: B64.encode(s.sign(&msg)),
+            sig: B64.encode(s.sign_parts(&[&head, payload])),
         })
         .collect();
     // Room for all of it: the base64, the type escaped at worst, and each
