@@ -212,105 +212,100 @@ pub fn declare(
         .filter(|o| o.irregular.is_none())
         .filter_map(|o| crate::layout::parse_pack_path(&o.key))
         .collect();
-    let known: std::collections::HashMap<_, _> = vault
-        .index()
-        .chunks
-        .iter()
-        .filter(|(_, c)| present.contains(&c.pack))
-        .map(|(id, c)| (*id, *c))
-        .collect();
+    // The vault's own index, taken rather than copied, and given back
+    // whatever happens (without the chunks of packs no longer listed).
+    let mut known = vault.take_chunks();
+    known.retain(|_, c| present.contains(&c.pack));
     let earlier = vault.take_earlier();
     let store = vault.store().clone();
     let mut tally = Tally::default();
-    let (stats, appended) =
-        std::thread::scope(|scope| -> Result<(Stats, Vec<Appended>), DeclareError> {
-            let mut pipe = Pipeline::start(scope, store, &known).with_earlier(&earlier);
-            // Sealing overlaps reading: each batch goes to the sealer with a
-            // flush ticket, and the sealer appends it once its packs are stored
-            // (FORMAT.md §11 (write ordering)), in order, while this thread
-            // reads on.
-            let locator = pipe.locator();
-            let (seal_tx, seal_rx) = crossbeam_channel::bounded::<Seal>(2);
-            let vault = &mut *vault;
-            let sealer = scope.spawn(move || -> Result<Vec<Appended>, DeclareError> {
-                let mut appended = Vec::new();
-                for batch in seal_rx {
-                    let entries = match batch {
-                        Seal::Batch(pending, ticket) => {
-                            ticket.wait()?;
-                            resolve_with(&locator, pending)?
-                        }
-                        Seal::Last(entries) => entries,
-                    };
-                    appended.push(vault.append(signer, entries, Time::now)?);
-                }
-                Ok(appended)
-            });
-            let read = (|| -> Result<Stats, DeclareError> {
-                let mut pending: Vec<Found> = Vec::new();
-                let mut pending_bytes = 0usize;
-                let seal = |pipe: &mut Pipeline<'_, '_>, pending: &mut Vec<Found>| {
-                    let ticket = pipe.flush_later()?;
-                    seal_tx
-                        .send(Seal::Batch(std::mem::take(pending), ticket))
-                        .map_err(|_| DeclareError::Pipeline(SEALER_STOPPED.into()))
+    let ran = std::thread::scope(|scope| -> Result<(Stats, Vec<Appended>), DeclareError> {
+        let mut pipe = Pipeline::start(scope, store, &known).with_earlier(&earlier);
+        // Sealing overlaps reading: each batch goes to the sealer with a
+        // flush ticket, and the sealer appends it once its packs are stored
+        // (FORMAT.md §11 (write ordering)), in order, while this thread
+        // reads on.
+        let locator = pipe.locator();
+        let (seal_tx, seal_rx) = crossbeam_channel::bounded::<Seal>(2);
+        let vault = &mut *vault;
+        let sealer = scope.spawn(move || -> Result<Vec<Appended>, DeclareError> {
+            let mut appended = Vec::new();
+            for batch in seal_rx {
+                let entries = match batch {
+                    Seal::Batch(pending, ticket) => {
+                        ticket.wait()?;
+                        resolve_with(&locator, pending)?
+                    }
+                    Seal::Last(entries) => entries,
                 };
-                let mut emit =
-                    |pipe: &mut Pipeline<'_, '_>, f: Found| -> Result<(), DeclareError> {
-                        tally.count(&f);
-                        let size = match &f {
-                            Found::Artifact(p) => entry_estimate(p),
-                            Found::KeyFile(k) => {
-                                serde_json::to_vec(k).map_or(SEAL_BYTES, |j| j.len() * 3)
-                            }
-                        };
-                        // A large entry goes into a segment of its own rather than
-                        // pushing a batch past the segment size limit.
-                        if !pending.is_empty() && pending_bytes + size > SEAL_BYTES {
-                            seal(pipe, &mut pending)?;
-                            pending_bytes = 0;
-                        }
-                        pending_bytes += size;
-                        pending.push(f);
-                        if pending_bytes >= SEAL_BYTES {
-                            seal(pipe, &mut pending)?;
-                            pending_bytes = 0;
-                        }
-                        Ok(())
-                    };
-                for spec in &d.sources {
-                    sources::preserve_source(spec, &ctx, &mut pipe, progress, &mut emit)?;
-                }
-                pipe.flush()?;
-                let mut last_entries = resolve(&pipe, pending)?;
-                let stats = pipe.finish()?;
-                last_entries.push(Entry::PreservationFinished(PreservationFinished {
-                    incident: d.incident.clone(),
-                    run: run.clone(),
-                    ended_at: Time::now(),
-                    complete: tally.artifacts[0],
-                    partial: tally.artifacts[1],
-                    failed: tally.artifacts[2],
-                    bytes_read: stats.bytes_read,
-                    bytes_stored: stats.bytes_stored,
-                    bytes_deduplicated: stats.bytes_deduplicated,
-                }));
-                seal_tx
-                    .send(Seal::Last(last_entries))
-                    .map_err(|_| DeclareError::Pipeline(SEALER_STOPPED.into()))?;
-                Ok(stats)
-            })();
-            drop(seal_tx);
-            let sealed = sealer
-                .join()
-                .map_err(|_| DeclareError::Pipeline("the sealing thread panicked".into()))?;
-            match (read, sealed) {
-                // The sealer's own error says why it stopped.
-                (Err(DeclareError::Pipeline(m)), Err(e)) if m == SEALER_STOPPED => Err(e),
-                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-                (Ok(stats), Ok(appended)) => Ok((stats, appended)),
+                appended.push(vault.append(signer, entries, Time::now)?);
             }
-        })?;
+            Ok(appended)
+        });
+        let read = (|| -> Result<Stats, DeclareError> {
+            let mut pending: Vec<Found> = Vec::new();
+            let mut pending_bytes = 0usize;
+            let seal = |pipe: &mut Pipeline<'_, '_>, pending: &mut Vec<Found>| {
+                let ticket = pipe.flush_later()?;
+                seal_tx
+                    .send(Seal::Batch(std::mem::take(pending), ticket))
+                    .map_err(|_| DeclareError::Pipeline(SEALER_STOPPED.into()))
+            };
+            let mut emit = |pipe: &mut Pipeline<'_, '_>, f: Found| -> Result<(), DeclareError> {
+                tally.count(&f);
+                let size = match &f {
+                    Found::Artifact(p) => entry_estimate(p),
+                    Found::KeyFile(k) => serde_json::to_vec(k).map_or(SEAL_BYTES, |j| j.len() * 3),
+                };
+                // A large entry goes into a segment of its own rather than
+                // pushing a batch past the segment size limit.
+                if !pending.is_empty() && pending_bytes + size > SEAL_BYTES {
+                    seal(pipe, &mut pending)?;
+                    pending_bytes = 0;
+                }
+                pending_bytes += size;
+                pending.push(f);
+                if pending_bytes >= SEAL_BYTES {
+                    seal(pipe, &mut pending)?;
+                    pending_bytes = 0;
+                }
+                Ok(())
+            };
+            for spec in &d.sources {
+                sources::preserve_source(spec, &ctx, &mut pipe, progress, &mut emit)?;
+            }
+            pipe.flush()?;
+            let mut last_entries = resolve(&pipe, pending)?;
+            let stats = pipe.finish()?;
+            last_entries.push(Entry::PreservationFinished(PreservationFinished {
+                incident: d.incident.clone(),
+                run: run.clone(),
+                ended_at: Time::now(),
+                complete: tally.artifacts[0],
+                partial: tally.artifacts[1],
+                failed: tally.artifacts[2],
+                bytes_read: stats.bytes_read,
+                bytes_stored: stats.bytes_stored,
+                bytes_deduplicated: stats.bytes_deduplicated,
+            }));
+            seal_tx
+                .send(Seal::Last(last_entries))
+                .map_err(|_| DeclareError::Pipeline(SEALER_STOPPED.into()))?;
+            Ok(stats)
+        })();
+        drop(seal_tx);
+        let sealed = sealer
+            .join()
+            .map_err(|_| DeclareError::Pipeline("the sealing thread panicked".into()))?;
+        match (read, sealed) {
+            // The sealer's own error says why it stopped.
+            (Err(DeclareError::Pipeline(m)), Err(e)) if m == SEALER_STOPPED => Err(e),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(stats), Ok(appended)) => Ok((stats, appended)),
+        }
+    });
+    vault.give_back_chunks(known);
+    let (stats, appended) = ran?;
     let mut last = None;
     for a in appended {
         let a = note(a, &mut warnings);

@@ -473,7 +473,8 @@ pub struct LogIndex {
     pub tree: Tree,
     /// Leaf hash of the last segment.
     pub last_leaf: Option<Sha256Digest>,
-    /// Where every stored chunk is (first reference wins).
+    /// Where every stored chunk is (first reference wins). A declare takes
+    /// it out while it runs ([`Vault::take_chunks`]).
     pub chunks: HashMap<Blake3Id, ChunkRef>,
     /// Declared incidents, by id.
     pub incidents: BTreeMap<String, IncidentDeclared>,
@@ -798,6 +799,25 @@ impl Vault {
     /// learning from later appends).
     pub fn take_earlier(&mut self) -> crate::ingest::Earlier {
         std::mem::take(&mut self.index.earlier)
+    }
+
+    /// Takes the chunk index ([`LogIndex::chunks`]) out, for a run that
+    /// deduplicates against it while this vault appends, instead of a copy
+    /// (one entry per chunk the vault holds: the largest thing a declare
+    /// holds in a large vault). Give it back with [`Vault::give_back_chunks`];
+    /// meanwhile the index gathers the chunks appended.
+    pub fn take_chunks(&mut self) -> HashMap<Blake3Id, ChunkRef> {
+        std::mem::take(&mut self.index.chunks)
+    }
+
+    /// Puts back what [`Vault::take_chunks`] took (or what of it the run
+    /// kept), with the chunks appended since: a chunk in both keeps the
+    /// taken place, its first reference in the log.
+    pub fn give_back_chunks(&mut self, mut taken: HashMap<Blake3Id, ChunkRef>) {
+        for (id, c) in std::mem::take(&mut self.index.chunks) {
+            taken.entry(id).or_insert(c);
+        }
+        self.index.chunks = taken;
     }
 
     /// What was read from the log.

@@ -353,3 +353,60 @@ fn crash_matrix_every_put_fails_in_turn() {
         }
     }
 }
+
+/// A declare deduplicates against the vault's chunk index taken out of the
+/// vault for the run, not a copy of it, and gives it back however the run
+/// ends: a later declare on the same vault, after one that failed
+/// part-way, still finds every chunk stored before.
+#[test]
+fn the_chunk_index_is_given_back_after_a_failed_declare() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    };
+    for (dir, files) in [(a.path(), 3), (b.path(), 2)] {
+        for i in 0..files {
+            std::fs::write(dir.join(format!("f{i}")), noise(700 << 10)).unwrap();
+            std::fs::write(dir.join(format!("s{i}")), noise(3000)).unwrap();
+        }
+    }
+    let first_puts = count_puts(a.path());
+    let inner = Arc::new(InMemory::new());
+    let clean = Store::from_object_store(FaultyStore::new(inner.clone(), None), "memory");
+    Vault::init(clean, &signer(), init_opts()).unwrap();
+    // The second declare's third put fails: after its first segment and
+    // checkpoint, so while the index is out.
+    let faulty = FaultyStore::new(inner.clone(), Some((first_puts + 2, Fault::Fail)));
+    let mut v = Vault::open(Store::from_object_store(faulty, "memory")).unwrap();
+
+    let first =
+        preserve::declare(&mut v, &signer(), &declaration(a.path(), "INC-0"), &Silent).unwrap();
+    assert_eq!(first.stats.bytes_deduplicated, 0);
+    let stored = v.index().chunks.len();
+    assert!(
+        stored >= 6,
+        "every chunk of the first run is indexed ({stored})"
+    );
+
+    let failed = preserve::declare(&mut v, &signer(), &declaration(b.path(), "INC-1"), &Silent);
+    assert!(failed.is_err(), "the fault stops the second declare");
+    assert!(v.index().chunks.len() >= stored, "the index is back");
+
+    let again =
+        preserve::declare(&mut v, &signer(), &declaration(a.path(), "INC-2"), &Silent).unwrap();
+    assert_eq!(again.stats.bytes_read, first.stats.bytes_read);
+    assert_eq!(
+        again.stats.bytes_deduplicated, again.stats.bytes_read,
+        "everything the first declare stored is found again"
+    );
+    assert_verifies(&inner, "after the failed declare and the third");
+}
