@@ -207,7 +207,10 @@ impl VaultSigner {
     /// more to be signed. Ed25519 (RFC 8032) hashes the message twice, so
     /// both passes are fed the parts in order; the key expansion and the
     /// verifying key are the signing key's own, exactly as [`Self::sign`]
-    /// takes them (a test holds the two signatures equal).
+    /// takes them (a test holds the two signatures equal). Verifying takes
+    /// no such shortcut: the streaming verifier the same crate feature
+    /// offers skips `verify_strict`'s checks, so envelopes are verified
+    /// over the joined message ([`crate::dsse::open`]).
     pub fn sign_parts(&self, parts: &[&[u8]]) -> [u8; 64] {
         use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign_byupdate};
         let expanded = ExpandedSecretKey::from(self.key.as_bytes());

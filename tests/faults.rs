@@ -26,6 +26,8 @@ use custody::time::Time;
 use custody::vault::{InitOptions, Vault};
 use custody::verify::{self, Severity};
 
+use crate::common::noise;
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
     /// The Nth put fails and writes nothing.
@@ -362,21 +364,12 @@ fn crash_matrix_every_put_fails_in_turn() {
 fn the_chunk_index_is_given_back_after_a_failed_declare() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut noise = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    };
+    let mut seed = 0;
     for (dir, files) in [(a.path(), 3), (b.path(), 2)] {
         for i in 0..files {
-            std::fs::write(dir.join(format!("f{i}")), noise(700 << 10)).unwrap();
-            std::fs::write(dir.join(format!("s{i}")), noise(3000)).unwrap();
+            seed += 2;
+            std::fs::write(dir.join(format!("f{i}")), noise(700 << 10, seed)).unwrap();
+            std::fs::write(dir.join(format!("s{i}")), noise(3000, seed + 1)).unwrap();
         }
     }
     let first_puts = count_puts(a.path());
