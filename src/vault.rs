@@ -803,9 +803,9 @@ impl Vault {
 
     /// Takes the chunk index ([`LogIndex::chunks`]) out, for a run that
     /// deduplicates against it while this vault appends, instead of a copy
-    /// (one entry per chunk the vault holds: the largest thing a declare
-    /// holds in a large vault). Give it back with [`Vault::give_back_chunks`];
-    /// meanwhile the index gathers the chunks appended.
+    /// (one entry per chunk the vault holds, about 200 bytes). Give it back
+    /// with [`Vault::give_back_chunks`]; meanwhile the index gathers the
+    /// chunks appended.
     pub fn take_chunks(&mut self) -> HashMap<Blake3Id, ChunkRef> {
         std::mem::take(&mut self.index.chunks)
     }
