@@ -10,14 +10,14 @@
 //! to the current pack and creates it in the store once it reaches
 //! [`PACK_TARGET`]. Bounded channels keep memory flat whatever the evidence
 //! size: at most [`QUEUE_DEPTH`] units wait per stage, plus one pack, and
-//! each worker's one output buffer of a maximal frame. A unit
-//! is one chunk, or several small ones gathered until they reach
-//! [`UNIT_BYTES`], copied one after the other into the unit's one buffer
-//! (small files are one chunk each: batching them spares an allocation, a
-//! channel hand-off and a thread wake-up per file). A unit is compressed into one zstd frame: the small
-//! files of a unit share it (FORMAT.md §6 (shared frames)), each placed by
-//! its `skip` into the frame's plaintext; a chunk of a larger item is a
-//! unit of its own.
+//! each worker's one output buffer of a maximal frame. A unit is one
+//! chunk, or several small ones gathered until they reach [`UNIT_BYTES`],
+//! copied one after the other into the unit's one buffer (small files are
+//! one chunk each: batching them spares an allocation, a channel hand-off
+//! and a thread wake-up per file). A unit is compressed into one zstd
+//! frame: the small files of a unit share it (FORMAT.md §6 (shared
+//! frames)), each placed by its `skip` into the frame's plaintext; a chunk
+//! of a larger item is a unit of its own.
 //!
 //! [`Pipeline::flush`] returns once every chunk submitted so far is in a
 //! durable pack; only then may a segment reference them.
