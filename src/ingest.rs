@@ -322,6 +322,12 @@ impl Locator<'_> {
     pub fn locate(&self, id: &Blake3Id) -> Option<ChunkRef> {
         locate_in(self.known, &self.placed, id)
     }
+
+    /// The chunks the pipeline stored, taken out (leaving none to locate):
+    /// for [`crate::vault::Vault::give_back_chunks`] once the run is over.
+    pub fn into_placed(self) -> HashMap<Blake3Id, ChunkRef> {
+        std::mem::take(&mut *self.placed.lock().expect("not poisoned"))
+    }
 }
 
 fn locate_in(

@@ -9,7 +9,7 @@
 //!    flushed and they are sealed into a segment.
 //! 3. A final segment ends with `preservation_finished`.
 
-use crate::ingest::{Pipeline, PipelineError, Stats};
+use crate::ingest::{Locator, Pipeline, PipelineError, Stats};
 use crate::keys::VaultSigner;
 use crate::progress::Progress;
 use crate::segment::{
@@ -212,15 +212,18 @@ pub fn declare(
         .filter(|o| o.irregular.is_none())
         .filter_map(|o| crate::layout::parse_pack_path(&o.key))
         .collect();
+    let earlier = vault.take_earlier()?;
     // The vault's own index, taken rather than copied, and given back
-    // whatever happens (without the chunks of packs no longer listed).
+    // whatever happens (without the chunks of packs no longer listed), with
+    // the chunks the run stored: the vault does not gather them twice.
     let mut known = vault.take_chunks();
     known.retain(|_, c| present.contains(&c.pack));
-    let earlier = vault.take_earlier();
     let store = vault.store().clone();
     let mut tally = Tally::default();
+    let mut placed = None;
     let ran = std::thread::scope(|scope| -> Result<(Stats, Vec<Appended>), DeclareError> {
         let mut pipe = Pipeline::start(scope, store, &known).with_earlier(&earlier);
+        placed = Some(pipe.locator());
         // Sealing overlaps reading: each batch goes to the sealer with a
         // flush ticket, and the sealer appends it once its packs are stored
         // (FORMAT.md §11 (write ordering)), in order, while this thread
@@ -304,7 +307,8 @@ pub fn declare(
             (Ok(stats), Ok(appended)) => Ok((stats, appended)),
         }
     });
-    vault.give_back_chunks(known);
+    let placed = placed.map(Locator::into_placed).unwrap_or_default();
+    vault.give_back_chunks(known, placed);
     let (stats, appended) = ran?;
     let mut last = None;
     for a in appended {
@@ -422,10 +426,7 @@ pub fn resolve(pipe: &Pipeline<'_, '_>, pending: Vec<Found>) -> Result<Vec<Entry
 }
 
 /// [`resolve`] from another thread than the pipeline's.
-fn resolve_with(
-    locator: &crate::ingest::Locator<'_>,
-    pending: Vec<Found>,
-) -> Result<Vec<Entry>, DeclareError> {
+fn resolve_with(locator: &Locator<'_>, pending: Vec<Found>) -> Result<Vec<Entry>, DeclareError> {
     pending
         .into_iter()
         .map(|f| {

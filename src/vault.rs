@@ -467,7 +467,7 @@ pub enum VaultError {
 }
 
 /// Everything `open` learned from the log that writers and readers need.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogIndex {
     /// The tree over all segments read.
     pub tree: Tree,
@@ -476,19 +476,39 @@ pub struct LogIndex {
     /// Where every stored chunk is (first reference wins). A declare takes
     /// it out while it runs ([`Vault::take_chunks`]).
     pub chunks: HashMap<Blake3Id, ChunkRef>,
+    /// Whether [`LogIndex::chunks`] is taken out: this vault's own appends
+    /// then leave their chunks to whoever took it.
+    chunks_taken: bool,
     /// Declared incidents, by id.
     pub incidents: BTreeMap<String, IncidentDeclared>,
     /// The latest `backend_probed` entry, if any.
     pub backend: Option<crate::segment::BackendProbed>,
     /// What the artifacts read tell about their content (cut points, and
-    /// each path's last content), for re-preserving known data.
-    pub earlier: crate::ingest::Earlier,
+    /// each path's last content), for re-preserving known data. `None`
+    /// once taken ([`Vault::take_earlier`]): nothing is learned until then.
+    pub earlier: Option<crate::ingest::Earlier>,
     /// Segments holding `key_rotated` or `key_revoked` (proofs carry them).
     pub key_segments: Vec<u64>,
 }
 
+impl Default for LogIndex {
+    fn default() -> Self {
+        Self {
+            tree: Tree::default(),
+            last_leaf: None,
+            chunks: HashMap::new(),
+            chunks_taken: false,
+            incidents: BTreeMap::new(),
+            backend: None,
+            earlier: Some(crate::ingest::Earlier::default()),
+            key_segments: Vec::new(),
+        }
+    }
+}
+
 impl LogIndex {
-    fn absorb(&mut self, seg: &Segment, leaf: Sha256Digest) {
+    /// Takes in one segment of the log; `own` if this vault appended it.
+    fn absorb(&mut self, seg: &Segment, leaf: Sha256Digest, own: bool) {
         self.tree.push(leaf);
         self.last_leaf = Some(leaf);
         if seg
@@ -501,17 +521,21 @@ impl LogIndex {
         for e in &seg.entries {
             match e {
                 Entry::Artifact(a) => {
-                    for c in &a.chunks {
-                        self.chunks.entry(c.id).or_insert(*c);
+                    if !(own && self.chunks_taken) {
+                        for c in &a.chunks {
+                            self.chunks.entry(c.id).or_insert(*c);
+                        }
                     }
+                    let Some(earlier) = &mut self.earlier else {
+                        continue;
+                    };
                     let chunks = || a.chunks.iter().map(|c| (c.id, c.size));
-                    self.earlier.learn(&a.path, chunks());
+                    earlier.learn(&a.path, chunks());
                     // A failed artifact's digests may be a client's claim
                     // (FORMAT.md §9.6), and a followed piece is not the
                     // whole file.
                     if a.status != crate::segment::Status::Failed && a.offset.is_none() {
-                        self.earlier
-                            .learn_whole(&a.path, a.size, a.blake3, a.sha256, chunks());
+                        earlier.learn_whole(&a.path, a.size, a.blake3, a.sha256, chunks());
                     }
                 }
                 Entry::IncidentDeclared(d) => {
@@ -623,7 +647,7 @@ impl Vault {
             fault: f.to_string(),
         })?;
         let mut index = LogIndex::default();
-        index.absorb(&seg, root.vault_id);
+        index.absorb(&seg, root.vault_id, false);
         let vault = Self {
             store,
             root,
@@ -665,7 +689,7 @@ impl Vault {
         };
         visit(0, &seg);
         let mut index = LogIndex::default();
-        index.absorb(&seg, root.vault_id);
+        index.absorb(&seg, root.vault_id, false);
         let mut vault = Self {
             store,
             root,
@@ -775,7 +799,7 @@ impl Vault {
                 })?;
             visit(seq, &seg);
             self.root.absorb(seq, &seg);
-            self.index.absorb(&seg, log::leaf_hash(&bytes));
+            self.index.absorb(&seg, log::leaf_hash(&bytes), false);
         }
         Ok(())
     }
@@ -795,29 +819,52 @@ impl Vault {
         self.root.vault_id
     }
 
-    /// Moves what earlier artifacts tell out to a writer (the vault goes on
-    /// learning from later appends).
-    pub fn take_earlier(&mut self) -> crate::ingest::Earlier {
-        std::mem::take(&mut self.index.earlier)
+    /// Moves what earlier artifacts tell out to a writer, and stops
+    /// learning: what the vault would learn while a declare runs is the
+    /// run's own artifacts, about 300 bytes a file, held to the end of the
+    /// run. Taken again, it is read afresh from the log, which by then
+    /// holds them.
+    ///
+    /// # Errors
+    /// As [`Vault::open`], when it is read afresh.
+    pub fn take_earlier(&mut self) -> Result<crate::ingest::Earlier, VaultError> {
+        match self.index.earlier.take() {
+            Some(e) => Ok(e),
+            None => Ok(Self::open(self.store.clone())?
+                .index
+                .earlier
+                .unwrap_or_default()),
+        }
     }
 
     /// Takes the chunk index ([`LogIndex::chunks`]) out, for a run that
     /// deduplicates against it while this vault appends, instead of a copy
     /// (one entry per chunk the vault holds, about 200 bytes). Give it back
-    /// with [`Vault::give_back_chunks`]; meanwhile the index gathers the
-    /// chunks appended.
+    /// with [`Vault::give_back_chunks`]. Meanwhile the index gathers only
+    /// the chunks other writers' segments name: the run has the chunks of
+    /// its own segments already, in its index or in those it placed.
     pub fn take_chunks(&mut self) -> HashMap<Blake3Id, ChunkRef> {
+        self.index.chunks_taken = true;
         std::mem::take(&mut self.index.chunks)
     }
 
     /// Puts back what [`Vault::take_chunks`] took (or what of it the run
-    /// kept), with the chunks appended since: a chunk in both keeps the
-    /// taken place, its first reference in the log.
-    pub fn give_back_chunks(&mut self, mut taken: HashMap<Blake3Id, ChunkRef>) {
-        for (id, c) in std::mem::take(&mut self.index.chunks) {
+    /// kept), with `placed`, the chunks the run stored, which must include
+    /// every chunk this vault's appends named meanwhile. A chunk known
+    /// twice keeps the place it had in the index taken, then in `placed`,
+    /// then in other writers' segments.
+    pub fn give_back_chunks(
+        &mut self,
+        mut taken: HashMap<Blake3Id, ChunkRef>,
+        placed: HashMap<Blake3Id, ChunkRef>,
+    ) {
+        let foreign = std::mem::take(&mut self.index.chunks);
+        taken.reserve(placed.len() + foreign.len());
+        for (id, c) in placed.into_iter().chain(foreign) {
             taken.entry(id).or_insert(c);
         }
         self.index.chunks = taken;
+        self.index.chunks_taken = false;
     }
 
     /// What was read from the log.
@@ -953,7 +1000,7 @@ impl Vault {
                             return Err(VaultError::Overwritten(seg.seq));
                         }
                     }
-                    self.index.absorb(&seg, leaf);
+                    self.index.absorb(&seg, leaf, true);
                     self.root.absorb(seg.seq, &seg);
                     // Step 3: a failure here loses nothing; the next append
                     // or verify sees the segment beyond the checkpoint.

@@ -403,3 +403,51 @@ fn the_chunk_index_is_given_back_after_a_failed_declare() {
     );
     assert_verifies(&inner, "after the failed declare and the third");
 }
+
+/// While a declare runs, the vault neither gathers the run's chunks (the
+/// run gives them back with the index it took) nor learns its artifacts
+/// (what earlier artifacts tell is read afresh from the log when next
+/// taken). After each declare, the same `Vault` knows what a fresh open
+/// of its log knows: the same chunk index, and, two declares later, every
+/// file of the first as the last content of its path.
+#[test]
+fn after_declares_a_vault_knows_what_its_log_tells() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for (dir, seed) in [(a.path(), 10), (b.path(), 20)] {
+        for i in 0..3 {
+            // Odd seeds: `noise` makes the same bytes of 2k and 2k+1.
+            let seed = 2 * (seed + i) + 1;
+            std::fs::write(dir.join(format!("f{i}")), noise(700 << 10, seed)).unwrap();
+            std::fs::write(dir.join(format!("s{i}")), noise(3000, seed + 10)).unwrap();
+        }
+    }
+    let inner = Arc::new(InMemory::new());
+    let store = || Store::from_object_store(FaultyStore::new(inner.clone(), None), "memory");
+    Vault::init(store(), &signer(), init_opts()).unwrap();
+    let mut v = Vault::open(store()).unwrap();
+    let mut runs = Vec::new();
+    let mut before = 0;
+    for (i, dir) in [a.path(), b.path(), a.path()].into_iter().enumerate() {
+        let d = declaration(dir, &format!("INC-{i}"));
+        runs.push(preserve::declare(&mut v, &signer(), &d, &Silent).unwrap());
+        let fresh = Vault::open(store()).unwrap();
+        let stored = v.index().chunks.len();
+        if i < 2 {
+            assert!(stored > before, "declare {i} stored new chunks");
+        }
+        before = stored;
+        assert_eq!(
+            v.index().chunks,
+            fresh.index().chunks,
+            "after declare {i}, the chunk index is the log's"
+        );
+    }
+    let third = &runs[2].stats;
+    assert_eq!(
+        third.items_unchanged, 6,
+        "each file of the first declare is its path's last content"
+    );
+    assert_eq!(third.bytes_new, 0);
+    assert_verifies(&inner, "after three declares");
+}
