@@ -216,7 +216,7 @@ pub fn declare(
     // The vault's own index, taken rather than copied, and given back
     // whatever happens (without the chunks of packs no longer listed), with
     // the chunks the run stored: the vault does not gather them twice.
-    let mut known = vault.take_chunks();
+    let mut known = vault.take_chunks()?;
     known.retain(|_, c| present.contains(&c.pack));
     let store = vault.store().clone();
     let mut tally = Tally::default();

@@ -476,19 +476,31 @@ pub struct LogIndex {
     /// Where every stored chunk is (first reference wins). A declare takes
     /// it out while it runs ([`Vault::take_chunks`]).
     pub chunks: HashMap<Blake3Id, ChunkRef>,
-    /// Whether [`LogIndex::chunks`] is taken out: this vault's own appends
-    /// then leave their chunks to whoever took it.
-    chunks_taken: bool,
+    /// Which segments' chunks [`LogIndex::chunks`] gathers.
+    gathering: Gathering,
     /// Declared incidents, by id.
     pub incidents: BTreeMap<String, IncidentDeclared>,
     /// The latest `backend_probed` entry, if any.
     pub backend: Option<crate::segment::BackendProbed>,
     /// What the artifacts read tell about their content (cut points, and
     /// each path's last content), for re-preserving known data. `None`
-    /// once taken ([`Vault::take_earlier`]): nothing is learned until then.
+    /// once taken ([`Vault::take_earlier`]) or in a lean vault
+    /// ([`Vault::open_lean`]): nothing is learned then.
     pub earlier: Option<crate::ingest::Earlier>,
     /// Segments holding `key_rotated` or `key_revoked` (proofs carry them).
     pub key_segments: Vec<u64>,
+}
+
+/// Which segments' chunks a vault gathers into its chunk index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gathering {
+    /// Every segment's.
+    All,
+    /// Other writers' only: a declare took the index out, and has the
+    /// chunks of the segments this vault appends for it.
+    Foreign,
+    /// None: the vault was opened lean ([`Vault::open_lean`]).
+    Nothing,
 }
 
 impl Default for LogIndex {
@@ -497,7 +509,7 @@ impl Default for LogIndex {
             tree: Tree::default(),
             last_leaf: None,
             chunks: HashMap::new(),
-            chunks_taken: false,
+            gathering: Gathering::All,
             incidents: BTreeMap::new(),
             backend: None,
             earlier: Some(crate::ingest::Earlier::default()),
@@ -521,7 +533,12 @@ impl LogIndex {
         for e in &seg.entries {
             match e {
                 Entry::Artifact(a) => {
-                    if !(own && self.chunks_taken) {
+                    let gather = match self.gathering {
+                        Gathering::All => true,
+                        Gathering::Foreign => !own,
+                        Gathering::Nothing => false,
+                    };
+                    if gather {
                         for c in &a.chunks {
                             self.chunks.entry(c.id).or_insert(*c);
                         }
@@ -663,9 +680,26 @@ impl Vault {
     ///
     /// # Errors
     /// [`VaultError::NotAVault`], [`VaultError::Damaged`], storage failures.
-    pub fn open_with(
+    pub fn open_with(store: Store, visit: impl FnMut(u64, &Segment)) -> Result<Self, VaultError> {
+        Self::open_inner(store, visit, false)
+    }
+
+    /// As [`Vault::open_with`], without gathering what only a declare uses:
+    /// the chunk index and what earlier artifacts tell, about 500 bytes per
+    /// file preserved, which a vault that records other entries (incident
+    /// steps, custody events, the service) would hold for nothing. A
+    /// declare on it reads them from the log first.
+    ///
+    /// # Errors
+    /// As [`Vault::open_with`].
+    pub fn open_lean(store: Store, visit: impl FnMut(u64, &Segment)) -> Result<Self, VaultError> {
+        Self::open_inner(store, visit, true)
+    }
+
+    fn open_inner(
         store: Store,
         mut visit: impl FnMut(u64, &Segment),
+        lean: bool,
     ) -> Result<Self, VaultError> {
         let Some(bytes) = store.get(&layout::segment_path(0), MAX_SEGMENT_BYTES)? else {
             return Err(VaultError::NotAVault {
@@ -689,6 +723,10 @@ impl Vault {
         };
         visit(0, &seg);
         let mut index = LogIndex::default();
+        if lean {
+            index.gathering = Gathering::Nothing;
+            index.earlier = None;
+        }
         index.absorb(&seg, root.vault_id, false);
         let mut vault = Self {
             store,
@@ -822,30 +860,42 @@ impl Vault {
     /// Moves what earlier artifacts tell out to a writer, and stops
     /// learning: what the vault would learn while a declare runs is the
     /// run's own artifacts, about 300 bytes a file, held to the end of the
-    /// run. Taken again, it is read afresh from the log, which by then
-    /// holds them.
+    /// run. Taken again, or from a lean vault, it is read afresh from the
+    /// log, which by then holds them (and a lean vault's chunk index with
+    /// it, for [`Vault::take_chunks`]).
     ///
     /// # Errors
-    /// As [`Vault::open`], when it is read afresh.
+    /// As [`Vault::open`], when the log is read afresh.
     pub fn take_earlier(&mut self) -> Result<crate::ingest::Earlier, VaultError> {
-        match self.index.earlier.take() {
-            Some(e) => Ok(e),
-            None => Ok(Self::open(self.store.clone())?
-                .index
-                .earlier
-                .unwrap_or_default()),
+        if let Some(e) = self.index.earlier.take() {
+            return Ok(e);
         }
+        let fresh = Self::open(self.store.clone())?.index;
+        if self.index.gathering == Gathering::Nothing {
+            self.index.chunks = fresh.chunks;
+            self.index.gathering = Gathering::All;
+        }
+        Ok(fresh.earlier.unwrap_or_default())
     }
 
     /// Takes the chunk index ([`LogIndex::chunks`]) out, for a run that
     /// deduplicates against it while this vault appends, instead of a copy
-    /// (one entry per chunk the vault holds, about 200 bytes). Give it back
-    /// with [`Vault::give_back_chunks`]. Meanwhile the index gathers only
-    /// the chunks other writers' segments name: the run has the chunks of
-    /// its own segments already, in its index or in those it placed.
-    pub fn take_chunks(&mut self) -> HashMap<Blake3Id, ChunkRef> {
-        self.index.chunks_taken = true;
-        std::mem::take(&mut self.index.chunks)
+    /// (one entry per chunk the vault holds, about 200 bytes); from a lean
+    /// vault, it is read from the log. Give it back with
+    /// [`Vault::give_back_chunks`]. Meanwhile the index gathers only the
+    /// chunks other writers' segments name: the run has the chunks of its
+    /// own segments already, in its index or in those it placed.
+    ///
+    /// # Errors
+    /// As [`Vault::open`], when the log is read afresh.
+    pub fn take_chunks(&mut self) -> Result<HashMap<Blake3Id, ChunkRef>, VaultError> {
+        let chunks = if self.index.gathering == Gathering::Nothing {
+            Self::open(self.store.clone())?.index.chunks
+        } else {
+            std::mem::take(&mut self.index.chunks)
+        };
+        self.index.gathering = Gathering::Foreign;
+        Ok(chunks)
     }
 
     /// Puts back what [`Vault::take_chunks`] took (or what of it the run
@@ -864,7 +914,7 @@ impl Vault {
             taken.entry(id).or_insert(c);
         }
         self.index.chunks = taken;
-        self.index.chunks_taken = false;
+        self.index.gathering = Gathering::All;
     }
 
     /// What was read from the log.

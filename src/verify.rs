@@ -15,8 +15,8 @@
 //! bundles (later).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha2::Digest as _;
@@ -490,24 +490,73 @@ pub fn key_file_findings(
         list: Vec::new(),
         phase: "segments",
     };
-    check_key_files(key_files, artifacts, &mut f);
+    let held: Vec<_> = artifacts
+        .iter()
+        .map(|(seq, a)| (*seq, Held::of(a, &mut Interned::default())))
+        .collect();
+    check_key_files(key_files, &held, &mut f);
     f.list
+}
+
+/// What verification keeps of an artifact once its segment is read: the
+/// rest of the entry (file metadata, times, hosts, a command's outcome) is
+/// dropped, as a vault of many small files holds about a kilobyte of it per
+/// file. Run and source names are shared among the artifacts that have them.
+struct Held {
+    run: Arc<str>,
+    source: Arc<str>,
+    kind: ItemKind,
+    path: Box<str>,
+    size: u64,
+    blake3: Blake3Id,
+    sha256: Sha256Digest,
+    chunks: Box<[ChunkRef]>,
+}
+
+/// Run and source names already seen, each held once.
+#[derive(Default)]
+struct Interned(HashSet<Arc<str>>);
+
+impl Interned {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(a.clone());
+        a
+    }
+}
+
+impl Held {
+    fn of(a: &Artifact, names: &mut Interned) -> Self {
+        Self {
+            run: names.get(&a.run),
+            source: names.get(&a.source),
+            kind: a.kind,
+            path: a.path.as_str().into(),
+            size: a.size,
+            blake3: a.blake3,
+            sha256: a.sha256,
+            chunks: a.chunks.as_slice().into(),
+        }
+    }
 }
 
 /// A key file whose bytes are said to be in the vault (FORMAT.md §9.12)
 /// needs the artifact that holds them: of the same run, source and path, in
 /// the same or an earlier segment, a `file` with the key file's digests when
 /// `stored`, a `sealed` one when `sealed`.
-fn check_key_files(key_files: &[(u64, KeyFile)], artifacts: &[(u64, Artifact)], f: &mut Findings) {
+fn check_key_files(key_files: &[(u64, KeyFile)], artifacts: &[(u64, Held)], f: &mut Findings) {
     if key_files.is_empty() {
         return;
     }
     // (run, source, path) to the artifacts there, with their segments.
     type Place<'a> = (&'a str, &'a str, &'a str);
-    let mut by_place: HashMap<Place<'_>, Vec<(u64, &Artifact)>> = HashMap::new();
+    let mut by_place: HashMap<Place<'_>, Vec<(u64, &Held)>> = HashMap::new();
     for (seq, a) in artifacts {
         by_place
-            .entry((a.run.as_str(), a.source.as_str(), a.path.as_str()))
+            .entry((&*a.run, &*a.source, &*a.path))
             .or_default()
             .push((*seq, a));
     }
@@ -684,7 +733,8 @@ pub fn verify(
         .next_back()
         .map_or(0, |s| s.saturating_add(1));
     let mut leaves: BTreeMap<u64, Sha256Digest> = BTreeMap::from([(0, root.vault_id)]);
-    let mut artifacts: Vec<(u64, Artifact)> = Vec::new();
+    let mut artifacts: Vec<(u64, Held)> = Vec::new();
+    let mut names = Interned::default();
     let mut key_files: Vec<(u64, KeyFile)> = Vec::new();
     // Per segment: the valid vault keys that signed it, and its seal time.
     let mut signed: BTreeMap<u64, (Vec<crate::keys::KeyId>, crate::time::Time)> = BTreeMap::new();
@@ -725,7 +775,7 @@ pub fn verify(
                 holds.absorb(seq, &seg);
                 for e in seg.entries {
                     match e {
-                        Entry::Artifact(a) => artifacts.push((seq, *a)),
+                        Entry::Artifact(a) => artifacts.push((seq, Held::of(&a, &mut names))),
                         Entry::KeyFile(k) => key_files.push((seq, *k)),
                         _ => {}
                     }
@@ -1295,7 +1345,7 @@ impl Drop for PackReads {
 /// first.
 fn check_content(
     store: &Store,
-    artifacts: &[(u64, Artifact)],
+    artifacts: &[(u64, Held)],
     usable: &HashMap<Blake3Id, u64>,
     f: &mut Findings,
     progress: &dyn Progress,
@@ -1316,7 +1366,7 @@ fn check_content(
 /// bytes checked, and how many artifacts had the chunks of an earlier one.
 fn content_findings(
     store: &Store,
-    artifacts: &[(u64, Artifact)],
+    artifacts: &[(u64, Held)],
     usable: &HashMap<Blake3Id, u64>,
     progress: &dyn Progress,
     threads: usize,
@@ -1430,7 +1480,7 @@ fn content_findings(
 /// What the content phase shares between its threads.
 struct Content<'a> {
     store: &'a Store,
-    artifacts: &'a [(u64, Artifact)],
+    artifacts: &'a [(u64, Held)],
     /// For the first artifact (log index) of each set with the same chunk
     /// references: the set, itself included; empty for the others.
     same: Vec<Vec<usize>>,
@@ -1773,7 +1823,7 @@ mod tests {
         // The first chunks of the big one: other references, hashed apart.
         let head: u64 = big[..2].iter().map(|c| u64::from(c.size)).sum();
         let head_data = &data[..usize::try_from(head).unwrap()];
-        let artifacts = vec![
+        let artifacts = [
             (2, artifact("/small", &small, little.clone())),
             (2, artifact("/good", &data, big.clone())),
             (2, wrong_sha),
@@ -1784,6 +1834,11 @@ mod tests {
             (3, artifact("/empty", b"", Vec::new())),
             (3, wrong_small2),
         ];
+        let mut names = Interned::default();
+        let artifacts: Vec<_> = artifacts
+            .iter()
+            .map(|(seq, a)| (*seq, Held::of(a, &mut names)))
+            .collect();
         let usable: HashMap<Blake3Id, u64> = store
             .list(layout::PACKS_DIR)
             .unwrap()

@@ -409,7 +409,8 @@ fn the_chunk_index_is_given_back_after_a_failed_declare() {
 /// (what earlier artifacts tell is read afresh from the log when next
 /// taken). After each declare, the same `Vault` knows what a fresh open
 /// of its log knows: the same chunk index, and, two declares later, every
-/// file of the first as the last content of its path.
+/// file of the first as the last content of its path. So does a vault
+/// opened lean, which gathers neither until a declare reads them.
 #[test]
 fn after_declares_a_vault_knows_what_its_log_tells() {
     let a = tempfile::tempdir().unwrap();
@@ -449,5 +450,16 @@ fn after_declares_a_vault_knows_what_its_log_tells() {
         "each file of the first declare is its path's last content"
     );
     assert_eq!(third.bytes_new, 0);
-    assert_verifies(&inner, "after three declares");
+
+    // A lean vault gathers neither, and reads both from the log to declare.
+    let mut lean = Vault::open_lean(store(), |_, _| {}).unwrap();
+    assert!(lean.index().chunks.is_empty() && lean.index().earlier.is_none());
+    let d = declaration(a.path(), "INC-3");
+    let fourth = preserve::declare(&mut lean, &signer(), &d, &Silent)
+        .unwrap()
+        .stats;
+    assert_eq!((fourth.items_unchanged, fourth.bytes_new), (6, 0));
+    let fresh = Vault::open(store()).unwrap();
+    assert_eq!(lean.index().chunks, fresh.index().chunks);
+    assert_verifies(&inner, "after four declares");
 }

@@ -7,7 +7,7 @@ use base64::Engine as _;
 
 use crate::common::TestVault;
 
-use crate::common::ok;
+use crate::common::{custody, ok};
 
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(o)).expect("JSON output")
@@ -385,6 +385,30 @@ fn reading_evidence_leaves_a_custody_event_first() {
         .unwrap();
     let r = json(&o);
     assert!(r["recorded_in"].is_u64(), "{r:#}");
+    // Without a key it says so, and with a key of another vault it says
+    // whose; neither records anything.
+    let logged = entries(&v).len();
+    let o = v.cmd(&["verify", "--json"]).output().unwrap();
+    let why = json(&o)["not_recorded"].as_str().unwrap().to_owned();
+    assert!(why.contains("no signing key"), "{why}");
+    let (other, other_key) = (v.tmp.path().join("other"), v.tmp.path().join("other.key"));
+    let init = [
+        "init",
+        "--origin",
+        "other.example/vault",
+        "--vault",
+        other.to_str().unwrap(),
+        "--key",
+        other_key.to_str().unwrap(),
+    ];
+    ok(&custody().args(init).output().unwrap());
+    let o = v
+        .cmd(&["verify", "--json", "--key", other_key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let why = json(&o)["not_recorded"].as_str().unwrap().to_owned();
+    assert!(why.contains("is not a key of this vault"), "{why}");
+    assert_eq!(entries(&v).len(), logged, "nothing recorded");
 
     let events: Vec<_> = entries(&v)
         .into_iter()

@@ -76,7 +76,9 @@ impl Session {
         let (store, cfg) = open_store(v)?;
         let mut book = Book::default();
         let mut holds = HoldIndex::default();
-        let vault = Vault::open_with(store, |seq, seg| {
+        // Lean: a session records incident steps and custody events; the
+        // chunk index and earlier content are for declares.
+        let vault = Vault::open_lean(store, |seq, seg| {
             book.absorb(seq, seg);
             holds.absorb(seq, seg);
         })?;
@@ -84,6 +86,22 @@ impl Session {
             vault,
             book,
             holds,
+            cfg,
+            witness_later: None,
+        })
+    }
+
+    /// A session for entries of the whole vault only (a verification, a
+    /// probe): the log is read and checked, but its incidents and holds are
+    /// not gathered, as the book keeps a copy of every incident's entries,
+    /// about a kilobyte per file preserved. [`Session::record`] refuses an
+    /// incident's entry here: the book knows no incident.
+    pub fn open_vault_wide(v: &VaultArg) -> Result<Self> {
+        let (store, cfg) = open_store(v)?;
+        Ok(Self {
+            vault: Vault::open_lean(store, |_, _| {})?,
+            book: Book::default(),
+            holds: HoldIndex::default(),
             cfg,
             witness_later: None,
         })

@@ -1558,18 +1558,32 @@ fn coverage_of(session: &Session, inc: &custody::incident::Incident) -> Result<s
 /// reason it was not recorded otherwise. A verification is never failed for
 /// want of a key: auditors verify read-only copies.
 fn record_verification(a: &VerifyArgs, report: &verify::Report) -> Result<u64, String> {
-    let mut session = Session::open(&a.v)
-        .map_err(|e| format!("not recorded: the vault cannot be written ({e:#})"))?;
-    let explicit = a.actor.key.is_some() || session.cfg.key.is_some();
-    let signer = match session.signer(a.actor.key.clone()) {
-        Ok(s) => s,
-        Err(_) if !explicit => {
-            return Err(
-                "not recorded: no signing key (pass --key to record the verification as a custody event)".into(),
-            );
-        }
-        Err(e) => return Err(format!("not recorded: {e:#}")),
+    let cannot_write =
+        |e: anyhow::Error| format!("not recorded: the vault cannot be written ({e:#})");
+    // The key is looked for before the log is read again: an auditor
+    // without one does not pay for a second read.
+    let (_, cfg) = open_store(&a.v).map_err(cannot_write)?;
+    let explicit = a.actor.key.is_some() || cfg.key.is_some();
+    let no_key = || -> String {
+        "not recorded: no signing key (pass --key to record the verification as a custody event)"
+            .into()
     };
+    let origin = report.origin.as_deref().ok_or_else(|| {
+        "not recorded: the vault's genesis could not be read, so neither could its keys".to_owned()
+    })?;
+    let refused = |e: anyhow::Error| {
+        if explicit {
+            format!("not recorded: {e:#}")
+        } else {
+            no_key()
+        }
+    };
+    let (signer, _) = resolve_key(a.actor.key.clone(), &cfg, origin).map_err(refused)?;
+    let mut session = Session::open_vault_wide(&a.v).map_err(cannot_write)?;
+    session
+        .vault
+        .check_signer(&signer)
+        .map_err(|e| refused(e.into()))?;
     let actor = a
         .actor
         .actor()
@@ -1651,7 +1665,7 @@ fn doctor_cmd(a: DoctorArgs) -> Result<ExitCode> {
 /// Appends the probe as a `backend_probed` entry when the location is a
 /// vault and a signing key is at hand; why not otherwise.
 fn record_probe(a: &DoctorArgs, r: &custody::doctor::Report) -> Result<u64, String> {
-    let mut session = match Session::open(&a.v) {
+    let mut session = match Session::open_vault_wide(&a.v) {
         Ok(s) => s,
         Err(e) => return Err(format!("not recorded: {e:#}")),
     };
