@@ -51,6 +51,10 @@
 #   joined-* counterparts: custody declare, restic backup, borg create (fresh
 #   vault or repository each) and tar | zstd -3 -T2 | b3sum. Per extra small
 #   file: (median small-X - median joined-X) / BENCH_SMALL_FILES, in µs.
+#   small-verify, small-restic-check, small-borg-check: custody verify,
+#   restic check --read-data and borg check --verify-data of what the small
+#   set's backups stored (memory grows with the files a store holds; raise
+#   BENCH_SMALL_FILES to see how).
 #
 # One large file (BENCH_BIG_MIB, gen-corpus.py --single-file):
 #   big-declare      custody declare of that one file into a fresh vault
@@ -346,6 +350,9 @@ small_round() {
 	for set in small joined; do
 		tar_zstd_b3sum "$set-tar-zstd" "$run" "${dir[$set]}"
 	done
+	measure small-verify "$run" "$BIN" verify --vault "$T/vault-small"
+	measure small-restic-check "$run" restic -r "$T/restic-small" check --read-data
+	measure small-borg-check "$run" borg check --verify-data "$T/borg-small"
 	meta stored_custody_small "$(stored_bytes "$T/vault-small")"
 	meta stored_restic_small "$(stored_bytes "$T/restic-small")"
 	meta stored_borg_small "$(stored_bytes "$T/borg-small")"
@@ -428,6 +435,9 @@ sections = [
         ("small-restic", "small_bytes", "restic backup of the small set (fresh repository)"),
         ("small-borg", "small_bytes", "borg create of the small set (fresh repository)"),
         ("small-tar-zstd", "small_bytes", "tar | zstd -3 -T2 | b3sum of the small set"),
+        ("small-verify", "small_bytes", "custody verify of the small set's vault"),
+        ("small-restic-check", "small_bytes", "restic check --read-data of the small set's repository"),
+        ("small-borg-check", "small_bytes", "borg check --verify-data of the small set's repository"),
     ]),
     ("joined: the small set's bytes in one file", [
         ("joined-declare", "small_bytes", "custody declare of the joined file (fresh vault)"),
@@ -518,6 +528,8 @@ show("verify / zstd -d | b3sum", "verify_vs_zstd_d_b3sum", "verify", "zstd-d-b3s
 show("verify / same-work (zstd -d, openssl, b3sum)", "verify_vs_same_work", "verify", "same-work")
 show("verify / restic check --read-data", "verify_vs_restic_check", "verify", "restic-check")
 show("verify / borg check --verify-data", "verify_vs_borg_check", "verify", "borg-check")
+show("small-verify / restic check, small set", "small_verify_vs_restic_check", "small-verify", "small-restic-check")
+show("small-verify / borg check, small set", "small_verify_vs_borg_check", "small-verify", "small-borg-check")
 show("big-declare / declare (one file / corpus)", "big_declare_vs_declare", "big-declare", "declare")
 show("big-verify / verify (one file / corpus)", "big_verify_vs_verify", "big-verify", "verify")
 
@@ -567,6 +579,7 @@ for group in [("declare", "restic-backup", "borg-create", "tar-zstd-b3sum"),
               ("redeclare", "restic-rebackup", "borg-recreate"),
               ("verify", "restic-check", "borg-check", "zstd-d-b3sum"),
               ("small-declare", "small-restic", "small-borg"),
+              ("small-verify", "small-restic-check", "small-borg-check"),
               ("big-declare", "big-verify")]:
     print("  " + "   ".join(f"{t} {rss[t]:.1f}" for t in group if t in rss))
 declare_rss = max((rss[t] for t in ("declare", "redeclare", "declare-append", "small-declare", "big-declare")

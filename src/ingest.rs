@@ -324,9 +324,13 @@ impl Locator<'_> {
     }
 
     /// The chunks the pipeline stored, taken out (leaving none to locate):
-    /// for [`crate::vault::Vault::give_back_chunks`] once the run is over.
-    pub fn into_placed(self) -> HashMap<Blake3Id, ChunkRef> {
-        std::mem::take(&mut *self.placed.lock().expect("not poisoned"))
+    /// for the vault's chunk index once the run is over, however it ended.
+    pub(crate) fn into_placed(self) -> HashMap<Blake3Id, ChunkRef> {
+        let mut placed = self
+            .placed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut *placed)
     }
 }
 

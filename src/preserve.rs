@@ -155,6 +155,9 @@ pub fn declare(
             .map_err(|m| DeclareError::Invalid(format!("source {:?}: {m}", spec.name)))?;
     }
     vault.check_signer(signer)?;
+    // Before anything is written: this may read the log again, which can
+    // fail, and a run once started must not stop for want of hints.
+    let earlier = vault.take_earlier()?;
     let run = random_hex16();
     let newly_declared = !vault.index().incidents.contains_key(&d.incident);
     let now = Time::now();
@@ -212,7 +215,6 @@ pub fn declare(
         .filter(|o| o.irregular.is_none())
         .filter_map(|o| crate::layout::parse_pack_path(&o.key))
         .collect();
-    let earlier = vault.take_earlier()?;
     // The vault's own index, taken rather than copied, and given back
     // whatever happens (without the chunks of packs no longer listed), with
     // the chunks the run stored: the vault does not gather them twice.

@@ -473,8 +473,11 @@ pub struct LogIndex {
     pub tree: Tree,
     /// Leaf hash of the last segment.
     pub last_leaf: Option<Sha256Digest>,
-    /// Where every stored chunk is (first reference wins). A declare takes
-    /// it out while it runs ([`Vault::take_chunks`]).
+    /// Where stored chunks are: every chunk the log's artifacts name (the
+    /// first reference wins), and, after a declare on this vault, the chunks
+    /// it stored that no segment names (a run that failed part-way; their
+    /// packs are durable). A declare takes it out while it runs, and a lean
+    /// vault ([`Vault::open_lean`]) has none until a declare reads it.
     pub chunks: HashMap<Blake3Id, ChunkRef>,
     /// Which segments' chunks [`LogIndex::chunks`] gathers.
     gathering: Gathering,
@@ -484,8 +487,8 @@ pub struct LogIndex {
     pub backend: Option<crate::segment::BackendProbed>,
     /// What the artifacts read tell about their content (cut points, and
     /// each path's last content), for re-preserving known data. `None`
-    /// once taken ([`Vault::take_earlier`]) or in a lean vault
-    /// ([`Vault::open_lean`]): nothing is learned then.
+    /// once a declare took it, or in a lean vault ([`Vault::open_lean`]):
+    /// nothing is learned then, and the next declare reads it from the log.
     pub earlier: Option<crate::ingest::Earlier>,
     /// Segments holding `key_rotated` or `key_revoked` (proofs carry them).
     pub key_segments: Vec<u64>,
@@ -681,7 +684,7 @@ impl Vault {
     /// # Errors
     /// [`VaultError::NotAVault`], [`VaultError::Damaged`], storage failures.
     pub fn open_with(store: Store, visit: impl FnMut(u64, &Segment)) -> Result<Self, VaultError> {
-        Self::open_inner(store, visit, false)
+        Self::open_inner(store, visit, Gathering::All, true)
     }
 
     /// As [`Vault::open_with`], without gathering what only a declare uses:
@@ -693,13 +696,16 @@ impl Vault {
     /// # Errors
     /// As [`Vault::open_with`].
     pub fn open_lean(store: Store, visit: impl FnMut(u64, &Segment)) -> Result<Self, VaultError> {
-        Self::open_inner(store, visit, true)
+        Self::open_inner(store, visit, Gathering::Nothing, false)
     }
 
+    /// Opens, gathering chunks as `gathering` says and learning what
+    /// earlier artifacts tell if `learn`.
     fn open_inner(
         store: Store,
         mut visit: impl FnMut(u64, &Segment),
-        lean: bool,
+        gathering: Gathering,
+        learn: bool,
     ) -> Result<Self, VaultError> {
         let Some(bytes) = store.get(&layout::segment_path(0), MAX_SEGMENT_BYTES)? else {
             return Err(VaultError::NotAVault {
@@ -722,11 +728,11 @@ impl Vault {
             Err(e) => return Err(e.into()),
         };
         visit(0, &seg);
-        let mut index = LogIndex::default();
-        if lean {
-            index.gathering = Gathering::Nothing;
-            index.earlier = None;
-        }
+        let mut index = LogIndex {
+            gathering,
+            earlier: learn.then(crate::ingest::Earlier::default),
+            ..LogIndex::default()
+        };
         index.absorb(&seg, root.vault_id, false);
         let mut vault = Self {
             store,
@@ -865,17 +871,42 @@ impl Vault {
     /// it, for [`Vault::take_chunks`]).
     ///
     /// # Errors
-    /// As [`Vault::open`], when the log is read afresh.
-    pub fn take_earlier(&mut self) -> Result<crate::ingest::Earlier, VaultError> {
+    /// As [`Vault::open`], when the log is read afresh, and
+    /// [`VaultError::Damaged`] if it does not extend the one read before.
+    pub(crate) fn take_earlier(&mut self) -> Result<crate::ingest::Earlier, VaultError> {
         if let Some(e) = self.index.earlier.take() {
             return Ok(e);
         }
-        let fresh = Self::open(self.store.clone())?.index;
-        if self.index.gathering == Gathering::Nothing {
+        let lean = self.index.gathering == Gathering::Nothing;
+        let gathering = if lean {
+            Gathering::All
+        } else {
+            Gathering::Nothing
+        };
+        let fresh = self.read_afresh(gathering, true)?;
+        if lean {
             self.index.chunks = fresh.chunks;
             self.index.gathering = Gathering::All;
         }
         Ok(fresh.earlier.unwrap_or_default())
+    }
+
+    /// The log read again from the store, gathering as asked; refused
+    /// unless it extends the log this vault read (the same vault, the same
+    /// segments up to here), as what it tells goes into a declare.
+    fn read_afresh(&self, gathering: Gathering, learn: bool) -> Result<LogIndex, VaultError> {
+        let fresh = Self::open_inner(self.store.clone(), |_, _| {}, gathering, learn)?;
+        let n = self.size();
+        if fresh.id() != self.id()
+            || fresh.size() < n
+            || fresh.index.tree.root_at(n) != self.index.tree.root()
+        {
+            return Err(VaultError::Damaged {
+                seq: n.saturating_sub(1),
+                fault: "the log read again does not extend the one read before: segments were replaced or removed meanwhile".into(),
+            });
+        }
+        Ok(fresh.index)
     }
 
     /// Takes the chunk index ([`LogIndex::chunks`]) out, for a run that
@@ -887,10 +918,11 @@ impl Vault {
     /// own segments already, in its index or in those it placed.
     ///
     /// # Errors
-    /// As [`Vault::open`], when the log is read afresh.
-    pub fn take_chunks(&mut self) -> Result<HashMap<Blake3Id, ChunkRef>, VaultError> {
+    /// As [`Vault::open`], when the log is read afresh, and
+    /// [`VaultError::Damaged`] if it does not extend the one read before.
+    pub(crate) fn take_chunks(&mut self) -> Result<HashMap<Blake3Id, ChunkRef>, VaultError> {
         let chunks = if self.index.gathering == Gathering::Nothing {
-            Self::open(self.store.clone())?.index.chunks
+            self.read_afresh(Gathering::All, false)?.chunks
         } else {
             std::mem::take(&mut self.index.chunks)
         };
@@ -903,7 +935,7 @@ impl Vault {
     /// every chunk this vault's appends named meanwhile. A chunk known
     /// twice keeps the place it had in the index taken, then in `placed`,
     /// then in other writers' segments.
-    pub fn give_back_chunks(
+    pub(crate) fn give_back_chunks(
         &mut self,
         mut taken: HashMap<Blake3Id, ChunkRef>,
         placed: HashMap<Blake3Id, ChunkRef>,

@@ -490,9 +490,10 @@ pub fn key_file_findings(
         list: Vec::new(),
         phase: "segments",
     };
+    let mut names = Interned::default();
     let held: Vec<_> = artifacts
         .iter()
-        .map(|(seq, a)| (*seq, Held::of(a, &mut Interned::default())))
+        .map(|(seq, a)| (*seq, Held::of(a, &mut names)))
         .collect();
     check_key_files(key_files, &held, &mut f);
     f.list

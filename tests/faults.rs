@@ -48,6 +48,18 @@ struct FaultyStore {
     stopped: std::sync::atomic::AtomicBool,
     /// When set, the faulty put waits for a message on it first.
     held: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// Segment puts so far.
+    segment_puts: AtomicUsize,
+    /// When set: the segment put of that number (from 0) says it is
+    /// reached, then waits for a message before it puts.
+    pause: Mutex<Option<Pause>>,
+}
+
+#[derive(Debug)]
+struct Pause {
+    at: usize,
+    reached: std::sync::mpsc::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
 }
 
 impl fmt::Display for FaultyStore {
@@ -65,6 +77,8 @@ impl FaultyStore {
             overwrites: Mutex::new(Vec::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             held: Mutex::new(None),
+            segment_puts: AtomicUsize::new(0),
+            pause: Mutex::new(None),
         })
     }
 
@@ -99,6 +113,16 @@ impl ObjectStore for FaultyStore {
     ) -> Result<PutResult> {
         self.check_alive(location.as_ref())?;
         let n = self.puts.fetch_add(1, Ordering::SeqCst);
+        if location.as_ref().starts_with("segments/") {
+            let k = self.segment_puts.fetch_add(1, Ordering::SeqCst);
+            let mut pause = self.pause.lock().unwrap();
+            if pause.as_ref().is_some_and(|p| p.at == k) {
+                let p = pause.take().unwrap();
+                drop(pause);
+                p.reached.send(()).unwrap();
+                p.release.recv().unwrap();
+            }
+        }
         if location.as_ref() != "checkpoint" && !matches!(opts.mode, PutMode::Create) {
             self.overwrites.lock().unwrap().push(location.to_string());
         }
@@ -462,4 +486,93 @@ fn after_declares_a_vault_knows_what_its_log_tells() {
     let fresh = Vault::open(store()).unwrap();
     assert_eq!(lean.index().chunks, fresh.index().chunks);
     assert_verifies(&inner, "after four declares");
+}
+
+/// Segments another writer appends while a declare runs are read by the
+/// declaring vault as it appends (its put of a segment number finds it
+/// taken). Their chunks are gathered while the run has the index, and the
+/// index given back is the log's: the run's chunks, the other writer's and
+/// those before.
+#[test]
+fn chunks_another_writer_appends_during_a_declare_are_indexed() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for (dir, seed) in [(a.path(), 41), (b.path(), 61)] {
+        for i in 0..3 {
+            std::fs::write(dir.join(format!("f{i}")), noise(300 << 10, seed + 2 * i)).unwrap();
+        }
+    }
+    let inner = Arc::new(InMemory::new());
+    let clean = || Store::from_object_store(FaultyStore::new(inner.clone(), None), "memory");
+    Vault::init(clean(), &signer(), init_opts()).unwrap();
+    let paused = FaultyStore::new(inner.clone(), None);
+    let (reached_tx, reached) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    // Segment put 0 is the run's first segment; 1 is a segment of its
+    // artifacts, put while the index is taken.
+    *paused.pause.lock().unwrap() = Some(Pause {
+        at: 1,
+        reached: reached_tx,
+        release: release_rx,
+    });
+    let mut v = Vault::open(Store::from_object_store(paused, "memory")).unwrap();
+    let declaring = std::thread::spawn(move || {
+        let d = declaration(a.path(), "INC-A");
+        let s = preserve::declare(&mut v, &signer(), &d, &Silent).map(|s| s.stats);
+        (v, s)
+    });
+    reached.recv().unwrap();
+    let mut other = Vault::open(clean()).unwrap();
+    let theirs = preserve::declare(
+        &mut other,
+        &signer(),
+        &declaration(b.path(), "INC-B"),
+        &Silent,
+    )
+    .unwrap();
+    assert!(theirs.stats.bytes_new > 0);
+    release.send(()).unwrap();
+    let (v, ours) = declaring.join().unwrap();
+    assert!(ours.unwrap().bytes_new > 0);
+    let fresh = Vault::open(clean()).unwrap();
+    assert_eq!(
+        v.size(),
+        fresh.size(),
+        "the declaring vault read the other's segments"
+    );
+    assert_eq!(
+        v.index().chunks,
+        fresh.index().chunks,
+        "the index has both runs' chunks"
+    );
+    assert_verifies(&inner, "after two writers");
+}
+
+/// A declare on a vault opened before reads the log again for what earlier
+/// artifacts tell; a log that no longer extends the one it read (here,
+/// replaced by a new vault under the same name and key) is refused before
+/// anything is written, not taken as hints.
+#[test]
+fn a_declare_refuses_a_log_replaced_under_it() {
+    use futures::StreamExt as _;
+    use object_store::ObjectStoreExt as _;
+    let a = tempfile::tempdir().unwrap();
+    std::fs::write(a.path().join("f"), noise(300 << 10, 81)).unwrap();
+    let inner = Arc::new(InMemory::new());
+    let store = || Store::from_object_store(FaultyStore::new(inner.clone(), None), "memory");
+    Vault::init(store(), &signer(), init_opts()).unwrap();
+    let mut v = Vault::open(store()).unwrap();
+    preserve::declare(&mut v, &signer(), &declaration(a.path(), "INC-0"), &Silent).unwrap();
+
+    let all: Vec<_> = futures::executor::block_on(inner.list(None).collect::<Vec<_>>());
+    for meta in all {
+        futures::executor::block_on(inner.delete(&meta.unwrap().location)).unwrap();
+    }
+    Vault::init(store(), &signer(), init_opts()).unwrap();
+    let err = preserve::declare(&mut v, &signer(), &declaration(a.path(), "INC-1"), &Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not extend the one read before"), "{err}");
+    let after = Vault::open(store()).unwrap();
+    assert_eq!(after.size(), 1, "nothing was written to the new log");
 }

@@ -69,6 +69,8 @@ pub(super) struct Session {
     /// service asks them off its session lock); `None`: asked here, after
     /// each append.
     pub witness_later: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Opened for entries of the whole vault only ([`Session::open_vault_wide`]).
+    vault_wide: bool,
 }
 
 impl Session {
@@ -88,6 +90,7 @@ impl Session {
             holds,
             cfg,
             witness_later: None,
+            vault_wide: false,
         })
     }
 
@@ -95,7 +98,7 @@ impl Session {
     /// probe): the log is read and checked, but its incidents and holds are
     /// not gathered, as the book keeps a copy of every incident's entries,
     /// about a kilobyte per file preserved. [`Session::record`] refuses an
-    /// incident's entry here: the book knows no incident.
+    /// incident's entry here.
     pub fn open_vault_wide(v: &VaultArg) -> Result<Self> {
         let (store, cfg) = open_store(v)?;
         Ok(Self {
@@ -104,6 +107,7 @@ impl Session {
             holds: HoldIndex::default(),
             cfg,
             witness_later: None,
+            vault_wide: true,
         })
     }
 
@@ -142,6 +146,11 @@ impl Session {
     /// Checks `entries` against the incident's state, then appends them as
     /// one segment. Nothing is written when a check fails.
     pub fn record(&mut self, signer: &VaultSigner, entries: Vec<Entry>) -> Result<Appended> {
+        if self.vault_wide
+            && let Some(id) = entries.iter().find_map(Entry::incident)
+        {
+            bail!("incident {id}: a session opened for the whole vault does not know its state");
+        }
         let now = Time::now();
         for e in &entries {
             self.book.check(e, &now)?;

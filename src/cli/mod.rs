@@ -1350,7 +1350,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
     let recorded = if a.no_record {
         Err("not recorded (--no-record)".to_string())
     } else {
-        record_verification(&a, &report)
+        record_verification(&a, &cfg, &report)
     };
     if a.json {
         let mut v = serde_json::to_value(&report)?;
@@ -1557,12 +1557,16 @@ fn coverage_of(session: &Session, inc: &custody::incident::Incident) -> Result<s
 /// Appends a `verified` custody event when a signing key is at hand; the
 /// reason it was not recorded otherwise. A verification is never failed for
 /// want of a key: auditors verify read-only copies.
-fn record_verification(a: &VerifyArgs, report: &verify::Report) -> Result<u64, String> {
+fn record_verification(
+    a: &VerifyArgs,
+    cfg: &Config,
+    report: &verify::Report,
+) -> Result<u64, String> {
     let cannot_write =
         |e: anyhow::Error| format!("not recorded: the vault cannot be written ({e:#})");
     // The key is looked for before the log is read again: an auditor
-    // without one does not pay for a second read.
-    let (_, cfg) = open_store(&a.v).map_err(cannot_write)?;
+    // without one does not pay for a second read. So without a key, that
+    // is the reason given, even for a log that could not be written to.
     let explicit = a.actor.key.is_some() || cfg.key.is_some();
     let no_key = || -> String {
         "not recorded: no signing key (pass --key to record the verification as a custody event)"
@@ -1578,7 +1582,7 @@ fn record_verification(a: &VerifyArgs, report: &verify::Report) -> Result<u64, S
             no_key()
         }
     };
-    let (signer, _) = resolve_key(a.actor.key.clone(), &cfg, origin).map_err(refused)?;
+    let (signer, _) = resolve_key(a.actor.key.clone(), cfg, origin).map_err(refused)?;
     let mut session = Session::open_vault_wide(&a.v).map_err(cannot_write)?;
     session
         .vault

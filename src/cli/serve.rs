@@ -160,7 +160,7 @@ pub(super) fn run(a: ServeArgs) -> Result<ExitCode> {
         // every call. Appends while a round runs make one more round.
         let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
         session.witness_later = Some(tx);
-        let mut vault = custody::vault::Vault::open(store.clone())?;
+        let mut vault = custody::vault::Vault::open_lean(store.clone(), |_, _| {})?;
         let vcfg = session.cfg.clone();
         std::thread::Builder::new()
             .name("custody-witness".into())
