@@ -487,7 +487,7 @@ print(f"machine: {meta['nproc']} cores, {meta['cpu']}, kernel {meta['kernel']}")
 print(f"custody: {meta['custody_version']} ({meta['custody_bin']}, tree at {meta['commit']}); "
       f"{meta['restic_version']}; {meta['borg_version']}")
 print()
-hdr = f"{'task':<16} {'median s':>9} {'min-max s':>13} {'MiB/s':>8} {'CPU s':>7} {'peak RSS MiB':>13}"
+hdr = f"{'task':<18} {'median s':>9} {'min-max s':>13} {'MiB/s':>8} {'CPU s':>7} {'peak RSS MiB':>13}"
 print(hdr)
 print("-" * len(hdr))
 for title, tasks in sections:
@@ -498,7 +498,7 @@ for title, tasks in sections:
             continue
         spread = f"{t['min_s']:.2f}-{t['max_s']:.2f}"
         mibps = "-" if t["mib_per_s"] is None else f"{t['mib_per_s']:.0f}"
-        print(f"{task:<16} {t['median_s']:>9.2f} {spread:>13} {mibps:>8} "
+        print(f"{task:<18} {t['median_s']:>9.2f} {spread:>13} {mibps:>8} "
               f"{t['median_cpu_s']:>7.2f} {t['peak_rss_mib']:>13.1f}")
 
 ratios = {}
