@@ -428,6 +428,16 @@ fn the_chunk_index_is_given_back_after_a_failed_declare() {
     assert_verifies(&inner, "after the failed declare and the third");
 }
 
+/// Three files `PREFIX0` to `PREFIX2` of `size` bytes of noise in `dir`,
+/// of seeds from `seed` on (odd: `noise` makes the same bytes of 2k and
+/// 2k+1).
+fn write_noise(dir: &std::path::Path, prefix: &str, size: usize, seed: u64) {
+    for i in 0..3 {
+        let bytes = noise(size, 2 * (seed + i) + 1);
+        std::fs::write(dir.join(format!("{prefix}{i}")), bytes).unwrap();
+    }
+}
+
 /// While a declare runs, the vault neither gathers the run's chunks (the
 /// run gives them back with the index it took) nor learns its artifacts
 /// (what earlier artifacts tell is read afresh from the log when next
@@ -440,12 +450,8 @@ fn after_declares_a_vault_knows_what_its_log_tells() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     for (dir, seed) in [(a.path(), 10), (b.path(), 20)] {
-        for i in 0..3 {
-            // Odd seeds: `noise` makes the same bytes of 2k and 2k+1.
-            let seed = 2 * (seed + i) + 1;
-            std::fs::write(dir.join(format!("f{i}")), noise(700 << 10, seed)).unwrap();
-            std::fs::write(dir.join(format!("s{i}")), noise(3000, seed + 10)).unwrap();
-        }
+        write_noise(dir, "f", 700 << 10, seed);
+        write_noise(dir, "s", 3000, seed + 5);
     }
     let inner = Arc::new(InMemory::new());
     let store = || Store::from_object_store(FaultyStore::new(inner.clone(), None), "memory");
@@ -497,10 +503,8 @@ fn after_declares_a_vault_knows_what_its_log_tells() {
 fn chunks_another_writer_appends_during_a_declare_are_indexed() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    for (dir, seed) in [(a.path(), 41), (b.path(), 61)] {
-        for i in 0..3 {
-            std::fs::write(dir.join(format!("f{i}")), noise(300 << 10, seed + 2 * i)).unwrap();
-        }
+    for (dir, seed) in [(a.path(), 20), (b.path(), 30)] {
+        write_noise(dir, "f", 300 << 10, seed);
     }
     let inner = Arc::new(InMemory::new());
     let clean = || Store::from_object_store(FaultyStore::new(inner.clone(), None), "memory");
